@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -177,4 +178,73 @@ func floatTime(f float64) time.Time {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)).UTC()
+}
+
+// MarshalJSON writes the session as allauth's data object,
+// {"user": {...}, "methods": [...]}, from the raw JSON allauth sent. A
+// Session built by hand (no Raw) is written from its typed fields.
+func (s *Session) MarshalJSON() ([]byte, error) {
+	out := sessionJSON{User: s.User.Raw, Methods: make([]json.RawMessage, 0, len(s.Methods))}
+	if len(out.User) == 0 {
+		u, err := json.Marshal(wireUserOut{
+			ID: json.RawMessage(strconv.Quote(s.User.ID)), Display: s.User.Display, Email: s.User.Email,
+			Username: s.User.Username, HasUsablePassword: s.User.HasUsablePassword,
+		})
+		if err != nil {
+			return nil, err
+		}
+		out.User = u
+	}
+	for _, m := range s.Methods {
+		raw := m.Raw
+		if len(raw) == 0 {
+			var err error
+			if raw, err = json.Marshal(wireMethodOut{Method: m.Method, At: timeFloat(m.At)}); err != nil {
+				return nil, err
+			}
+		}
+		out.Methods = append(out.Methods, raw)
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads allauth's data object, with the same checks as an
+// answer from allauth: a user object with a non-empty id is required.
+func (s *Session) UnmarshalJSON(b []byte) error {
+	var in sessionJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	decoded, err := decodeSession(in.User, in.Methods)
+	if err != nil {
+		return err
+	}
+	*s = *decoded
+	return nil
+}
+
+type sessionJSON struct {
+	User    json.RawMessage   `json:"user"`
+	Methods []json.RawMessage `json:"methods"`
+}
+
+type wireUserOut struct {
+	ID                json.RawMessage `json:"id"`
+	Display           string          `json:"display,omitempty"`
+	Email             string          `json:"email,omitempty"`
+	Username          string          `json:"username,omitempty"`
+	HasUsablePassword bool            `json:"has_usable_password"`
+}
+
+type wireMethodOut struct {
+	Method string   `json:"method"`
+	At     *float64 `json:"at,omitempty"`
+}
+
+func timeFloat(t time.Time) *float64 {
+	if t.IsZero() {
+		return nil
+	}
+	f := float64(t.UnixNano()) / 1e9
+	return &f
 }
