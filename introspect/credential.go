@@ -54,17 +54,25 @@ func (c Credential) GoString() string { return "introspect.Credential{" + c.Stri
 // LogValue keeps the token out of slog output.
 func (c Credential) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
-// Format makes every fmt verb print the redacted form.
-func (c Credential) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
+// Format makes every fmt verb print the redacted form (%#v the GoString one:
+// fmt never calls GoString on a type that has Format).
+func (c Credential) Format(f fmt.State, verb rune) {
+	s := c.String()
+	if verb == 'v' && f.Flag('#') {
+		s = c.GoString()
+	}
+	_, _ = f.Write([]byte(s))
+}
 
 // trimSpace removes the spaces and tabs that HTTP allows around a header value.
 func trimSpace(s string) string { return strings.Trim(s, " \t") }
 
-// checkToken validates a trimmed token of the given kind. It reports whether
-// the token is well formed; an empty token is reported as malformed too,
-// callers handle emptiness first.
-func checkToken(kind Kind, token string, maxLen int) bool {
-	if token == "" || len(token) > maxLen {
+// WellFormed reports whether token (already trimmed, non-empty) could be a
+// valid credential of this kind: at most maxLen bytes, all of them allowed
+// for the kind (see [CheckCredential]). It takes a string or a []byte, so a
+// middleware can check a header value without copying it.
+func WellFormed[T ~string | ~[]byte](kind Kind, token T, maxLen int) bool {
+	if len(token) == 0 || len(token) > maxLen {
 		return false
 	}
 	for i := 0; i < len(token); i++ {
@@ -110,7 +118,7 @@ func CheckCredential(c Credential, maxLen int) error {
 	if token == "" {
 		return errNoCredential
 	}
-	if !checkToken(c.Kind, token, maxLen) {
+	if !WellFormed(c.Kind, token, maxLen) {
 		return malformed(c.Kind)
 	}
 	return nil

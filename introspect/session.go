@@ -22,13 +22,13 @@ type Session struct {
 type User struct {
 	// ID is the user's primary key. allauth sends an integer by default
 	// (written here in decimal) or a string for custom user models (a UUID).
-	ID                string
-	Display           string
-	Email             string
-	Username          string
-	HasUsablePassword bool
+	ID                string `json:"id"`
+	Display           string `json:"display,omitempty"`
+	Email             string `json:"email,omitempty"`
+	Username          string `json:"username,omitempty"`
+	HasUsablePassword bool   `json:"has_usable_password"`
 	// Raw is the user object exactly as allauth sent it.
-	Raw json.RawMessage
+	Raw json.RawMessage `json:"-"`
 }
 
 // Decode unmarshals the raw user object into v, for project-specific fields.
@@ -38,12 +38,12 @@ func (u *User) Decode(v any) error { return json.Unmarshal(u.Raw, v) }
 // authenticated in this session.
 type Method struct {
 	// Method is e.g. "password", "code", "socialaccount", "mfa".
-	Method string
+	Method string `json:"method"`
 	// At is when it happened (allauth sends Unix seconds as a float).
-	At time.Time
+	At time.Time `json:"at"`
 	// Raw is the method object exactly as allauth sent it (it also holds e.g.
 	// "username", "email" or "provider").
-	Raw json.RawMessage
+	Raw json.RawMessage `json:"-"`
 }
 
 // envelope is allauth's answer to GET /auth/session.

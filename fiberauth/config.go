@@ -1,0 +1,189 @@
+package fiberauth
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/introspect"
+)
+
+// Config defines the config for the middleware. Only BaseURL (or Client) is
+// required; every other field has a working default.
+type Config struct {
+	// Next defines a function to skip this middleware when it returns true.
+	//
+	// Optional. Default: nil
+	Next func(c *fiber.Ctx) bool
+
+	// BaseURL is the Django origin that serves allauth, e.g.
+	// "http://127.0.0.1:8000". Required unless Client is set.
+	BaseURL string
+
+	// Mount is where the Django project includes allauth.headless.urls.
+	//
+	// Optional. Default: "/_allauth"
+	Mount string
+
+	// Client is a ready allauth client; BaseURL, Mount and Timeout are then
+	// ignored. The middleware does not close a Client passed in.
+	//
+	// Optional. Default: a client built from BaseURL.
+	Client *introspect.Client
+
+	// KeyLookup is a comma-separated list of "<source>:<name>" tried in
+	// order; the first that holds a non-blank value is the credential.
+	// Sources: "header:X-Session-Token" (an app session token; any header name
+	// but Authorization), "header:Authorization" (a Bearer token, see
+	// AuthScheme) and "cookie:<name>" (a browser session cookie, checked on
+	// allauth's browser endpoint). Query strings are not supported: a token in
+	// a URL ends up in access logs.
+	//
+	// Optional. Default: "header:X-Session-Token"
+	KeyLookup string
+
+	// AuthScheme is the scheme expected in the Authorization header, matched
+	// case-insensitively. Another scheme (e.g. Basic) is not a credential.
+	//
+	// Optional. Default: "Bearer"
+	AuthScheme string
+
+	// Timeout bounds one lookup at allauth, a retry included.
+	//
+	// Optional. Default: 2 * time.Second
+	Timeout time.Duration
+
+	// CacheTTL is how long an authenticated answer is served without asking
+	// allauth again: the longest a logout elsewhere goes unnoticed unless the
+	// token is evicted.
+	//
+	// Optional. Default: 30 * time.Second
+	CacheTTL time.Duration
+
+	// NegativeTTL is how long allauth's 401 or 410 is served. A negative
+	// value turns negative caching off.
+	//
+	// Optional. Default: 5 * time.Second
+	NegativeTTL time.Duration
+
+	// MaxEntries bounds the in-process cache (authenticated and negative
+	// answers, each). Ignored with Storage.
+	//
+	// Optional. Default: 100000
+	MaxEntries int
+
+	// Storage is a shared cache (e.g. gofiber/storage/redis) for several
+	// instances; keys are SHA-256 hashes under the prefix "allauthgo:". The
+	// middleware does not close it.
+	//
+	// Optional. Default: nil (in process)
+	Storage fiber.Storage
+
+	// StaleIfError lets a session that expired less than this long ago be
+	// served while allauth fails (never after a 401 or 410).
+	//
+	// Optional. Default: 0 (off)
+	StaleIfError time.Duration
+
+	// Cache is a ready cache, e.g. shared by two middlewares; CacheTTL,
+	// NegativeTTL, MaxEntries, Storage and StaleIfError are then ignored.
+	// The middleware does not close a Cache passed in.
+	//
+	// Optional. Default: a cache built from the fields above.
+	Cache *cache.Cache
+
+	// Optional lets a request without a credential through as anonymous
+	// (UserFrom returns nil). A credential that allauth rejects still fails.
+	//
+	// Optional. Default: false
+	Optional bool
+
+	// SuccessHandler runs after the user is stored.
+	//
+	// Optional. Default: func(c *fiber.Ctx) error { return c.Next() }
+	SuccessHandler fiber.Handler
+
+	// ErrorHandler answers every failure. Its error is an *Error. To let the
+	// app's own fiber ErrorHandler answer instead, use AppErrorHandler.
+	//
+	// Optional. Default: DefaultErrorHandler (allauth's JSON envelope)
+	ErrorHandler fiber.ErrorHandler
+
+	// ContextKey is the Locals key under which the *introspect.User is
+	// stored.
+	//
+	// Optional. Default: "user"
+	ContextKey string
+
+	// UserContext also stores the session in c.UserContext(), for code that
+	// only gets a context.Context (see UserFromContext). It costs two
+	// allocations per request, so it is off by default.
+	//
+	// Optional. Default: false
+	UserContext bool
+
+	// Logger receives one line per failed lookup at allauth (never a
+	// token; a short hash prefix correlates lines). Successful and cached
+	// lookups are not logged.
+	//
+	// Optional. Default: slog.Default()
+	Logger *slog.Logger
+}
+
+// ConfigDefault is the default config.
+var ConfigDefault = Config{
+	Next:           nil,
+	KeyLookup:      "header:" + HeaderSessionToken,
+	AuthScheme:     "Bearer",
+	Timeout:        introspect.DefaultTimeout,
+	CacheTTL:       cache.DefaultTTL,
+	NegativeTTL:    cache.DefaultNegativeTTL,
+	MaxEntries:     cache.DefaultMaxEntries,
+	SuccessHandler: func(c *fiber.Ctx) error { return c.Next() },
+	ErrorHandler:   DefaultErrorHandler,
+	ContextKey:     "user",
+}
+
+// HeaderSessionToken is the header allauth's app client sends.
+const HeaderSessionToken = "X-Session-Token"
+
+// configDefault fills in the defaults.
+func configDefault(config ...Config) Config {
+	var cfg Config
+	if len(config) > 0 {
+		cfg = config[0]
+	}
+	if cfg.KeyLookup == "" {
+		cfg.KeyLookup = ConfigDefault.KeyLookup
+	}
+	if cfg.AuthScheme == "" {
+		cfg.AuthScheme = ConfigDefault.AuthScheme
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = ConfigDefault.Timeout
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = ConfigDefault.CacheTTL
+	}
+	if cfg.NegativeTTL == 0 {
+		cfg.NegativeTTL = ConfigDefault.NegativeTTL
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = ConfigDefault.MaxEntries
+	}
+	if cfg.SuccessHandler == nil {
+		cfg.SuccessHandler = ConfigDefault.SuccessHandler
+	}
+	if cfg.ErrorHandler == nil {
+		cfg.ErrorHandler = ConfigDefault.ErrorHandler
+	}
+	if cfg.ContextKey == "" {
+		cfg.ContextKey = ConfigDefault.ContextKey
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg
+}

@@ -1,0 +1,148 @@
+package fiberauth
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/allauthgo/headless/introspect"
+)
+
+// Error is what the middleware hands its ErrorHandler.
+type Error struct {
+	// Status is the HTTP status to answer: 401, 410 or 503.
+	Status int
+	// Code is a short machine-readable reason, e.g. "not_authenticated".
+	Code string
+	// Message is a short human-readable reason.
+	Message string
+	// RetryAfter is how long a client should wait, for a 503.
+	RetryAfter time.Duration
+	// Bearer is set when the request's credential was (or would have been)
+	// a Bearer token, so a 401 carries WWW-Authenticate.
+	Bearer bool
+	// InvalidToken is set when a credential was presented and refused.
+	InvalidToken bool
+	// Err is the cause: an *introspect.AuthError, *introspect.UpstreamError or
+	// a context error. Its text never holds the token.
+	Err error
+}
+
+func (e *Error) Error() string { return "fiberauth: " + e.Message }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Codes in error bodies.
+const (
+	CodeNotAuthenticated    = "not_authenticated"
+	CodeSessionGone         = "session_gone"
+	CodeUpstreamUnavailable = "upstream_unavailable"
+)
+
+// The common errors are built once, since they are answered at the rate
+// clients send bad tokens.
+var (
+	errNoCredential       = &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "No credential was provided.", Err: introspect.NoCredential()}
+	errNoCredentialBearer = &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "No credential was provided.", Err: introspect.NoCredential(), Bearer: true}
+)
+
+func (m *Middleware) errNoCredential() *Error {
+	if m.wantsBearer {
+		return errNoCredentialBearer
+	}
+	return errNoCredential
+}
+
+// rejection is the error for allauth's 401 or 410 (cached, live, or decided
+// locally for a malformed credential).
+func rejection(kind introspect.Kind, cause error) *Error {
+	if errors.Is(cause, introspect.ErrSessionGone) {
+		return &Error{Status: http.StatusGone, Code: CodeSessionGone, Message: "The session is gone; log in again.",
+			InvalidToken: true, Err: cause}
+	}
+	return &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "The credential is not valid.",
+		InvalidToken: true, Bearer: kind == introspect.Bearer, Err: cause}
+}
+
+// outcomeError maps a failed lookup to the error answered.
+func (m *Middleware) outcomeError(kind introspect.Kind, err error) *Error {
+	var auth *introspect.AuthError
+	if errors.As(err, &auth) {
+		return rejection(kind, err)
+	}
+	retry := time.Second
+	var up *introspect.UpstreamError
+	if errors.As(err, &up) && up.RetryAfter > 0 {
+		retry = up.RetryAfter
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUpstreamUnavailable,
+		Message: "Authentication is unavailable; try again shortly.", RetryAfter: retry, Err: err}
+}
+
+// DefaultErrorHandler answers in allauth's JSON envelope:
+//
+//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
+//
+// with Cache-Control: no-store, Retry-After on 503 and WWW-Authenticate
+// (RFC 6750) on 401 for Bearer credentials. An error that is not an *Error
+// is answered as a 500 without its text.
+func DefaultErrorHandler(c *fiber.Ctx, err error) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "Internal error."}
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	if e.Status == http.StatusServiceUnavailable {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(e.RetryAfter)))
+	}
+	if e.Status == http.StatusUnauthorized && e.Bearer {
+		if e.InvalidToken {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
+		} else {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer`)
+		}
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(e.Status).Send(envelope(e))
+}
+
+// AppErrorHandler hands the failure to the app's own fiber ErrorHandler as a
+// *fiber.Error (status and message), after setting Cache-Control: no-store
+// and the Retry-After and WWW-Authenticate headers.
+func AppErrorHandler(c *fiber.Ctx, err error) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	if e.Status == http.StatusServiceUnavailable {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(e.RetryAfter)))
+	}
+	if e.Status == http.StatusUnauthorized && e.Bearer {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer`)
+	}
+	return fiber.NewError(e.Status, e.Message)
+}
+
+func retrySeconds(d time.Duration) int {
+	s := int(math.Ceil(d.Seconds()))
+	return max(s, 1)
+}
+
+// envelope renders allauth's error shape. Code and Message are this
+// package's constants, so they need no JSON escaping beyond strconv.Quote.
+func envelope(e *Error) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"status": `...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, `, "errors": [{"code": `...)
+	b = strconv.AppendQuote(b, e.Code)
+	b = append(b, `, "message": `...)
+	b = strconv.AppendQuote(b, e.Message)
+	b = append(b, `}]}`...)
+	return b
+}
