@@ -152,7 +152,7 @@ func (c *Cache) Load(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		if !leader {
 			c.stats.coalesced.Add(1)
 		}
-		return res.Val.(Result) //nolint:forcetypeassert // fill always returns a Result
+		return res.Val.(Result) //nolint:errcheck // fill always returns a Result
 	case <-ctx.Done():
 		return Result{Err: &introspect.UpstreamError{Reason: "gave up waiting", Err: ctx.Err()}}
 	}
@@ -176,13 +176,15 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 	var authErr *introspect.AuthError
 	switch {
 	case err == nil && sess != nil:
-		ttl := c.ttl
+		ttl, keep := c.ttl, c.ttl+c.staleIfError
 		if !notAfter.IsZero() {
+			// Nothing is kept past notAfter, not even as a stale fallback.
 			ttl = min(ttl, notAfter.Sub(now))
+			keep = min(keep, notAfter.Sub(now))
 		}
 		if ttl > 0 {
 			e := &Entry{Session: sess, Status: http.StatusOK, FreshUntil: now.Add(ttl).UnixNano()}
-			c.set(ctx, key, e, ttl+c.staleIfError)
+			c.set(ctx, key, e, keep)
 		}
 		return Result{Session: sess}
 	case errors.As(err, &authErr):
@@ -195,7 +197,8 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		if err == nil {
 			err = &introspect.UpstreamError{Reason: "fetch returned neither a session nor an error"}
 		}
-		if prev != nil && !prev.negative() && now.UnixNano() < prev.FreshUntil+int64(c.staleIfError) {
+		if prev != nil && !prev.negative() && now.UnixNano() < prev.FreshUntil+int64(c.staleIfError) &&
+			(notAfter.IsZero() || now.Before(notAfter)) {
 			c.stats.staleServes.Add(1)
 			return Result{Session: prev.Session, Stale: true}
 		}

@@ -29,15 +29,20 @@ func NewScope(kind introspect.Kind, endpoint string) Scope {
 	return s
 }
 
-// keyBufSize covers a JWT access token (600–1,000 bytes) without a heap
-// allocation; a longer token still works, with one allocation.
-const keyBufSize = 1280
+// keyBufSize covers session tokens (32 bytes) and cookies on the stack; it is
+// small because the buffer is zeroed on every call. Longer tokens (JWTs) cost
+// one allocation.
+const keyBufSize = 128
 
 // NewKey hashes a token within a scope. The token may be a string or a
 // []byte (such as a header value peeked from fasthttp); it is read, not kept.
 func NewKey[T ~string | ~[]byte](scope Scope, token T) Key {
 	var buf [keyBufSize]byte
-	b := append(buf[:0], scope[:]...)
+	b := buf[:0]
+	if len(scope)+len(token) > keyBufSize {
+		b = make([]byte, 0, len(scope)+len(token)) // a JWT: one allocation
+	}
+	b = append(b, scope[:]...)
 	b = append(b, token...)
 	return sha256.Sum256(b)
 }

@@ -89,10 +89,10 @@ func (s *MemoryStore) Get(_ context.Context, key Key) (*Entry, error) {
 	// string(key[:]) does not escape into go-cache, so it is built on the
 	// stack: a hit allocates nothing.
 	if v, ok := s.pos.c.Get(string(key[:])); ok {
-		return v.(*memItem).entry, nil //nolint:forcetypeassert // only *memItem is ever stored
+		return v.(*memItem).entry, nil //nolint:errcheck // only *memItem is ever stored
 	}
 	if v, ok := s.neg.c.Get(string(key[:])); ok {
-		return v.(*memItem).entry, nil //nolint:forcetypeassert // only *memItem is ever stored
+		return v.(*memItem).entry, nil //nolint:errcheck // only *memItem is ever stored
 	}
 	return nil, nil //nolint:nilnil // a miss is not an error, as Store documents
 }

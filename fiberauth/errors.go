@@ -61,11 +61,15 @@ func (m *Middleware) errNoCredential() *Error {
 // locally for a malformed credential).
 func rejection(kind introspect.Kind, cause error) *Error {
 	if errors.Is(cause, introspect.ErrSessionGone) {
-		return &Error{Status: http.StatusGone, Code: CodeSessionGone, Message: "The session is gone; log in again.",
-			InvalidToken: true, Err: cause}
+		return &Error{
+			Status: http.StatusGone, Code: CodeSessionGone, Message: "The session is gone; log in again.",
+			InvalidToken: true, Err: cause,
+		}
 	}
-	return &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "The credential is not valid.",
-		InvalidToken: true, Bearer: kind == introspect.Bearer, Err: cause}
+	return &Error{
+		Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "The credential is not valid.",
+		InvalidToken: true, Bearer: kind == introspect.Bearer, Err: cause,
+	}
 }
 
 // outcomeError maps a failed lookup to the error answered.
@@ -79,8 +83,10 @@ func (m *Middleware) outcomeError(kind introspect.Kind, err error) *Error {
 	if errors.As(err, &up) && up.RetryAfter > 0 {
 		retry = up.RetryAfter
 	}
-	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUpstreamUnavailable,
-		Message: "Authentication is unavailable; try again shortly.", RetryAfter: retry, Err: err}
+	return &Error{
+		Status: http.StatusServiceUnavailable, Code: CodeUpstreamUnavailable,
+		Message: "Authentication is unavailable; try again shortly.", RetryAfter: retry, Err: err,
+	}
 }
 
 // DefaultErrorHandler answers in allauth's JSON envelope:

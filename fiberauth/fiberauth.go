@@ -140,13 +140,15 @@ func (m *Middleware) Handler(c *fiber.Ctx) error {
 		return m.fail(c, m.errNoCredential())
 	case foundMalformed:
 		return m.fail(c, rejection(src.kind, introspect.Rejection(src.kind)))
+	case foundToken:
 	}
 
-	ctx := c.UserContext()
 	key := cache.NewKey(src.scope, value)
-	r, ok := m.cache.Get(ctx, key)
+	// The store bounds its own wait; c.UserContext (a lookup in Locals) is
+	// only worth its cost on a miss, where it can cut a wait short.
+	r, ok := m.cache.Get(context.Background(), key)
 	if !ok {
-		r = m.load(ctx, src, key, value)
+		r = m.load(c.UserContext(), src, key, value)
 	}
 	if r.Session == nil {
 		return m.fail(c, m.outcomeError(src.kind, r.Err))

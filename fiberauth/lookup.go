@@ -74,7 +74,16 @@ const (
 	foundMalformed              // the value can't be a valid credential: answer as allauth would
 )
 
-const spaceTab = " \t"
+// trim drops the spaces and tabs HTTP allows around a header value.
+func trim(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
 
 // extract finds the credential of a request. The returned value aliases
 // fasthttp's buffers: it must be copied before it outlives the handler.
@@ -94,7 +103,7 @@ func (m *Middleware) extract(c *fiber.Ctx) (src *source, value []byte, result fo
 			if len(all) == 0 {
 				continue
 			}
-			auth := bytes.Trim(all[0], spaceTab)
+			auth := trim(all[0])
 			if len(auth) < len(m.scheme) || !bytes.EqualFold(auth[:len(m.scheme)], m.scheme) {
 				continue // another scheme (or none) is not our credential
 			}
@@ -114,7 +123,7 @@ func (m *Middleware) extract(c *fiber.Ctx) (src *source, value []byte, result fo
 				v = all[0]
 			}
 		}
-		v = bytes.Trim(v, spaceTab)
+		v = trim(v)
 		if len(v) == 0 {
 			continue // blank is absent, as allauth treats it
 		}

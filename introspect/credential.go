@@ -75,13 +75,27 @@ func WellFormed[T ~string | ~[]byte](kind Kind, token T, maxLen int) bool {
 	if len(token) == 0 || len(token) > maxLen {
 		return false
 	}
+	if int(kind) >= len(allowed) {
+		return false
+	}
+	set := &allowed[kind]
 	for i := 0; i < len(token); i++ {
-		if !tokenByte(kind, token[i]) {
+		if !set[token[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// allowed[kind][b] caches tokenByte: the check runs on every request.
+var allowed = func() (t [Cookie + 1][256]bool) {
+	for k := SessionToken; k <= Cookie; k++ {
+		for b := 0; b < 256; b++ {
+			t[k][b] = tokenByte(k, byte(b))
+		}
+	}
+	return t
+}()
 
 // tokenByte reports whether b may appear in a token of this kind. Every kind
 // is limited to visible ASCII. Cookies also exclude what would split or

@@ -2,7 +2,6 @@ package introspect
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -50,7 +49,7 @@ func (e *AuthError) Error() string {
 // Is makes errors.Is(err, ErrUnauthenticated) and errors.Is(err,
 // ErrSessionGone) work.
 func (e *AuthError) Is(target error) bool {
-	switch target { //nolint:errorlint // identity comparison with sentinels is the point of Is.
+	switch target {
 	case ErrSessionGone:
 		return e.Status == http.StatusGone
 	case ErrUnauthenticated:
@@ -125,8 +124,8 @@ func (e *UpstreamError) Timeout() bool {
 	return errors.As(e.Err, &t) && t.Timeout()
 }
 
-func upstreamf(status int, format string, args ...any) *UpstreamError {
-	return &UpstreamError{Status: status, Reason: fmt.Sprintf(format, args...)}
+func upstreamf(status int, reason string) *UpstreamError {
+	return &UpstreamError{Status: status, Reason: reason}
 }
 
 // parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.

@@ -1,0 +1,140 @@
+package fiberauth_test
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/introspect/allauthtest"
+)
+
+// Benchmark_Middleware measures what the middleware adds to a request, in
+// Fiber's own style: a fasthttp.RequestCtx straight into app.Handler(). The
+// bare case is the same app and handler without the middleware; compare
+// /hit with /bare for the cost of a cache hit.
+//
+//	go test -run '^$' -bench Benchmark_Middleware -benchmem -count 6 ./fiberauth/
+func Benchmark_Middleware(b *testing.B) {
+	srv := allauthtest.NewServer()
+	defer srv.Close()
+	srv.AddUser(allauthtest.User{Username: "alice", Email: "alice@example.com", Password: "alice-pass-123"})
+	token := srv.IssueToken("alice")
+
+	ok := func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusOK) }
+	newApp := func(mw fiber.Handler) fasthttp.RequestHandler {
+		app := fiber.New(fiber.Config{DisableStartupMessage: true})
+		if mw != nil {
+			app.Use(mw)
+		}
+		app.Get("/", ok)
+		return app.Handler()
+	}
+	request := func(tok string) *fasthttp.RequestCtx {
+		fctx := &fasthttp.RequestCtx{}
+		fctx.Request.Header.SetMethod(fiber.MethodGet)
+		fctx.Request.SetRequestURI("/")
+		fctx.Request.Header.Set(fiberauth.HeaderSessionToken, tok)
+		return fctx
+	}
+	run := func(b *testing.B, h fasthttp.RequestHandler, fctx *fasthttp.RequestCtx) {
+		b.Helper()
+		h(fctx) // warm the cache
+		if fctx.Response.StatusCode() != http.StatusOK {
+			b.Fatalf("status %d: %s", fctx.Response.StatusCode(), fctx.Response.Body())
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for n := 0; n < b.N; n++ {
+			h(fctx)
+		}
+	}
+
+	b.Run("bare", func(b *testing.B) {
+		run(b, newApp(nil), request(token))
+	})
+
+	b.Run("hit", func(b *testing.B) {
+		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
+		defer m.Close()
+		run(b, newApp(m.Handler), request(token))
+	})
+
+	b.Run("bare-parallel", func(b *testing.B) {
+		h := newApp(nil)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			fctx := request(token)
+			for pb.Next() {
+				h(fctx)
+			}
+		})
+	})
+
+	b.Run("hit-parallel", func(b *testing.B) {
+		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
+		defer m.Close()
+		h := newApp(m.Handler)
+		h(request(token))
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			fctx := request(token)
+			for pb.Next() {
+				h(fctx)
+				if fctx.Response.StatusCode() != http.StatusOK {
+					b.Errorf("status %d", fctx.Response.StatusCode())
+					return
+				}
+			}
+		})
+	})
+
+	// Every iteration is a cold key: 64 requests for one fresh token at once,
+	// which must cost allauth one call. Reported per request.
+	b.Run("miss-coalesced", func(b *testing.B) {
+		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Timeout: 5 * time.Second})
+		defer m.Close()
+		h := newApp(m.Handler)
+		const burst = 64
+		tokens := make([]string, b.N)
+		for i := range tokens {
+			tokens[i] = srv.IssueToken("alice")
+		}
+		srv.ResetCounters()
+		var failed atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			done := make(chan struct{}, burst)
+			for j := 0; j < burst; j++ {
+				go func() {
+					fctx := request(tokens[i])
+					h(fctx)
+					if fctx.Response.StatusCode() != http.StatusOK {
+						failed.Add(1)
+					}
+					done <- struct{}{}
+				}()
+			}
+			for j := 0; j < burst; j++ {
+				<-done
+			}
+		}
+		b.StopTimer()
+		if failed.Load() != 0 {
+			b.Fatalf("%d requests failed", failed.Load())
+		}
+		if calls := srv.SessionCalls(); calls != int64(b.N) {
+			b.Fatalf("allauth saw %d calls for %d cold tokens", calls, b.N)
+		}
+		b.ReportMetric(float64(b.N*burst), "requests")
+		b.ReportMetric(float64(srv.SessionCalls())/float64(b.N), "upstream-calls/token")
+	})
+}
+
