@@ -137,4 +137,3 @@ func Benchmark_Middleware(b *testing.B) {
 		b.ReportMetric(float64(srv.SessionCalls())/float64(b.N), "upstream-calls/token")
 	})
 }
-

@@ -1,0 +1,494 @@
+package allauthtest
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	maxBodyBytes   = 64 << 10
+	cacheControl   = "max-age=0, no-cache, no-store, must-revalidate, private"
+	csrfCookieName = "csrftoken"
+	csrfMaxAge     = 31449600 // Django's CSRF_COOKIE_AGE: one year
+	sessionMaxAge  = 1209600  // Django's SESSION_COOKIE_AGE: two weeks
+	clientApp      = "app"
+	clientBrowser  = "browser"
+)
+
+// configBody is GET {mount}/{client}/v1/config as recorded.
+var configBody = []byte(`{"status": 200, "data": {"account": {"login_methods": ["email", "username"], "is_open_for_signup": true, "email_verification_by_code_enabled": false, "login_by_code_enabled": false, "password_reset_by_code_enabled": false, "authentication_method": "username_email"}}}`)
+
+func flows(pending bool) []object {
+	f := []object{{{"id", "login"}}, {{"id", "signup"}}}
+	if pending {
+		f = append(f, object{{"id", "verify_email"}, {"is_pending", true}})
+	}
+	return f
+}
+
+// unauthBody is a 401 (isAuth false) or 410 (isAuth nil) answer listing the
+// flows, with meta.session_token if token is non-empty.
+func unauthBody(status int, pending bool, isAuth any, token string) []byte {
+	meta := object{{"is_authenticated", isAuth}}
+	if token != "" {
+		meta = append(meta, field{"session_token", token})
+	}
+	return pyJSON(object{
+		{"status", status},
+		{"data", object{{"flows", flows(pending)}}},
+		{"meta", meta},
+	})
+}
+
+var (
+	body401 = unauthBody(http.StatusUnauthorized, false, false, "")
+	body410 = unauthBody(http.StatusGone, false, nil, "")
+)
+
+// authBody is the 200 answer for an authenticated session.
+func authBody(user, method object, token string) []byte {
+	meta := object{{"is_authenticated", true}}
+	if token != "" {
+		meta = append(meta, field{"session_token", token})
+	}
+	return pyJSON(object{
+		{"status", http.StatusOK},
+		{"data", object{{"user", user}, {"methods", []object{method}}}},
+		{"meta", meta},
+	})
+}
+
+// errorsBody is a 400 answer with allauth's errors list.
+func errorsBody(errs ...object) []byte {
+	return pyJSON(object{{"status", http.StatusBadRequest}, {"errors", errs}})
+}
+
+var mismatchErr = object{
+	{"message", "The username and/or password you specified are not correct."},
+	{"code", "username_password_mismatch"},
+	{"param", "password"},
+}
+
+func requiredErr(param string) object {
+	return object{{"message", "This field is required."}, {"code", "required"}, {"param", param}}
+}
+
+// serveHTTP routes a request.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	// Always consume the raw header record, so later requests on the same
+	// connection stay aligned with theirs.
+	token := sessionTokenHeader(r)
+
+	rest, ok := strings.CutPrefix(r.URL.Path, s.mount+"/")
+	if !ok {
+		s.notFound(w, r)
+		return
+	}
+	client, endpoint, ok := strings.Cut(rest, "/v1/")
+	if !ok || (client != clientApp && client != clientBrowser) {
+		s.notFound(w, r)
+		return
+	}
+	switch endpoint {
+	case "config":
+		if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		if client == clientBrowser {
+			s.browserCookies(w, r, false)
+		}
+		s.writeJSON(w, r, http.StatusOK, configBody)
+	case "auth/login":
+		if !allowMethods(w, r, http.MethodPost) {
+			return
+		}
+		s.login(w, r, client, token)
+	case "auth/session":
+		if !allowMethods(w, r, http.MethodGet, http.MethodHead, http.MethodDelete) {
+			return
+		}
+		if r.Method == http.MethodDelete {
+			s.logout(w, r, client, token)
+			return
+		}
+		s.sessionCalls.Add(1)
+		if s.applyFault(w, r) {
+			return
+		}
+		if client == clientApp {
+			s.appSession(w, r, token)
+		} else {
+			s.browserSession(w, r)
+		}
+	default:
+		s.notFound(w, r)
+	}
+}
+
+// allowMethods answers 405 (empty body, Allow header, as Django's View does)
+// unless r uses one of methods.
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	writeRaw(w, r, http.StatusMethodNotAllowed, "text/html; charset=utf-8", nil)
+	return false
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	writeRaw(w, r, http.StatusNotFound, "text/html; charset=utf-8", []byte(notFoundHTML))
+}
+
+// securityHeaders are those Django's SecurityMiddleware adds to every answer.
+func securityHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+func writeRaw(w http.ResponseWriter, r *http.Request, status int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	securityHeaders(h)
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead && len(body) > 0 {
+		_, _ = w.Write(body)
+	}
+}
+
+// writeJSON writes an allauth JSON answer with its never-cache headers.
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, body []byte) {
+	h := w.Header()
+	h.Set("Expires", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("Cache-Control", cacheControl)
+	writeRaw(w, r, status, "application/json", body)
+}
+
+// parseCookies reads the Cookie headers as Django's parse_cookie does: split
+// on ";", then on the first "=", both parts stripped, quotes removed; a later
+// cookie of the same name wins.
+func parseCookies(r *http.Request) map[string]string {
+	out := make(map[string]string)
+	for _, line := range r.Header.Values("Cookie") {
+		for _, chunk := range strings.Split(line, ";") {
+			k, v, ok := strings.Cut(chunk, "=")
+			if !ok {
+				k, v = "", chunk
+			}
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if k != "" || v != "" {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+func cookieExpires(maxAge int) string {
+	return time.Now().Add(time.Duration(maxAge) * time.Second).UTC().Format(http.TimeFormat)
+}
+
+// browserCookies adds Vary: Cookie and (re)sets the csrftoken cookie as
+// Django's CsrfViewMiddleware does for allauth's browser views: the request's
+// token is sent back, a fresh one if it had none or rotate is set (login).
+func (s *Server) browserCookies(w http.ResponseWriter, r *http.Request, rotate bool) {
+	tok := parseCookies(r)[csrfCookieName]
+	if rotate || !validCSRFSecret(tok) {
+		tok = randomString(32, csrfChars)
+	}
+	h := w.Header()
+	h.Set("Vary", "Cookie")
+	h.Add("Set-Cookie", csrfCookieName+"="+tok+"; expires="+cookieExpires(csrfMaxAge)+
+		"; Max-Age="+strconv.Itoa(csrfMaxAge)+"; Path=/; SameSite=Lax")
+}
+
+func (s *Server) setSessionCookie(w http.ResponseWriter, key string) {
+	w.Header().Add("Set-Cookie", s.cookieName+"="+key+"; expires="+cookieExpires(sessionMaxAge)+
+		"; HttpOnly; Max-Age="+strconv.Itoa(sessionMaxAge)+"; Path=/; SameSite=Lax")
+}
+
+func (s *Server) clearSessionCookie(w http.ResponseWriter) {
+	w.Header().Add("Set-Cookie", s.cookieName+
+		`=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; SameSite=Lax`)
+}
+
+func validCSRFSecret(tok string) bool {
+	if len(tok) != 32 {
+		return false
+	}
+	for i := 0; i < len(tok); i++ {
+		if strings.IndexByte(csrfChars, tok[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// csrfOK reports whether the X-CSRFToken header matches the csrftoken
+// cookie, either verbatim (32 characters) or masked the way Django's
+// get_token masks it (64 characters).
+func csrfOK(r *http.Request) bool {
+	secret := parseCookies(r)[csrfCookieName]
+	if !validCSRFSecret(secret) {
+		return false
+	}
+	hdr := r.Header.Get("X-CSRFToken")
+	if len(hdr) == 64 {
+		mask, cipher := hdr[:32], hdr[32:]
+		plain := make([]byte, 32)
+		n := len(csrfChars)
+		for i := range 32 {
+			m, c := strings.IndexByte(csrfChars, mask[i]), strings.IndexByte(csrfChars, cipher[i])
+			if m < 0 || c < 0 {
+				return false
+			}
+			plain[i] = csrfChars[((c-m)%n+n)%n]
+		}
+		hdr = string(plain)
+	}
+	return subtle.ConstantTimeCompare([]byte(hdr), []byte(secret)) == 1
+}
+
+func (s *Server) csrfFailure(w http.ResponseWriter, r *http.Request) {
+	writeRaw(w, r, http.StatusForbidden, "text/html; charset=utf-8", []byte(csrfFailureHTML))
+}
+
+// bearerSession is the hook for Authorization: Bearer under allauth's JWT
+// token strategy. It reports the session key the access token names and
+// whether the token is a valid access token.
+//
+// TODO(jwt): verify RS256/HS256 access tokens (claims iat, exp, sid, jti,
+// token_use, sub) and map sid to a session; until then every Bearer token is
+// treated as invalid, which allauth answers 401 (no credential), and, as under
+// the session-token strategy, a Bearer header never overrides X-Session-Token.
+func (s *Server) bearerSession(_ string) (string, bool) { return "", false }
+
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
+// appSession answers GET/HEAD {mount}/app/v1/auth/session.
+func (s *Server) appSession(w http.ResponseWriter, r *http.Request, token string) {
+	if token == "" {
+		if bt, ok := bearerToken(r); ok {
+			if key, valid := s.bearerSession(bt); valid {
+				token = key
+			}
+		}
+	}
+	if token == "" {
+		s.writeJSON(w, r, http.StatusUnauthorized, body401)
+		return
+	}
+	s.mu.Lock()
+	v, user, method := s.lookupLocked(token)
+	s.mu.Unlock()
+	switch v {
+	case vUnknown:
+		s.writeJSON(w, r, http.StatusGone, body410)
+	case vAuthenticated:
+		s.writeJSON(w, r, http.StatusOK, authBody(user, method, ""))
+	case vPending:
+		s.writeJSON(w, r, http.StatusUnauthorized, unauthBody(http.StatusUnauthorized, true, false, ""))
+	default:
+		s.writeJSON(w, r, http.StatusUnauthorized, body401)
+	}
+}
+
+// browserSession answers GET/HEAD {mount}/browser/v1/auth/session.
+func (s *Server) browserSession(w http.ResponseWriter, r *http.Request) {
+	s.browserCookies(w, r, false)
+	key, present := parseCookies(r)[s.cookieName]
+	if !present {
+		s.writeJSON(w, r, http.StatusUnauthorized, body401)
+		return
+	}
+	s.mu.Lock()
+	v, user, method := s.lookupLocked(key)
+	s.mu.Unlock()
+	switch v {
+	case vAuthenticated:
+		s.writeJSON(w, r, http.StatusOK, authBody(user, method, ""))
+	case vPending:
+		s.writeJSON(w, r, http.StatusUnauthorized, unauthBody(http.StatusUnauthorized, true, false, ""))
+	case vUnknown, vFlushed:
+		s.clearSessionCookie(w)
+		s.writeJSON(w, r, http.StatusUnauthorized, body401)
+	default:
+		s.writeJSON(w, r, http.StatusUnauthorized, body401)
+	}
+}
+
+// logout answers DELETE {mount}/{client}/v1/auth/session.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, client, token string) {
+	if client == clientBrowser {
+		if !csrfOK(r) {
+			s.csrfFailure(w, r)
+			return
+		}
+		s.browserCookies(w, r, false)
+		key, present := parseCookies(r)[s.cookieName]
+		if present {
+			s.Logout(key)
+			s.clearSessionCookie(w)
+		}
+		s.writeJSON(w, r, http.StatusUnauthorized, body401)
+		return
+	}
+	if token == "" {
+		s.writeJSON(w, r, http.StatusUnauthorized, body401)
+		return
+	}
+	s.mu.Lock()
+	_, known := s.sessions[token]
+	delete(s.sessions, token)
+	s.mu.Unlock()
+	if !known {
+		s.writeJSON(w, r, http.StatusGone, body410)
+		return
+	}
+	s.writeJSON(w, r, http.StatusUnauthorized, body401)
+}
+
+// badRequest is Django's answer to a body that is not JSON: 400, empty.
+func badRequest(w http.ResponseWriter, r *http.Request) {
+	writeRaw(w, r, http.StatusBadRequest, "text/html; charset=utf-8", nil)
+}
+
+// readLoginInput parses a login body as allauth does: an empty body is {}.
+func readLoginInput(w http.ResponseWriter, r *http.Request) (map[string]any, bool) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		return nil, false
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return map[string]any{}, true
+	}
+	var in map[string]any
+	if err := json.Unmarshal(raw, &in); err != nil || in == nil {
+		return nil, false
+	}
+	return in, true
+}
+
+func stringField(in map[string]any, k string) string {
+	v, _ := in[k].(string)
+	return v
+}
+
+// login answers POST {mount}/{client}/v1/auth/login.
+func (s *Server) login(w http.ResponseWriter, r *http.Request, client, token string) {
+	// The credential this request already carries.
+	current := token
+	if client == clientBrowser {
+		if !csrfOK(r) {
+			s.csrfFailure(w, r)
+			return
+		}
+		current = parseCookies(r)[s.cookieName]
+	} else if current != "" {
+		s.mu.Lock()
+		_, known := s.sessions[current]
+		s.mu.Unlock()
+		if !known {
+			s.writeJSON(w, r, http.StatusGone, body410)
+			return
+		}
+	}
+
+	in, ok := readLoginInput(w, r)
+	if !ok {
+		badRequest(w, r)
+		return
+	}
+	username, email, password := stringField(in, "username"), stringField(in, "email"), stringField(in, "password")
+	var errs []object
+	if username == "" && email == "" {
+		errs = append(errs, requiredErr("username"))
+	}
+	if password == "" {
+		errs = append(errs, requiredErr("password"))
+	}
+	if len(errs) > 0 {
+		s.loginAnswer(w, r, client, http.StatusBadRequest, errorsBody(errs...))
+		return
+	}
+
+	s.mu.Lock()
+	var rec *userRec
+	byEmail := username == ""
+	if byEmail {
+		rec = s.byEmailLocked(email)
+	} else {
+		rec = s.users[username]
+	}
+	if rec == nil || rec.u.Password == "" ||
+		subtle.ConstantTimeCompare([]byte(rec.u.Password), []byte(password)) != 1 {
+		s.mu.Unlock()
+		s.loginAnswer(w, r, client, http.StatusBadRequest, errorsBody(mismatchErr))
+		return
+	}
+	if current != "" {
+		if v, _, _ := s.lookupLocked(current); v == vAuthenticated {
+			s.mu.Unlock()
+			s.loginAnswer(w, r, client, http.StatusConflict, pyJSON(object{{"status", http.StatusConflict}}))
+			return
+		}
+		delete(s.sessions, current) // Django cycles the session key on login
+	}
+	var (
+		key    string
+		status = http.StatusUnauthorized
+		body   []byte
+	)
+	appToken := func(k string) string {
+		if client == clientApp {
+			return k
+		}
+		return ""
+	}
+	switch {
+	case rec.u.Inactive:
+		key = s.newSessionLocked(&session{state: stateAnonymous})
+		body = unauthBody(status, false, false, appToken(key))
+	case rec.u.PendingEmailVerification:
+		key = s.issueLocked(rec, byEmail)
+		body = unauthBody(status, true, false, appToken(key))
+	default:
+		key = s.issueLocked(rec, byEmail)
+		sess := s.sessions[key]
+		status = http.StatusOK
+		body = authBody(userObject(rec.u), sess.method, appToken(key))
+	}
+	s.mu.Unlock()
+	if client == clientBrowser {
+		s.browserCookies(w, r, true)
+		s.setSessionCookie(w, key)
+	}
+	s.writeJSON(w, r, status, body)
+}
+
+// loginAnswer writes a login answer that creates no session.
+func (s *Server) loginAnswer(w http.ResponseWriter, r *http.Request, client string, status int, body []byte) {
+	if client == clientBrowser {
+		s.browserCookies(w, r, false)
+	}
+	s.writeJSON(w, r, status, body)
+}
