@@ -1,0 +1,325 @@
+// Command loadtest measures what fiberauth costs, side by side in one run:
+// the same Fiber route bare and protected (warm cache), allauth's own session
+// endpoint (the stand-in with a delay standing in for Django), the cost of a
+// cold request, and how many upstream calls bursts of cold requests make.
+//
+// It drives HTTP load with wrk (apt-get install wrk), which runs in its own
+// process, and prints one Markdown table:
+//
+//	go run ./_examples/loadtest -duration 5s -rounds 3
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/introspect/allauthtest"
+)
+
+type options struct {
+	duration    time.Duration
+	connections int
+	threads     int
+	rounds      int
+	djangoDelay time.Duration
+	coldSamples int
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each wrk run")
+	flag.IntVar(&o.connections, "connections", 64, "wrk connections")
+	flag.IntVar(&o.threads, "threads", 1, "wrk threads (the machine has 2 cores: one for wrk, one for the server)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of (bare, protected) runs; medians are reported")
+	flag.DurationVar(&o.djangoDelay, "django-delay", 8*time.Millisecond, "delay of the stand-in's session endpoint, standing in for Django")
+	flag.IntVar(&o.coldSamples, "cold-samples", 2000, "cold requests timed for the cold-request cost")
+	flag.Parse()
+	if err := run(o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options, out io.Writer) error {
+	if o.duration <= 0 || o.connections <= 0 || o.threads <= 0 || o.rounds <= 0 || o.coldSamples <= 0 {
+		return errors.New("-duration, -connections, -threads, -rounds and -cold-samples must be positive")
+	}
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		return errors.New("wrk not found: install it with apt-get install wrk")
+	}
+
+	standin := allauthtest.NewServer()
+	defer standin.Close()
+	standin.AddUser(allauthtest.User{Username: "alice", Email: "alice@example.com", Password: "alice-pass-123"})
+	token := standin.IssueToken("alice")
+
+	mw := fiberauth.NewMiddleware(fiberauth.Config{
+		BaseURL: standin.URL,
+		Timeout: 5 * time.Second,
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	defer func() { _ = mw.Close() }()
+
+	// Identical handlers; only the middleware differs.
+	ok := func(c *fiber.Ctx) error { return c.SendString("ok") }
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Get("/bare", ok)
+	app.Get("/protected", mw.Handler, ok)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = app.Listener(ln) }()
+	defer func() { _ = app.ShutdownWithTimeout(5 * time.Second) }()
+	base := "http://" + ln.Addr().String()
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
+	defer client.CloseIdleConnections()
+	if code, err := get(client, base+"/protected", token); err != nil || code != http.StatusOK {
+		return fmt.Errorf("warm-up request: status %d, %w", code, err)
+	}
+
+	fmt.Fprintf(out, "wrk -t%d -c%d -d%s, %d rounds, medians; %s\n\n", o.threads, o.connections, o.duration, o.rounds, cpuLine())
+	var bare, prot []wrkResult
+	for i := 0; i < o.rounds; i++ {
+		b, err := runWrk(wrk, o, base+"/bare", "")
+		if err != nil {
+			return err
+		}
+		p, err := runWrk(wrk, o, base+"/protected", token)
+		if err != nil {
+			return err
+		}
+		bare, prot = append(bare, b), append(prot, p)
+	}
+	if s := mw.Stats(); s.Fetches != 1 {
+		return fmt.Errorf("the protected runs asked allauth %d times, want 1 (warm cache)", s.Fetches)
+	}
+
+	// allauth's own endpoint, with Django's latency.
+	standin.SetFault(allauthtest.Fault{Delay: o.djangoDelay})
+	direct, err := runWrk(wrk, o, standin.SessionURL("app"), token)
+	if err != nil {
+		return err
+	}
+	standin.SetFault(allauthtest.Fault{})
+
+	cold, err := coldCost(client, standin, base, o.coldSamples)
+	if err != nil {
+		return err
+	}
+	oneToken, manyTokens, err := bursts(client, standin, base)
+	if err != nil {
+		return err
+	}
+
+	mb, mp := median(bare), median(prot)
+	fmt.Fprintln(out, "| measure | bare route | protected, warm cache | ratio / difference | target |")
+	fmt.Fprintln(out, "|---|---|---|---|---|")
+	fmt.Fprintf(out, "| requests/s | %.0f | %.0f | %.3f | ≥ 0.95 |\n", mb.rps, mp.rps, mp.rps/mb.rps)
+	fmt.Fprintf(out, "| p50 latency | %s | %s | %+.1f%% | |\n", mb.p50, mp.p50, pct(mp.p50, mb.p50))
+	fmt.Fprintf(out, "| p99 latency | %s | %s | %+.1f%% | ≤ +10%% |\n", mb.p99, mp.p99, pct(mp.p99, mb.p99))
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| measure | value | target |")
+	fmt.Fprintln(out, "|---|---|---|")
+	fmt.Fprintf(out, "| allauth's own session endpoint (stand-in, %s delay), requests/s | %.0f | |\n", o.djangoDelay, direct.rps)
+	fmt.Fprintf(out, "| protected route (warm) vs that endpoint | %.0f× | |\n", mp.rps/direct.rps)
+	fmt.Fprintf(out, "| protected route (warm) vs one real gunicorn worker (~130 requests/s, recorded) | %.0f× | |\n", mp.rps/130)
+	fmt.Fprintf(out, "| cold request through the middleware, median | %s | |\n", cold.viaMiddleware)
+	fmt.Fprintf(out, "| the bare route (the same hop into Fiber), median | %s | |\n", cold.bare)
+	fmt.Fprintf(out, "| the stand-in's own answer, median | %s | |\n", cold.direct)
+	fmt.Fprintf(out, "| what a cold request adds: cold − bare − stand-in | %s | ≤ 100µs |\n", cold.viaMiddleware-cold.bare-cold.direct)
+	fmt.Fprintf(out, "| 1,000 concurrent cold requests, 1 token: upstream calls | %d | 1 |\n", oneToken)
+	fmt.Fprintf(out, "| 1,000 concurrent cold requests, 1,000 tokens: upstream calls | %d | 1000 |\n", manyTokens)
+	return nil
+}
+
+type wrkResult struct {
+	rps      float64
+	p50, p99 time.Duration
+}
+
+var (
+	rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	latRe = regexp.MustCompile(`^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$`)
+)
+
+func runWrk(wrk string, o options, url, token string) (wrkResult, error) {
+	args := []string{
+		"-t" + strconv.Itoa(o.threads), "-c" + strconv.Itoa(o.connections),
+		"-d" + strconv.Itoa(int(o.duration.Seconds())) + "s", "--latency",
+	}
+	if token != "" {
+		args = append(args, "-H", "X-Session-Token: "+token)
+	}
+	args = append(args, url)
+	cmd := exec.CommandContext(context.Background(), wrk, args...) //nolint:gosec // wrk, found on PATH, with our own arguments
+	outb, err := cmd.CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %w: %s", err, outb)
+	}
+	var r wrkResult
+	sc := bufio.NewScanner(strings.NewReader(string(outb)))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := rpsRe.FindStringSubmatch(line); m != nil {
+			r.rps, _ = strconv.ParseFloat(m[1], 64)
+		}
+		if m := latRe.FindStringSubmatch(line); m != nil {
+			d, _ := time.ParseDuration(m[2] + m[3])
+			if m[1] == "50" {
+				r.p50 = d
+			} else {
+				r.p99 = d
+			}
+		}
+	}
+	if strings.Contains(string(outb), "Non-2xx") {
+		return r, fmt.Errorf("wrk saw non-2xx answers from %s:\n%s", url, outb)
+	}
+	if r.rps == 0 {
+		return r, fmt.Errorf("could not read wrk's output:\n%s", outb)
+	}
+	return r, nil
+}
+
+func median(rs []wrkResult) wrkResult {
+	pick := func(f func(wrkResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return wrkResult{
+		rps: pick(func(r wrkResult) float64 { return r.rps }),
+		p50: time.Duration(pick(func(r wrkResult) float64 { return float64(r.p50) })),
+		p99: time.Duration(pick(func(r wrkResult) float64 { return float64(r.p99) })),
+	}
+}
+
+func pct(a, b time.Duration) float64 { return (float64(a) - float64(b)) / float64(b) * 100 }
+
+type coldResult struct{ viaMiddleware, bare, direct time.Duration }
+
+// coldCost times, one request at a time, a request with a never-seen token
+// through the middleware, the bare route (the same hop into Fiber), and a
+// token's answer straight from the stand-in (no delay). What a miss adds is
+// the first minus the other two.
+func coldCost(client *http.Client, standin *allauthtest.Server, base string, n int) (coldResult, error) {
+	via := make([]time.Duration, 0, n)
+	bare := make([]time.Duration, 0, n)
+	direct := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if code, err := get(client, base+"/bare", ""); err != nil || code != http.StatusOK {
+			return coldResult{}, fmt.Errorf("bare: status %d, %w", code, err)
+		}
+		bare = append(bare, time.Since(start))
+		tok := standin.IssueToken("alice")
+		start = time.Now()
+		code, err := get(client, standin.SessionURL("app"), tok)
+		direct = append(direct, time.Since(start))
+		if err != nil || code != http.StatusOK {
+			return coldResult{}, fmt.Errorf("stand-in: status %d, %w", code, err)
+		}
+		tok = standin.IssueToken("alice")
+		start = time.Now()
+		code, err = get(client, base+"/protected", tok)
+		via = append(via, time.Since(start))
+		if err != nil || code != http.StatusOK {
+			return coldResult{}, fmt.Errorf("middleware: status %d, %w", code, err)
+		}
+	}
+	slices.Sort(via)
+	slices.Sort(bare)
+	slices.Sort(direct)
+	return coldResult{viaMiddleware: via[n/2], bare: bare[n/2], direct: direct[n/2]}, nil
+}
+
+// bursts sends 1,000 concurrent cold requests with one token, then 1,000
+// with 1,000 tokens, and returns the upstream calls each made.
+func bursts(client *http.Client, standin *allauthtest.Server, base string) (oneToken, manyTokens int64, err error) {
+	standin.SetFault(allauthtest.Fault{Delay: 50 * time.Millisecond}) // keep the first call in flight while the rest arrive
+	defer standin.SetFault(allauthtest.Fault{})
+	burst := func(tokens func(i int) string) (int64, error) {
+		standin.ResetCounters()
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for i := 0; i < 1000; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if code, err := get(client, base+"/protected", tokens(i)); err != nil || code != http.StatusOK {
+					failed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if f := failed.Load(); f > 0 {
+			return 0, fmt.Errorf("%d of 1,000 burst requests failed", f)
+		}
+		return standin.SessionCalls(), nil
+	}
+	one := standin.IssueToken("alice")
+	if oneToken, err = burst(func(int) string { return one }); err != nil {
+		return 0, 0, err
+	}
+	many := make([]string, 1000)
+	for i := range many {
+		many[i] = standin.IssueToken("alice")
+	}
+	manyTokens, err = burst(func(i int) string { return many[i] })
+	return oneToken, manyTokens, err
+}
+
+func get(client *http.Client, url, token string) (int, error) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, http.NoBody)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set(fiberauth.HeaderSessionToken, token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func cpuLine() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if _, v, ok := strings.Cut(line, ":"); ok {
+				return strings.TrimSpace(v) + fmt.Sprintf(", %d CPUs", strings.Count(string(b), "processor\t:"))
+			}
+		}
+	}
+	return ""
+}
