@@ -191,6 +191,12 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		if c.negTTL > 0 {
 			e := &Entry{Status: authErr.Status, FreshUntil: now.Add(c.negTTL).UnixNano()}
 			c.set(ctx, key, e, c.negTTL)
+		} else if prev != nil {
+			// Without negative caching nothing overwrites an expired session:
+			// drop it, or StaleIfError would serve it after allauth's "no".
+			if err := c.store.Delete(ctx, key); err != nil {
+				c.stats.storeErrors.Add(1)
+			}
 		}
 		return Result{Err: err}
 	default:

@@ -101,17 +101,7 @@ func DefaultErrorHandler(c *fiber.Ctx, err error) error {
 	if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "Internal error."}
 	}
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	if e.Status == http.StatusServiceUnavailable {
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(e.RetryAfter)))
-	}
-	if e.Status == http.StatusUnauthorized && e.Bearer {
-		if e.InvalidToken {
-			c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
-		} else {
-			c.Set(fiber.HeaderWWWAuthenticate, `Bearer`)
-		}
-	}
+	setHeaders(c, e)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.Status(e.Status).Send(envelope(e))
 }
@@ -124,14 +114,24 @@ func AppErrorHandler(c *fiber.Ctx, err error) error {
 	if !errors.As(err, &e) {
 		return err
 	}
+	setHeaders(c, e)
+	return fiber.NewError(e.Status, e.Message)
+}
+
+// setHeaders sets what every answer to a failure carries: no caching,
+// Retry-After on 503, and WWW-Authenticate (RFC 6750) on a Bearer 401.
+func setHeaders(c *fiber.Ctx, e *Error) {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	if e.Status == http.StatusServiceUnavailable {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(e.RetryAfter)))
 	}
 	if e.Status == http.StatusUnauthorized && e.Bearer {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer`)
+		if e.InvalidToken {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
+		} else {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer`)
+		}
 	}
-	return fiber.NewError(e.Status, e.Message)
 }
 
 func retrySeconds(d time.Duration) int {
