@@ -72,6 +72,7 @@ type Client struct {
 	appURL      string
 	browserURL  string
 	cookieName  string
+	timeout     time.Duration
 	maxCredLen  int
 	maxBodySize int
 }
@@ -106,6 +107,7 @@ func New(cfg Config) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	c.timeout = timeout
 
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -113,6 +115,10 @@ func New(cfg Config) (*Client, error) {
 		hc = &http.Client{Transport: c.transport}
 	} else {
 		copied := *hc // never change the caller's client
+		// A cookie jar would send cookies allauth set for one caller along
+		// with the next caller's credential (Django keeps the last of two
+		// sessionid cookies): each lookup must carry only its own.
+		copied.Jar = nil
 		hc = &copied
 	}
 	hc.CheckRedirect = noRedirects
@@ -156,7 +162,15 @@ func (c *Client) Session(ctx context.Context, cred Credential) (*Session, error)
 	if err := CheckCredential(cred, c.maxCredLen); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, &UpstreamError{Reason: "caller gave up", Err: err}
+	}
 	token := trimSpace(cred.Token)
+
+	// http.Client.Timeout restarts with every attempt; this deadline makes
+	// Timeout bound the whole lookup, the retry after a dial error included.
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 
 	req := c.http.R().SetContext(ctx)
 	switch cred.Kind {

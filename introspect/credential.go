@@ -3,6 +3,7 @@ package introspect
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 )
 
@@ -50,6 +51,10 @@ func (c Credential) String() string { return c.Kind.String() + ":[redacted]" }
 
 // GoString is used by %#v; it never shows the token either.
 func (c Credential) GoString() string { return "introspect.Credential{" + c.String() + "}" }
+
+// MarshalJSON writes the redacted form, so a Credential inside a struct
+// logged as JSON does not leak the token either.
+func (c Credential) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(c.String())), nil }
 
 // LogValue keeps the token out of slog output.
 func (c Credential) LogValue() slog.Value { return slog.StringValue(c.String()) }
