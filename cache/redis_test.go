@@ -1,0 +1,311 @@
+package cache
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gofiber/storage/redis/v3"
+
+	"github.com/allauthgo/headless/introspect"
+)
+
+const redisSkip = "set REDIS_ADDR=host:port to run the Redis tests (CI does)"
+
+// redisAddr returns REDIS_ADDR or skips the test.
+func redisAddr(tb testing.TB) string {
+	tb.Helper()
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		tb.Skip(redisSkip)
+	}
+	return addr
+}
+
+var prefixSeq atomic.Int64
+
+// uniquePrefix keeps tests (and concurrent runs of other packages) apart in
+// a shared Redis.
+func uniquePrefix(tb testing.TB) string {
+	tb.Helper()
+	return fmt.Sprintf("allauthgo-test:%s:%d:%d:", tb.Name(), os.Getpid(), prefixSeq.Add(1))
+}
+
+// newRedisStorage connects to addr and closes the client (stopping go-redis's
+// pool goroutines) and removes the test's keys when the test ends.
+func newRedisStorage(tb testing.TB, addr, prefix string) *redis.Storage {
+	tb.Helper()
+	var s *redis.Storage
+	func() {
+		defer func() {
+			if p := recover(); p != nil { // redis.New panics when it cannot connect
+				tb.Fatalf("redis at %s: %v", addr, p)
+			}
+		}()
+		s = redis.New(redis.Config{Addrs: []string{addr}, PoolSize: 8})
+	}()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if keys, err := s.Conn().Keys(ctx, prefix+"*").Result(); err == nil && len(keys) > 0 {
+			s.Conn().Del(ctx, keys...)
+		}
+		if err := s.Close(); err != nil {
+			tb.Errorf("close redis storage: %v", err)
+		}
+	})
+	return s
+}
+
+// TestRedisSharedAcrossInstances proves two instances share a login through
+// Redis and see each other's evictions; keys are prefix + 64 hex digits and
+// neither keys nor values hold the token.
+func TestRedisSharedAcrossInstances(t *testing.T) {
+	addr := redisAddr(t)
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	storage := newRedisStorage(t, addr, prefix)
+	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StaleIfError: 30 * time.Second, StoreTimeout: time.Second}
+	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
+
+	tok := "SeCrEtToKeN-0123456789abcdefghij"
+	k := NewKey(testScope, tok)
+	f := &fetchCounter{sess: newSession(t, 1)}
+	if r := a.Load(ctx, k, time.Time{}, f.fetch); r.Session != f.sess {
+		t.Fatalf("Load: %+v", r)
+	}
+	r, ok := b.Get(ctx, k)
+	if !ok || r.Session == nil || r.Session.User.ID != "1" || r.Session.User.Email != "alice@example.com" {
+		t.Fatalf("second instance Get: ok=%v %+v", ok, r)
+	}
+	if r := b.Load(ctx, k, time.Time{}, f.fetch); r.Session == nil || f.calls.Load() != 1 {
+		t.Fatalf("second instance Load: %+v after %d fetches", r, f.calls.Load())
+	}
+
+	keys, err := storage.Conn().Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 {
+		t.Fatalf("keys under the prefix: %q", keys)
+	}
+	sk := keys[0]
+	if !strings.HasPrefix(sk, prefix) || !storageKeyRE.MatchString(sk[len(prefix):]) || sk != prefix+k.String() {
+		t.Errorf("stored key %q, want prefix + 64 hex digits", sk)
+	}
+	val, err := storage.Get(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(val, []byte(tok)) || strings.Contains(sk, tok) {
+		t.Error("the token is in Redis")
+	}
+	if e, err := decodeEntry(val); err != nil || e.Session == nil {
+		t.Errorf("stored value does not decode: %v", err)
+	}
+	ttl, err := storage.Conn().PTTL(ctx, sk).Result()
+	if err != nil || ttl <= time.Minute || ttl > time.Minute+30*time.Second {
+		t.Errorf("Redis TTL %v (%v), want about TTL+StaleIfError", ttl, err)
+	}
+
+	// A logout on one instance is seen by the other at once.
+	if err := a.Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.Get(ctx, k); ok {
+		t.Fatal("hit on the other instance after Delete")
+	}
+
+	// Negative answers are shared too.
+	gone := NewKey(testScope, tokenFor(2))
+	a.Load(ctx, gone, time.Time{}, (&fetchCounter{err: &introspect.AuthError{Status: 410}}).fetch)
+	if r, ok := b.Get(ctx, gone); !ok || !errorsIsGone(r.Err) {
+		t.Errorf("shared 410: ok=%v %+v", ok, r)
+	}
+	if sa, sb := a.Stats(), b.Stats(); sa.StoreErrors != 0 || sb.StoreErrors != 0 {
+		t.Errorf("StoreErrors %d, %d", sa.StoreErrors, sb.StoreErrors)
+	}
+}
+
+// TestRedisForeignValue proves a value another program wrote under a
+// cache key is a counted miss in a real Redis.
+func TestRedisForeignValue(t *testing.T) {
+	addr := redisAddr(t)
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	storage := newRedisStorage(t, addr, prefix)
+	c := newTestCache(t, Config{Storage: storage, Prefix: prefix, StoreTimeout: time.Second})
+	k := keyFor(1)
+	if err := storage.Set(prefix+k.String(), []byte(`{"user":{"id":1}}`), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := c.Get(ctx, k); ok || r.Session != nil {
+		t.Fatalf("foreign value served: %+v", r)
+	}
+	if n := c.Stats().StoreErrors; n != 1 {
+		t.Errorf("StoreErrors = %d, want 1", n)
+	}
+}
+
+func errorsIsGone(err error) bool {
+	ae, ok := err.(*introspect.AuthError) //nolint:errorlint // cached errors are never wrapped
+	return ok && ae.Status == 410
+}
+
+// privateRedis is a redis-server this test runs (and may stop) itself, so
+// the shared REDIS_ADDR server is never disturbed.
+type privateRedis struct {
+	bin, dir string
+	port     int
+	cmd      *exec.Cmd
+}
+
+func redisServerBin(tb testing.TB) string {
+	tb.Helper()
+	if bin := os.Getenv("REDIS_SERVER_BIN"); bin != "" {
+		return bin
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		tb.Skip("no redis-server (set REDIS_SERVER_BIN, or REDIS_ADDR=host:port in CI which also provides redis-server) to run the Redis restart test")
+	}
+	return bin
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close() //nolint:errcheck // only its port was needed
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		tb.Fatalf("listener address %v", l.Addr())
+	}
+	return addr.Port
+}
+
+func (r *privateRedis) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+
+func (r *privateRedis) start(tb testing.TB) {
+	tb.Helper()
+	//nolint:gosec // the binary is the test's own redis-server
+	r.cmd = exec.Command(r.bin,
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--logfile", "")
+	if err := r.cmd.Start(); err != nil {
+		tb.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !pingRedis(r.addr()) {
+		if time.Now().After(deadline) {
+			r.stop(tb)
+			tb.Fatalf("redis-server on %s did not answer PING", r.addr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *privateRedis) stop(tb testing.TB) {
+	tb.Helper()
+	if r.cmd == nil {
+		return
+	}
+	if err := r.cmd.Process.Kill(); err != nil {
+		tb.Errorf("kill redis-server: %v", err)
+	}
+	_ = r.cmd.Wait() // "signal: killed"
+	r.cmd = nil
+}
+
+func pingRedis(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer conn.Close() //nolint:errcheck // a probe
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// TestRedisStoppedMidTest proves a Redis outage costs nothing but the cache:
+// while a private redis-server is down every Load still returns the fetched
+// session, failures are counted, and once it is back on the same port the
+// shared cache works again.
+func TestRedisStoppedMidTest(t *testing.T) {
+	srv := &privateRedis{bin: redisServerBin(t), dir: t.TempDir(), port: freePort(t)}
+	srv.start(t)
+	t.Cleanup(func() { srv.stop(t) })
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	storage := newRedisStorage(t, srv.addr(), prefix) // must be made while Redis is up
+	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: 200 * time.Millisecond}
+	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
+	var fetches atomic.Int64
+	fetch := func(id int) Fetch {
+		return func(context.Context) (*introspect.Session, error) {
+			fetches.Add(1)
+			return newSession(t, id), nil
+		}
+	}
+
+	a.Load(ctx, keyFor(1), time.Time{}, fetch(1))
+	if _, ok := b.Get(ctx, keyFor(1)); !ok {
+		t.Fatal("no shared hit while Redis is up")
+	}
+
+	srv.stop(t)
+	for i := 10; i < 20; i++ {
+		start := time.Now()
+		r := a.Load(ctx, keyFor(i), time.Time{}, fetch(i))
+		if r.Session == nil || r.Session.User.ID != strconv.Itoa(i) || r.Err != nil {
+			t.Fatalf("Load %d with Redis down = %+v", i, r)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Load %d took %v with Redis down", i, d)
+		}
+	}
+	if _, ok := b.Get(ctx, keyFor(1)); ok {
+		t.Fatal("hit with Redis down")
+	}
+	if n := fetches.Load(); n != 11 {
+		t.Errorf("fetches = %d, want 11", n)
+	}
+	if sa, sb := a.Stats(), b.Stats(); sa.StoreErrors == 0 || sb.StoreErrors == 0 {
+		t.Errorf("StoreErrors %d, %d; want failures counted", sa.StoreErrors, sb.StoreErrors)
+	}
+	t.Logf("with Redis down: %+v", a.Stats())
+
+	srv.start(t) // same port, empty
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 100; ; i++ {
+		r := a.Load(ctx, keyFor(i), time.Time{}, fetch(i))
+		if r.Session == nil {
+			t.Fatalf("Load %d after restart = %+v", i, r)
+		}
+		if got, ok := b.Get(ctx, keyFor(i)); ok && got.Session.User.ID == strconv.Itoa(i) {
+			break // written by a, read by b: shared again
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shared cache does not work again after Redis restarted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := a.Delete(ctx, keyFor(1)); err != nil {
+		t.Errorf("Delete after restart: %v", err)
+	}
+}
