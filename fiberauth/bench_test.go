@@ -60,7 +60,7 @@ func Benchmark_Middleware(b *testing.B) {
 
 	b.Run("hit", func(b *testing.B) {
 		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
-		defer m.Close()
+		defer func() { _ = m.Close() }()
 		run(b, newApp(m.Handler), request(token))
 	})
 
@@ -78,7 +78,7 @@ func Benchmark_Middleware(b *testing.B) {
 
 	b.Run("hit-parallel", func(b *testing.B) {
 		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
-		defer m.Close()
+		defer func() { _ = m.Close() }()
 		h := newApp(m.Handler)
 		h(request(token))
 		b.ReportAllocs()
@@ -99,7 +99,7 @@ func Benchmark_Middleware(b *testing.B) {
 	// which must cost allauth one call. Reported per request.
 	b.Run("miss-coalesced", func(b *testing.B) {
 		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Timeout: 5 * time.Second})
-		defer m.Close()
+		defer func() { _ = m.Close() }()
 		h := newApp(m.Handler)
 		const burst = 64
 		tokens := make([]string, b.N)

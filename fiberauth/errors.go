@@ -22,11 +22,14 @@ type Error struct {
 	Message string
 	// RetryAfter is how long a client should wait, for a 503.
 	RetryAfter time.Duration
-	// Bearer is set when the request's credential was (or would have been)
-	// a Bearer token, so a 401 carries WWW-Authenticate.
+	// Bearer is set when KeyLookup reads the Authorization header (or the
+	// credential was a Bearer token), so a 401 carries a WWW-Authenticate
+	// challenge, as RFC 7235 requires.
 	Bearer bool
 	// InvalidToken is set when a credential was presented and refused.
 	InvalidToken bool
+	// Kind is the kind of the refused credential, or 0 when there was none.
+	Kind introspect.Kind
 	// Err is the cause: an *introspect.AuthError, *introspect.UpstreamError or
 	// a context error. Its text never holds the token.
 	Err error
@@ -59,16 +62,16 @@ func (m *Middleware) errNoCredential() *Error {
 
 // rejection is the error for allauth's 401 or 410 (cached, live, or decided
 // locally for a malformed credential).
-func rejection(kind introspect.Kind, cause error) *Error {
+func (m *Middleware) rejection(kind introspect.Kind, cause error) *Error {
 	if errors.Is(cause, introspect.ErrSessionGone) {
 		return &Error{
 			Status: http.StatusGone, Code: CodeSessionGone, Message: "The session is gone; log in again.",
-			InvalidToken: true, Err: cause,
+			InvalidToken: true, Kind: kind, Err: cause,
 		}
 	}
 	return &Error{
 		Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "The credential is not valid.",
-		InvalidToken: true, Bearer: kind == introspect.Bearer, Err: cause,
+		InvalidToken: true, Kind: kind, Bearer: m.wantsBearer || kind == introspect.Bearer, Err: cause,
 	}
 }
 
@@ -76,7 +79,7 @@ func rejection(kind introspect.Kind, cause error) *Error {
 func (m *Middleware) outcomeError(kind introspect.Kind, err error) *Error {
 	var auth *introspect.AuthError
 	if errors.As(err, &auth) {
-		return rejection(kind, err)
+		return m.rejection(kind, err)
 	}
 	retry := time.Second
 	var up *introspect.UpstreamError
@@ -94,7 +97,7 @@ func (m *Middleware) outcomeError(kind introspect.Kind, err error) *Error {
 //	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
 //
 // with Cache-Control: no-store, Retry-After on 503 and WWW-Authenticate
-// (RFC 6750) on 401 for Bearer credentials. An error that is not an *Error
+// (RFC 6750) on 401 when KeyLookup reads the Authorization header. An error that is not an *Error
 // is answered as a 500 without its text.
 func DefaultErrorHandler(c *fiber.Ctx, err error) error {
 	var e *Error
@@ -126,7 +129,7 @@ func setHeaders(c *fiber.Ctx, e *Error) {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(e.RetryAfter)))
 	}
 	if e.Status == http.StatusUnauthorized && e.Bearer {
-		if e.InvalidToken {
+		if e.InvalidToken && e.Kind == introspect.Bearer {
 			c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 		} else {
 			c.Set(fiber.HeaderWWWAuthenticate, `Bearer`)

@@ -61,7 +61,9 @@ type Middleware struct {
 
 // New creates the middleware handler. It panics with a clear message when
 // the config cannot work (no BaseURL or Client, a URL that is not http(s), a
-// bad KeyLookup), as Fiber's own middleware does.
+// bad KeyLookup), as Fiber's own middleware does. Its cache (two small
+// goroutines: a clock and a janitor) lives as long as the process; use
+// NewMiddleware and Close where it must be stopped, as in tests.
 func New(config ...Config) fiber.Handler {
 	return NewMiddleware(config...).Handler
 }
@@ -139,7 +141,7 @@ func (m *Middleware) Handler(c *fiber.Ctx) error {
 		}
 		return m.fail(c, m.errNoCredential())
 	case foundMalformed:
-		return m.fail(c, rejection(src.kind, introspect.Rejection(src.kind)))
+		return m.fail(c, m.rejection(src.kind, introspect.Rejection(src.kind)))
 	case foundToken:
 	}
 
