@@ -14,6 +14,10 @@ import (
 type Session struct {
 	User    User
 	Methods []Method
+	// ExpiresAt is when the credential stops being valid: a JWT access
+	// token's exp. It is zero for session tokens and cookies, and is not
+	// written by MarshalJSON.
+	ExpiresAt time.Time
 }
 
 // User is allauth's data.user. The typed fields are those of allauth's
@@ -29,10 +33,25 @@ type User struct {
 	HasUsablePassword bool   `json:"has_usable_password"`
 	// Raw is the user object exactly as allauth sent it.
 	Raw json.RawMessage `json:"-"`
+	// Claims are the claims of the JWT access token that authenticated the
+	// user (iat, exp, sid, jti, token_use, sub and whatever the project's
+	// JWTTokenStrategy.get_claims adds), as JSON; nil for other
+	// credentials. A user from a token verified by [JWTVerifier] alone has
+	// only ID (= sub) and Claims. See [User.DecodeClaims].
+	Claims json.RawMessage `json:"-"`
 }
 
 // Decode unmarshals the raw user object into v, for project-specific fields.
 func (u *User) Decode(v any) error { return json.Unmarshal(u.Raw, v) }
+
+// DecodeClaims unmarshals the JWT claims into v, for project-specific
+// claims. It fails when the user was not authenticated by a JWT.
+func (u *User) DecodeClaims(v any) error {
+	if len(u.Claims) == 0 {
+		return errors.New("introspect: the user was not authenticated by a JWT")
+	}
+	return json.Unmarshal(u.Claims, v)
+}
 
 // Method is one entry of allauth's data.methods: how and when the user
 // authenticated in this session.

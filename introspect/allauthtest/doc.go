@@ -51,8 +51,8 @@
 //     whitespace-only value, for an inactive or deleted user, a pending login
 //     (with the verify_email flow) or a session flushed by SetPassword; 410
 //     (meta.is_authenticated null) for a value naming no session. An
-//     Authorization: Bearer header is ignored (401 without X-Session-Token):
-//     JWT support is still to come.
+//     Authorization: Bearer header is ignored (401 without X-Session-Token)
+//     unless the server was made WithJWT (see below).
 //   - GET/HEAD M/browser/v1/auth/session: the credential is the session cookie
 //     (see WithSessionCookieName); X-Session-Token is ignored. The same
 //     answers as the app client, except that it never says 410: a cookie
@@ -63,6 +63,32 @@
 //     token answers 410 from then on; an unknown one → 410; none → 401.
 //   - DELETE M/browser/v1/auth/session: needs CSRF like the browser login;
 //     ends the cookie's session, clears the cookie, 401.
+//
+// # JWT token strategy
+//
+// WithJWT turns on allauth's JWTTokenStrategy (RS256 with a generated
+// 2048-bit key by default, or HS256), as recorded from allauth 65.16.1:
+//
+//   - An app login that authenticates also answers meta.access_token and
+//     meta.refresh_token (after meta.session_token); IssueJWT makes the same
+//     pair without HTTP. Tokens carry the header {"alg", "kid" (the RFC 7638
+//     thumbprint of the key; RS256 only), "typ": "JWT"} and exactly the
+//     claims iat, exp, sid, jti, token_use ("access" or "refresh") and sub
+//     (the user id as a string), after any JWTConfig.Claims. sid is the
+//     session key encrypted as allauth encrypts it.
+//   - GET/HEAD M/app/v1/auth/session with Authorization: Bearer <access
+//     token> (scheme in any case): 200 for a live session; 401 for garbage,
+//     an expired token, one signed by another key or algorithm, or a refresh
+//     token; 410 once the session sid names has ended (logout, Logout,
+//     SetPassword). X-Session-Token, when sent, wins over the Bearer token.
+//   - DELETE M/app/v1/auth/session with a Bearer access token logs out.
+//   - POST M/app/v1/tokens/refresh with {"refresh_token": ...}: 200
+//     {"status": 200, "data": {"access_token", "refresh_token"}}, the old
+//     refresh token rotated out; an invalid, rotated-out or ended one gets
+//     400 {"status": 400}; a missing one 400 "required".
+//
+// JWTPublicKeyPEM, JWTJWKS, JWTKeyID and JWTSecret give what a verifier
+// needs; SignJWT signs arbitrary claims for tests of bad tokens.
 //
 // A session key is both an app token and a browser cookie value: a token from
 // IssueToken or an app login works as a cookie and a cookie as a token.
@@ -99,5 +125,5 @@
 // mounted elsewhere (net/http trims header values), nor after a chunked
 // request body on the same connection. Go's own http.Client trims header
 // values before sending, so only raw clients can send trailing blanks. No
-// rate limiting, signup, e-mail or JWT endpoints are served.
+// rate limiting, signup or e-mail endpoints are served.
 package allauthtest

@@ -51,12 +51,14 @@ var (
 	body410 = unauthBody(http.StatusGone, false, nil, "")
 )
 
-// authBody is the 200 answer for an authenticated session.
-func authBody(user, method object, token string) []byte {
+// authBody is the 200 answer for an authenticated session; extra goes to
+// meta after session_token (a login's JWTs).
+func authBody(user, method object, token string, extra ...field) []byte {
 	meta := object{{"is_authenticated", true}}
 	if token != "" {
 		meta = append(meta, field{"session_token", token})
 	}
+	meta = append(meta, extra...)
 	return pyJSON(object{
 		{"status", http.StatusOK},
 		{"data", object{{"user", user}, {"methods", []object{method}}}},
@@ -126,6 +128,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			s.browserSession(w, r)
 		}
+	case "tokens/refresh":
+		if client != clientApp || s.jwt == nil {
+			s.notFound(w, r)
+			return
+		}
+		if !allowMethods(w, r, http.MethodPost) {
+			return
+		}
+		s.refreshTokens(w, r)
 	default:
 		s.notFound(w, r)
 	}
@@ -266,16 +277,6 @@ func (s *Server) csrfFailure(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, r, http.StatusForbidden, "text/html; charset=utf-8", []byte(csrfFailureHTML))
 }
 
-// bearerSession is the hook for Authorization: Bearer under allauth's JWT
-// token strategy. It reports the session key the access token names and
-// whether the token is a valid access token.
-//
-// TODO(jwt): verify RS256/HS256 access tokens (claims iat, exp, sid, jti,
-// token_use, sub) and map sid to a session; until then every Bearer token is
-// treated as invalid, which allauth answers 401 (no credential), and, as under
-// the session-token strategy, a Bearer header never overrides X-Session-Token.
-func (s *Server) bearerSession(_ string) (string, bool) { return "", false }
-
 func bearerToken(r *http.Request) (string, bool) {
 	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
@@ -351,6 +352,11 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, client, token st
 		}
 		s.writeJSON(w, r, http.StatusUnauthorized, body401)
 		return
+	}
+	if token == "" {
+		if bt, ok := bearerToken(r); ok {
+			token, _ = s.bearerSession(bt)
+		}
 	}
 	if token == "" {
 		s.writeJSON(w, r, http.StatusUnauthorized, body401)
@@ -475,7 +481,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, client, token str
 		key = s.issueLocked(rec, byEmail)
 		sess := s.sessions[key]
 		status = http.StatusOK
-		body = authBody(userObject(rec.u), sess.method, appToken(key))
+		body = authBody(userObject(rec.u), sess.method, appToken(key), s.loginTokensLocked(client, rec, key)...)
 	}
 	s.mu.Unlock()
 	if client == clientBrowser {

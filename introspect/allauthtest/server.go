@@ -41,6 +41,8 @@ type Server struct {
 	nextID   int
 	sessions map[string]*session // by session key
 
+	jwt *jwtState // nil unless WithJWT
+
 	fault        atomic.Pointer[Fault]
 	sessionCalls atomic.Int64
 

@@ -151,9 +151,13 @@ func (s *Server) IssueCookie(username string) string {
 }
 
 // Logout ends the session with that token or cookie value: afterwards the app
-// endpoint answers 410 and the browser endpoint 401 for it. An unknown value
-// is ignored.
+// endpoint answers 410 and the browser endpoint 401 for it. Under WithJWT a
+// valid access or refresh token ends the session it names (its access
+// tokens then answer 410). An unknown value is ignored.
 func (s *Server) Logout(token string) {
+	if key, ok := s.jwtSessionKey(token); ok {
+		token = key
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, token)
