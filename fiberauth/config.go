@@ -94,6 +94,36 @@ type Config struct {
 	// Optional. Default: a cache built from the fields above.
 	Cache *cache.Cache
 
+	// JWT verifies the access tokens of allauth's JWT token strategy in
+	// process: a Bearer value shaped like a JWT (three base64url segments)
+	// is checked against these keys (see introspect.JWTConfig) and, if
+	// valid, authenticates with no call to allauth; the user then has ID =
+	// sub and the token's Claims. An invalid one (bad signature, expired, a
+	// refresh token) is a 401, also without a call. Other Bearer values are
+	// asked of allauth as before. Needs "header:Authorization" in KeyLookup.
+	// A logout is only noticed at the token's exp unless JWTStateful is on.
+	//
+	// Optional. Default: nil (every Bearer token is asked of allauth)
+	JWT *introspect.JWTConfig
+
+	// JWTVerifier is a ready verifier, e.g. shared by two middlewares; JWT is
+	// then ignored.
+	//
+	// Optional. Default: one built from JWT.
+	JWTVerifier *introspect.JWTVerifier
+
+	// JWTStateful also asks allauth about every JWT that verified, as
+	// allauth's HEADLESS_JWT_STATEFUL_VALIDATION_ENABLED does for its own
+	// endpoints, through the cache (never kept past the token's exp): a
+	// logout then ends the token within CacheTTL instead of at its exp (300
+	// s by default). The trade: a cache miss costs a call to allauth (which
+	// checks a JWT slowly, about 128 ms), allauth being down means 503s (or
+	// StaleIfError) instead of local answers, and the user is allauth's
+	// (username, email...) with the token's Claims added. Needs JWT.
+	//
+	// Optional. Default: false (signature and claims only)
+	JWTStateful bool
+
 	// Optional lets a request without a credential through as anonymous
 	// (UserFrom returns nil). A credential that allauth rejects still fails.
 	//
@@ -126,7 +156,12 @@ type Config struct {
 
 	// Logger receives one line per failed lookup at allauth (never a
 	// token; a short hash prefix correlates lines). Successful and cached
-	// lookups are not logged.
+	// lookups are not logged. The line is at level Warn:
+	//
+	//	msg="allauth lookup failed" kind=session_token key=<12 hex> status=502 class=5xx duration=3.1ms error="..."
+	//
+	// status is 0 and class "error" when allauth did not answer. Pass
+	// slog.New(slog.DiscardHandler) to silence it.
 	//
 	// Optional. Default: slog.Default()
 	Logger *slog.Logger

@@ -34,7 +34,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -57,6 +56,8 @@ type Middleware struct {
 	maxCredLen  int
 	contextKey  any // boxed once: boxing a string per request would allocate
 	wantsBearer bool
+	jwt         *introspect.JWTVerifier // nil: every Bearer token is asked of allauth
+	obs         observer                // counters for Metrics and Ready; keep it last (see observer)
 }
 
 // New creates the middleware handler. It panics with a clear message when
@@ -96,6 +97,9 @@ func build(cfg Config) (*Middleware, error) {
 			m.wantsBearer = true
 		}
 	}
+	if m.jwt, err = buildJWT(cfg, m.wantsBearer); err != nil {
+		return nil, err
+	}
 	if m.client == nil {
 		if cfg.BaseURL == "" {
 			return nil, errors.New("fiberauth: Config.BaseURL (the Django origin, e.g. http://127.0.0.1:8000) or Config.Client is required")
@@ -131,12 +135,14 @@ func build(cfg Config) (*Middleware, error) {
 // Handler is the fiber.Handler. A cache hit allocates nothing.
 func (m *Middleware) Handler(c *fiber.Ctx) error {
 	if m.cfg.Next != nil && m.cfg.Next(c) {
+		m.count(OutcomeSkipped)
 		return c.Next()
 	}
 	src, value, what := m.extract(c)
 	switch what {
 	case foundNone:
 		if m.cfg.Optional {
+			m.count(OutcomeAnonymous)
 			return c.Next()
 		}
 		return m.fail(c, m.errNoCredential())
@@ -144,13 +150,16 @@ func (m *Middleware) Handler(c *fiber.Ctx) error {
 		return m.fail(c, m.rejection(src.kind, introspect.Rejection(src.kind)))
 	case foundToken:
 	}
+	if src.kind == introspect.Bearer && m.jwt != nil && introspect.LooksLikeJWT(value) {
+		return m.authenticateJWT(c, src, value)
+	}
 
 	key := cache.NewKey(src.scope, value)
 	// The store bounds its own wait; c.UserContext (a lookup in Locals) is
 	// only worth its cost on a miss, where it can cut a wait short.
 	r, ok := m.cache.Get(context.Background(), key)
 	if !ok {
-		r = m.load(c.UserContext(), src, key, value)
+		r = m.load(c.UserContext(), src, key, value, time.Time{})
 	}
 	if r.Session == nil {
 		return m.fail(c, m.outcomeError(src.kind, r.Err))
@@ -158,28 +167,19 @@ func (m *Middleware) Handler(c *fiber.Ctx) error {
 	return m.succeed(c, r.Session)
 }
 
-// load asks allauth through the cache. value aliases fasthttp's buffer: it is
+// load asks allauth through the cache; notAfter, if not zero, caps how long
+// the answer is kept (a JWT's exp). value aliases fasthttp's buffer: it is
 // copied here, because the fetch may outlive this request (other requests for
 // the same key may still be waiting on it).
-func (m *Middleware) load(ctx context.Context, src *source, key cache.Key, value []byte) cache.Result {
+func (m *Middleware) load(ctx context.Context, src *source, key cache.Key, value []byte, notAfter time.Time) cache.Result {
 	cred := introspect.Credential{Kind: src.kind, Token: string(value)}
-	return m.cache.Load(ctx, key, time.Time{}, func(ctx context.Context) (*introspect.Session, error) {
-		start := time.Now()
-		s, err := m.client.Session(ctx, cred)
-		var up *introspect.UpstreamError
-		if errors.As(err, &up) {
-			m.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "allauth lookup failed",
-				slog.String("kind", src.kind.String()),
-				slog.String("key", key.Short()),
-				slog.Int("status", up.Status),
-				slog.Duration("took", time.Since(start)),
-				slog.String("error", up.Error()))
-		}
-		return s, err
+	return m.cache.Load(ctx, key, notAfter, func(ctx context.Context) (*introspect.Session, error) {
+		return m.ask(ctx, src.kind, key, cred) // records and logs the lookup (observe.go)
 	})
 }
 
 func (m *Middleware) succeed(c *fiber.Ctx, s *introspect.Session) error {
+	m.count(OutcomeAuthenticated)
 	c.Locals(m.contextKey, &s.User)
 	c.Locals(sessionKey{}, s)
 	if m.cfg.UserContext {
@@ -189,6 +189,7 @@ func (m *Middleware) succeed(c *fiber.Ctx, s *introspect.Session) error {
 }
 
 func (m *Middleware) fail(c *fiber.Ctx, e *Error) error {
+	m.count(outcomeOf(e))
 	return m.cfg.ErrorHandler(c, e)
 }
 

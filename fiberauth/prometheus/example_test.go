@@ -1,0 +1,28 @@
+package fiberprom_test
+
+import (
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/allauthgo/headless/fiberauth"
+	fiberprom "github.com/allauthgo/headless/fiberauth/prometheus"
+)
+
+// Register the middleware's Collector and serve /metrics and /readyz ahead
+// of the middleware, so neither needs a credential.
+func ExampleNew() {
+	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: "http://127.0.0.1:8000"})
+	defer func() { _ = m.Close() }()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(fiberprom.New(m))
+
+	app := fiber.New()
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	app.Get("/readyz", m.Ready())
+	app.Use(m.Handler)
+	app.Get("/api/me", func(c *fiber.Ctx) error { return c.JSON(fiberauth.UserFrom(c)) })
+	_ = app // app.Listen(":3000")
+}

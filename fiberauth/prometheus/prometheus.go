@@ -1,0 +1,155 @@
+// Package fiberprom exports the metrics of a [fiberauth.Middleware] to
+// Prometheus. It lives apart from fiberauth so that only programs that
+// import it depend on the Prometheus client.
+//
+//	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: "http://127.0.0.1:8000"})
+//	prometheus.MustRegister(fiberprom.New(m))
+//
+// The Collector reads the middleware's counters ([fiberauth.Middleware.Metrics]
+// and [fiberauth.Middleware.Stats]) at scrape time, so it adds nothing to a
+// request. Its metrics (with the default namespace "allauthgo"):
+//
+//	allauthgo_requests_total{outcome}                   requests by outcome: authenticated, anonymous,
+//	                                                    unauthenticated, gone, upstream_error, skipped
+//	allauthgo_cache_hits_total                          authenticated answers served from the cache
+//	allauthgo_cache_negative_hits_total                 401/410 answers served from the cache
+//	allauthgo_cache_misses_total                        lookups that found nothing fresh in the cache
+//	allauthgo_cache_coalesced_total                     misses that waited on another request's lookup
+//	allauthgo_cache_stale_serves_total                  expired sessions served because allauth failed
+//	allauthgo_cache_evictions_total                     Evict calls (per credential kind)
+//	allauthgo_cache_store_errors_total                  failures of the cache store (e.g. Redis)
+//	allauthgo_cache_rejected_total                      entries the full in-process cache declined
+//	allauthgo_cache_entries                             entries held now (in process only)
+//	allauthgo_upstream_request_duration_seconds{class}  lookups at allauth by status class:
+//	                                                    2xx, 3xx, 4xx, 5xx, error (no answer)
+//	allauthgo_upstream_errors_total                     lookups that failed (no answer, or not
+//	                                                    allauth's JSON 200/401/410)
+//	allauthgo_upstream_last_answer_timestamp_seconds    when allauth last gave one of its own answers
+//
+// No label holds a token, a user or a path. With a Cache shared by two
+// middlewares (fiberauth.Config.Cache), both Collectors report its cache_*
+// metrics: tell them apart with ConstLabels, or register one of them.
+package fiberprom
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/fiberauth"
+)
+
+// Config tunes a Collector. The zero value uses the defaults.
+type Config struct {
+	// Namespace is the first part of every metric name.
+	//
+	// Optional. Default: "allauthgo"
+	Namespace string
+
+	// ConstLabels are added to every metric, e.g. {"middleware": "api"}
+	// to tell two middlewares of one process apart.
+	//
+	// Optional. Default: nil
+	ConstLabels prometheus.Labels
+}
+
+// DefaultNamespace is the default Config.Namespace.
+const DefaultNamespace = "allauthgo"
+
+// Collector is a prometheus.Collector over one middleware's counters.
+type Collector struct {
+	m *fiberauth.Middleware
+
+	requests, upstream, upstreamErrors, lastAnswer, entries *prometheus.Desc
+	counters                                                []cacheCounter
+}
+
+type cacheCounter struct {
+	desc  *prometheus.Desc
+	value func(s *cache.Stats) int64
+}
+
+// New returns a Collector for m; register it with a prometheus.Registerer.
+func New(m *fiberauth.Middleware, config ...Config) *Collector {
+	var cfg Config
+	if len(config) > 0 {
+		cfg = config[0]
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = DefaultNamespace
+	}
+	desc := func(subsystem, name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(cfg.Namespace, subsystem, name), help, labels, cfg.ConstLabels)
+	}
+	c := &Collector{
+		m: m,
+		requests: desc("", "requests_total",
+			"Requests seen by the middleware, by outcome: authenticated, anonymous, unauthenticated (401), gone (410), upstream_error (503), skipped (Config.Next).",
+			"outcome"),
+		upstream: desc("upstream", "request_duration_seconds",
+			"Duration of session lookups at allauth (cache misses, one per coalesced miss), by status class: 2xx, 3xx, 4xx, 5xx, error (no answer).",
+			"class"),
+		upstreamErrors: desc("upstream", "errors_total",
+			"Session lookups at allauth that failed: no answer, or anything but allauth's JSON 200, 401 or 410."),
+		lastAnswer: desc("upstream", "last_answer_timestamp_seconds",
+			"Unix time of allauth's last own answer (JSON 200, 401 or 410) to a lookup or readiness probe."),
+		entries: desc("cache", "entries",
+			"Entries held by the in-process cache (authenticated and negative)."),
+	}
+	counter := func(name, help string, value func(s *cache.Stats) int64) {
+		c.counters = append(c.counters, cacheCounter{desc: desc("cache", name, help), value: value})
+	}
+	counter("hits_total", "Authenticated answers served from the cache.", func(s *cache.Stats) int64 { return s.Hits })
+	counter("negative_hits_total", "allauth's 401 or 410 answers served from the cache.", func(s *cache.Stats) int64 { return s.NegativeHits })
+	counter("misses_total", "Cache lookups that found nothing fresh.", func(s *cache.Stats) int64 { return s.Misses })
+	counter("coalesced_total", "Misses that waited on another request's lookup of the same credential instead of asking allauth.", func(s *cache.Stats) int64 { return s.Coalesced })
+	counter("stale_serves_total", "Expired sessions served because allauth failed (StaleIfError).", func(s *cache.Stats) int64 { return s.StaleServes })
+	counter("evictions_total", "Cache deletions (Evict drops a token once per credential kind).", func(s *cache.Stats) int64 { return s.Evictions })
+	counter("store_errors_total", "Failures of the cache store (e.g. Redis down) and unreadable entries; each is a miss.", func(s *cache.Stats) int64 { return s.StoreErrors })
+	counter("rejected_total", "Entries the full in-process cache declined (MaxEntries).", func(s *cache.Stats) int64 { return s.Rejected })
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.requests
+	ch <- c.upstream
+	ch <- c.upstreamErrors
+	ch <- c.lastAnswer
+	ch <- c.entries
+	for _, cc := range c.counters {
+		ch <- cc.desc
+	}
+}
+
+// Collect implements prometheus.Collector: it reads the middleware's
+// counters.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m.Metrics()
+	for o := range m.Requests {
+		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue,
+			float64(m.Requests[o]), fiberauth.Outcome(o).String())
+	}
+	bounds := fiberauth.UpstreamBuckets()
+	for class := range m.Upstream {
+		h := &m.Upstream[class]
+		buckets := make(map[float64]uint64, len(bounds))
+		for i, b := range bounds {
+			buckets[b.Seconds()] = h.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(c.upstream, h.Count, h.Sum.Seconds(), buckets,
+			fiberauth.StatusClass(class).String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.upstreamErrors, prometheus.CounterValue, float64(m.UpstreamErrors))
+	if !m.LastAnswer.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.lastAnswer, prometheus.GaugeValue,
+			float64(m.LastAnswer.UnixNano())/1e9)
+	}
+
+	s := c.m.Stats()
+	for _, cc := range c.counters {
+		ch <- prometheus.MustNewConstMetric(cc.desc, prometheus.CounterValue, float64(cc.value(&s)))
+	}
+	if s.Entries >= 0 { // -1: a shared store, whose size is not known here
+		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries))
+	}
+}
