@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/introspect"
@@ -94,7 +95,7 @@ func (m *Middleware) extract(c *fiber.Ctx) (src *source, value []byte, result fo
 		var v []byte
 		switch {
 		case s.cookie:
-			v = h.Cookie(s.name)
+			v = lastCookie(h, s.name)
 		case s.kind == introspect.Bearer:
 			all := h.PeekAll(s.name)
 			if len(all) > 1 {
@@ -133,4 +134,18 @@ func (m *Middleware) extract(c *fiber.Ctx) (src *source, value []byte, result fo
 		return s, v, foundToken
 	}
 	return nil, nil, foundNone
+}
+
+// lastCookie returns the value of the last cookie named name, as Django's
+// parse_cookie keeps it when a browser sends two (e.g. one set for a parent
+// domain or a longer path): the session allauth would use for this request
+// is the one asked about. fasthttp's Cookie would return the first.
+func lastCookie(h *fasthttp.RequestHeader, name string) []byte {
+	var v []byte
+	h.VisitAllCookie(func(key, value []byte) {
+		if string(key) == name {
+			v = value
+		}
+	})
+	return v
 }

@@ -128,8 +128,13 @@ func upstreamf(status int, reason string) *UpstreamError {
 	return &UpstreamError{Status: status, Reason: reason}
 }
 
-// parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.
-// Anything else, or a negative delay, is 0.
+// maxRetryAfter caps a Retry-After delay, as RFC 9111 (1.2.2) has
+// recipients cap delta-seconds they cannot represent: 2^31-1 seconds, which
+// also fits a client's 32-bit integer.
+const maxRetryAfter = (1<<31 - 1) * time.Second
+
+// parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date,
+// at most maxRetryAfter. Anything else, or a negative delay, is 0.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
@@ -138,10 +143,13 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		if secs < 0 {
 			return 0
 		}
+		if secs > int(maxRetryAfter/time.Second) {
+			return maxRetryAfter // time.Duration(secs) * time.Second would overflow
+		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }
