@@ -50,6 +50,11 @@ type Config struct {
 	// that one goroutine updates every 5 ms, since reading the system clock
 	// on every hit would cost more than the rest of the hit.
 	Now func() time.Time
+	// UserIndex keeps a user → keys index, so that DeleteUser can drop
+	// every entry of one user (see [UserIndexer] for what it costs and how
+	// it is bounded). It needs a Store that implements UserIndexer, as
+	// MemoryStore and StorageStore do. Default false.
+	UserIndex bool
 }
 
 // Fetch asks allauth. It returns a session, an *introspect.AuthError (a 401
@@ -80,6 +85,7 @@ type Cache struct {
 	now          func() time.Time // injected clock, or nil
 	clock        *coarseClock     // used when now is nil
 	group        singleflight.Group
+	users        UserIndexer // nil without Config.UserIndex
 	stats        counters
 }
 
@@ -111,6 +117,9 @@ func New(cfg Config) *Cache {
 		} else {
 			c.store = NewMemoryStore(cfg.MaxEntries)
 		}
+	}
+	if cfg.UserIndex {
+		c.users, _ = c.store.(UserIndexer)
 	}
 	return c
 }
@@ -185,6 +194,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		if ttl > 0 {
 			e := &Entry{Session: sess, Status: http.StatusOK, FreshUntil: now.Add(ttl).UnixNano()}
 			c.set(ctx, key, e, keep)
+			c.indexUser(ctx, sess.User.ID, key, keep)
 		}
 		return Result{Session: sess}
 	case errors.As(err, &authErr):

@@ -30,6 +30,7 @@ type MemoryStore struct {
 	rejected  atomic.Int64
 	stop      chan struct{}
 	closeOnce sync.Once
+	users     memUserIndex // see userindex.go; used with Config.UserIndex
 	wg        sync.WaitGroup
 }
 
@@ -68,6 +69,7 @@ func (s *MemoryStore) janitor(every time.Duration) {
 		case now := <-t.C:
 			s.pos.sweep(now)
 			s.neg.sweep(now)
+			s.users.sweep(now.UnixNano())
 		case <-s.stop:
 			return
 		}

@@ -87,9 +87,18 @@ type Config struct {
 	// Optional. Default: 0 (off)
 	StaleIfError time.Duration
 
+	// UserIndex keeps a user → cache keys index, so that EvictUser (and
+	// "user_ids" sent to EvictHandler) can drop every cached session of one
+	// user. It costs nothing on a cache hit; each authenticated answer stored
+	// costs an index update (with Storage: one read and one write there).
+	// See cache.UserIndexer for its bounds.
+	//
+	// Optional. Default: false
+	UserIndex bool
+
 	// Cache is a ready cache, e.g. shared by two middlewares; CacheTTL,
-	// NegativeTTL, MaxEntries, Storage and StaleIfError are then ignored.
-	// The middleware does not close a Cache passed in.
+	// NegativeTTL, MaxEntries, Storage, StaleIfError and UserIndex are then
+	// ignored. The middleware does not close a Cache passed in.
 	//
 	// Optional. Default: a cache built from the fields above.
 	Cache *cache.Cache

@@ -126,6 +126,7 @@ func build(cfg Config) (*Middleware, error) {
 			StaleIfError: cfg.StaleIfError,
 			MaxEntries:   cfg.MaxEntries,
 			Storage:      cfg.Storage,
+			UserIndex:    cfg.UserIndex,
 		})
 		m.ownCache = true
 	}

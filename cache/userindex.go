@@ -1,0 +1,345 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MaxKeysPerUser bounds how many keys the user index keeps for one user:
+// when a user's sessions fill it, the key that expires first is forgotten
+// (its entry stays cached, and ends at its TTL).
+const MaxKeysPerUser = 32
+
+// ErrNoUserIndex is returned by [Cache.DeleteUser] when the Cache keeps no
+// user index: Config.UserIndex is off, or the Store does not implement
+// [UserIndexer].
+var ErrNoUserIndex = errors.New("cache: no user index (set Config.UserIndex)")
+
+// UserIndexer is implemented by a Store that can remember which keys hold a
+// user's authenticated entries, so that [Cache.DeleteUser] can find them.
+// [MemoryStore] keeps the index in process; [StorageStore] keeps it in the
+// fiber.Storage, where every instance sees it.
+//
+// The index is a hint, never an answer: a key it lists may have expired or
+// been deleted (deleting it again is harmless), and a key it lost (see the
+// bounds of each store) still expires at its TTL.
+type UserIndexer interface {
+	// AddUserKey records that key holds an entry of userID for ttl.
+	AddUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) error
+	// UserKeys returns the unexpired keys recorded for userID.
+	UserKeys(ctx context.Context, userID string) ([]Key, error)
+}
+
+// indexUser records key under the session's user, when the Cache keeps a
+// user index. It runs only when an authenticated entry is stored, never on a
+// hit.
+func (c *Cache) indexUser(ctx context.Context, userID string, key Key, ttl time.Duration) {
+	if c.users == nil || userID == "" {
+		return
+	}
+	if err := c.users.AddUserKey(ctx, userID, key, ttl); err != nil {
+		c.stats.storeErrors.Add(1)
+	}
+}
+
+// DeleteUser drops every entry the user index lists for userID (an
+// allauth user id, as in introspect.User.ID), so that the next request
+// carrying any of the user's credentials asks allauth. It returns how many
+// entries were there. Without a user index it returns ErrNoUserIndex.
+//
+// With a StorageStore the index is shared: one call reaches the entries every
+// instance stored. With a MemoryStore it reaches this process only.
+func (c *Cache) DeleteUser(ctx context.Context, userID string) (int, error) {
+	if c.users == nil {
+		return 0, ErrNoUserIndex
+	}
+	keys, err := c.users.UserKeys(ctx, userID)
+	if err != nil {
+		c.stats.storeErrors.Add(1)
+		return 0, err
+	}
+	return c.Drop(ctx, keys...)
+}
+
+// Drop deletes keys, as Delete does, and returns how many of them held an
+// entry (fresh or not, authenticated or negative). Reading each key first
+// costs one store read per key; evictions are rare, hits never pay it.
+func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
+	var n int
+	var errs []error
+	for _, k := range keys {
+		present := c.lookup(ctx, k) != nil
+		if err := c.Delete(ctx, k); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if present {
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// userKey is one key of a user with its expiry (Unix nanoseconds).
+type userKey struct {
+	key     Key
+	expires int64
+}
+
+// pruneUserKeys removes from ks the expired keys and key itself (which is
+// about to be added again), in place.
+func pruneUserKeys(ks []userKey, key Key, now int64) []userKey {
+	out := ks[:0]
+	for _, k := range ks {
+		if k.expires > now && k.key != key {
+			out = append(out, k)
+		}
+	}
+	clear(ks[len(out):])
+	return out
+}
+
+// dropEarliest removes the key that expires first, in place.
+func dropEarliest(ks []userKey) []userKey {
+	first := 0
+	for i, k := range ks {
+		if k.expires < ks[first].expires {
+			first = i
+		}
+	}
+	ks[first] = ks[len(ks)-1]
+	return ks[:len(ks)-1]
+}
+
+// memUserIndex is MemoryStore's user index. Its zero value is ready.
+//
+// It holds at most MaxKeysPerUser keys per user and, in all, as many keys as
+// the authenticated table holds entries (MaxEntries): every key it lists is
+// (or was) an authenticated entry. When full, expired keys go first (a sweep,
+// at most once per second); if it is still full the new key is not indexed,
+// as the tables decline new entries, and its entry ends at its TTL.
+type memUserIndex struct {
+	mu        sync.Mutex
+	users     map[string][]userKey
+	total     int
+	lastSweep int64
+	rejected  atomic.Int64
+}
+
+func (ix *memUserIndex) add(userID string, key Key, expires, now int64, maxTotal int) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.users == nil {
+		ix.users = make(map[string][]userKey)
+	}
+	ks := ix.users[userID]
+	before := len(ks)
+	ks = pruneUserKeys(ks, key, now)
+	if len(ks) >= MaxKeysPerUser {
+		ks = dropEarliest(ks)
+	}
+	ix.total -= before - len(ks)
+	if ix.total >= maxTotal && now-ix.lastSweep >= int64(time.Second) {
+		ix.users[userID] = ks // the sweep must see this user's pruned keys
+		ix.lastSweep = now
+		ix.sweepLocked(now)
+		ks = ix.users[userID]
+	}
+	if ix.total >= maxTotal {
+		if len(ks) == 0 {
+			delete(ix.users, userID)
+		} else {
+			ix.users[userID] = ks
+		}
+		ix.rejected.Add(1)
+		return false
+	}
+	ix.users[userID] = append(ks, userKey{key: key, expires: expires})
+	ix.total++
+	return true
+}
+
+func (ix *memUserIndex) keys(userID string, now int64) []Key {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var out []Key
+	for _, k := range ix.users[userID] {
+		if k.expires > now {
+			out = append(out, k.key)
+		}
+	}
+	return out
+}
+
+func (ix *memUserIndex) sweep(now int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.sweepLocked(now)
+}
+
+func (ix *memUserIndex) sweepLocked(now int64) {
+	for id, ks := range ix.users {
+		before := len(ks)
+		ks = pruneUserKeys(ks, Key{}, now)
+		ix.total -= before - len(ks)
+		if len(ks) == 0 {
+			delete(ix.users, id)
+		} else {
+			ix.users[id] = ks
+		}
+	}
+}
+
+func (ix *memUserIndex) len() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.total
+}
+
+// AddUserKey records key under userID in process (see [memUserIndex] for
+// the bounds). It never fails.
+func (s *MemoryStore) AddUserKey(_ context.Context, userID string, key Key, ttl time.Duration) error {
+	now := time.Now().UnixNano()
+	s.users.add(userID, key, now+int64(ttl), now, s.pos.max)
+	return nil
+}
+
+// UserKeys returns the unexpired keys recorded for userID. It never fails.
+func (s *MemoryStore) UserKeys(_ context.Context, userID string) ([]Key, error) {
+	return s.users.keys(userID, time.Now().UnixNano()), nil
+}
+
+// IndexedKeys returns how many keys the user index holds, expired ones not
+// yet swept included.
+func (s *MemoryStore) IndexedKeys() int { return s.users.len() }
+
+// IndexRejected returns how many keys the user index declined because it
+// was full.
+func (s *MemoryStore) IndexRejected() int64 { return s.users.rejected.Load() }
+
+// The StorageStore keeps one value per user, under prefix + "u:" +
+// hex(SHA-256(user id)), with the TTL of the user's latest-expiring key.
+// Format, version 1:
+//
+//	byte 0   magic 0xA8
+//	byte 1   format version (1)
+//	then, per key, 40 bytes: the Key, and its expiry (Unix nanoseconds, big
+//	endian), at most MaxKeysPerUser of them
+//
+// Adding a key is a read, then a write, of that value. Two instances storing
+// two new sessions of one user within the same round trip to the storage
+// can lose one of the two keys from the index (the last write wins); that
+// entry then ends at its TTL instead of at DeleteUser. A value this version
+// cannot read is overwritten by the next add, and DeleteUser reports it.
+const (
+	userIndexMagic   = 0xA8
+	userIndexVersion = 1
+	userKeyLen       = len(Key{}) + 8
+)
+
+// UserStorageKey returns the key under which the index of userID is stored.
+func (s *StorageStore) UserStorageKey(userID string) string {
+	sum := sha256.Sum256([]byte(userID))
+	return s.prefix + "u:" + hex.EncodeToString(sum[:])
+}
+
+// AddUserKey records key under userID in the shared storage (see the format
+// above for the race it accepts).
+func (s *StorageStore) AddUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) error {
+	sk := s.UserStorageKey(userID)
+	raw, err := s.getRaw(ctx, sk)
+	if err != nil {
+		return err
+	}
+	ks, _ := decodeUserKeys(raw) // an unreadable value is replaced
+	now := time.Now().UnixNano()
+	ks = pruneUserKeys(ks, key, now)
+	if len(ks) >= MaxKeysPerUser {
+		ks = dropEarliest(ks)
+	}
+	ks = append(ks, userKey{key: key, expires: now + int64(ttl)})
+	last := ks[0].expires
+	for _, k := range ks {
+		last = max(last, k.expires)
+	}
+	return s.setRaw(ctx, sk, encodeUserKeys(ks), time.Duration(last-now))
+}
+
+// UserKeys returns the unexpired keys recorded for userID in the shared
+// storage.
+func (s *StorageStore) UserKeys(ctx context.Context, userID string) ([]Key, error) {
+	raw, err := s.getRaw(ctx, s.UserStorageKey(userID))
+	if err != nil {
+		return nil, err
+	}
+	ks, err := decodeUserKeys(raw)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UnixNano()
+	var out []Key
+	for _, k := range ks {
+		if k.expires > now {
+			out = append(out, k.key)
+		}
+	}
+	return out, nil
+}
+
+func (s *StorageStore) getRaw(ctx context.Context, key string) ([]byte, error) {
+	var raw []byte
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		if s.withCtx != nil {
+			raw, err = s.withCtx.GetWithContext(ctx, key)
+		} else {
+			raw, err = s.storage.Get(key)
+		}
+		return err
+	})
+	return raw, err
+}
+
+func (s *StorageStore) setRaw(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	return s.do(ctx, func(ctx context.Context) error {
+		if s.withCtx != nil {
+			return s.withCtx.SetWithContext(ctx, key, val, ttl)
+		}
+		return s.storage.Set(key, val, ttl)
+	})
+}
+
+func encodeUserKeys(ks []userKey) []byte {
+	buf := make([]byte, 2, 2+len(ks)*userKeyLen)
+	buf[0], buf[1] = userIndexMagic, userIndexVersion
+	for _, k := range ks {
+		buf = append(buf, k.key[:]...)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(k.expires)) //nolint:gosec // a round trip of the same int64
+	}
+	return buf
+}
+
+// decodeUserKeys reads a user's index value; nil or empty is no keys.
+func decodeUserKeys(b []byte) ([]userKey, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if len(b) < 2 || b[0] != userIndexMagic || b[1] != userIndexVersion ||
+		(len(b)-2)%userKeyLen != 0 || (len(b)-2)/userKeyLen > MaxKeysPerUser {
+		return nil, errCorrupt
+	}
+	ks := make([]userKey, 0, (len(b)-2)/userKeyLen+1)
+	for p := b[2:]; len(p) > 0; p = p[userKeyLen:] {
+		var k userKey
+		copy(k.key[:], p)
+		k.expires = int64(binary.BigEndian.Uint64(p[len(Key{}):])) //nolint:gosec // a round trip of the same int64
+		ks = append(ks, k)
+	}
+	return ks, nil
+}

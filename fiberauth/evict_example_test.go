@@ -1,0 +1,55 @@
+package fiberauth_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/introspect/allauthtest"
+)
+
+// Django POSTs a signed eviction when a session ends (see
+// testdata/django_evict.py); here Go code plays Django's part.
+func ExampleEvictHandler() {
+	allauth := allauthtest.NewServer()
+	defer allauth.Close()
+	allauth.AddUser(allauthtest.User{ID: 1, Username: "alice", Password: "alice-pass"})
+	token := allauth.IssueToken("alice")
+
+	secret := []byte("a-secret-shared-with-django-of-32-bytes-or-more")
+	auth := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL, UserIndex: true})
+	defer func() { _ = auth.Close() }()
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	defer func() { _ = app.Shutdown() }()
+	// The webhook first: Django's POST carries no user credential.
+	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(fiberauth.EvictConfig{Secret: secret}, auth))
+	app.Use(auth.Handler)
+	app.Get("/", func(c *fiber.Ctx) error { return c.SendString("hello " + fiberauth.UserFrom(c).Username) })
+
+	exampleRequest(app, "/", token) // cached for CacheTTL from now on
+	allauth.Logout(token)           // Django logs the session out...
+
+	body := []byte(`{"session_keys":["` + token + `"]}`) // ...and tells the Go side
+	ts := time.Now().Unix()
+	req := httptest.NewRequest(http.MethodPost, "/_allauthgo/evict", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(fiberauth.HeaderEvictTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(fiberauth.HeaderEvictSignature, fiberauth.SignEvict(secret, ts, body))
+	if resp, err := app.Test(req, -1); err == nil {
+		answer, _ := io.ReadAll(resp.Body)
+		fmt.Println(resp.StatusCode, string(answer))
+		_ = resp.Body.Close()
+	}
+	exampleRequest(app, "/", token)
+	// Output:
+	// 200 hello alice
+	// 200 {"status": 200, "data": {"evicted": 1}}
+	// 410 {"status": 410, "errors": [{"code": "session_gone", "message": "The session is gone; log in again."}]}
+}
