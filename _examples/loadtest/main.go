@@ -85,7 +85,7 @@ func run(o options, out io.Writer) error {
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/bare", ok)
 	app.Get("/protected", mw.Handler, ok)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,9 @@ func run(o options, out io.Writer) error {
 		return fmt.Errorf("warm-up request: status %d, %w", code, err)
 	}
 
-	fmt.Fprintf(out, "wrk -t%d -c%d -d%s, %d rounds, medians; %s\n\n", o.threads, o.connections, o.duration, o.rounds, cpuLine())
+	if _, err := fmt.Fprintf(out, "wrk -t%d -c%d -d%s, %d rounds, medians; %s\n\n", o.threads, o.connections, o.duration, o.rounds, cpuLine()); err != nil {
+		return err
+	}
 	var bare, prot []wrkResult
 	for i := 0; i < o.rounds; i++ {
 		b, err := runWrk(wrk, o, base+"/bare", "")
@@ -134,24 +136,27 @@ func run(o options, out io.Writer) error {
 	}
 
 	mb, mp := median(bare), median(prot)
-	fmt.Fprintln(out, "| measure | bare route | protected, warm cache | ratio / difference | target |")
-	fmt.Fprintln(out, "|---|---|---|---|---|")
-	fmt.Fprintf(out, "| requests/s | %.0f | %.0f | %.3f | ≥ 0.95 |\n", mb.rps, mp.rps, mp.rps/mb.rps)
-	fmt.Fprintf(out, "| p50 latency | %s | %s | %+.1f%% | |\n", mb.p50, mp.p50, pct(mp.p50, mb.p50))
-	fmt.Fprintf(out, "| p99 latency | %s | %s | %+.1f%% | ≤ +10%% |\n", mb.p99, mp.p99, pct(mp.p99, mb.p99))
-	fmt.Fprintln(out)
-	fmt.Fprintln(out, "| measure | value | target |")
-	fmt.Fprintln(out, "|---|---|---|")
-	fmt.Fprintf(out, "| allauth's own session endpoint (stand-in, %s delay), requests/s | %.0f | |\n", o.djangoDelay, direct.rps)
-	fmt.Fprintf(out, "| protected route (warm) vs that endpoint | %.0f× | |\n", mp.rps/direct.rps)
-	fmt.Fprintf(out, "| protected route (warm) vs one real gunicorn worker (~130 requests/s, recorded) | %.0f× | |\n", mp.rps/130)
-	fmt.Fprintf(out, "| cold request through the middleware, median | %s | |\n", cold.viaMiddleware)
-	fmt.Fprintf(out, "| the bare route (the same hop into Fiber), median | %s | |\n", cold.bare)
-	fmt.Fprintf(out, "| the stand-in's own answer, median | %s | |\n", cold.direct)
-	fmt.Fprintf(out, "| what a cold request adds: cold − bare − stand-in | %s | ≤ 100µs |\n", cold.viaMiddleware-cold.bare-cold.direct)
-	fmt.Fprintf(out, "| 1,000 concurrent cold requests, 1 token: upstream calls | %d | 1 |\n", oneToken)
-	fmt.Fprintf(out, "| 1,000 concurrent cold requests, 1,000 tokens: upstream calls | %d | 1000 |\n", manyTokens)
-	return nil
+	var t []string
+	add := func(format string, a ...any) { t = append(t, fmt.Sprintf(format, a...)) }
+	add("| measure | bare route | protected, warm cache | ratio / difference | target |")
+	add("|---|---|---|---|---|")
+	add("| requests/s | %.0f | %.0f | %.3f | ≥ 0.95 |", mb.rps, mp.rps, mp.rps/mb.rps)
+	add("| p50 latency | %s | %s | %+.1f%% | |", mb.p50, mp.p50, pct(mp.p50, mb.p50))
+	add("| p99 latency | %s | %s | %+.1f%% | ≤ +10%% |", mb.p99, mp.p99, pct(mp.p99, mb.p99))
+	add("")
+	add("| measure | value | target |")
+	add("|---|---|---|")
+	add("| allauth's own session endpoint (stand-in, %s delay), requests/s | %.0f | |", o.djangoDelay, direct.rps)
+	add("| protected route (warm) vs that endpoint | %.0f× | |", mp.rps/direct.rps)
+	add("| protected route (warm) vs one real gunicorn worker (~130 requests/s, recorded) | %.0f× | |", mp.rps/130)
+	add("| cold request through the middleware, median | %s | |", cold.viaMiddleware)
+	add("| the bare route (the same hop into Fiber), median | %s | |", cold.bare)
+	add("| the stand-in's own answer, median | %s | |", cold.direct)
+	add("| what a cold request adds: cold − bare − stand-in | %s | ≤ 100µs |", cold.viaMiddleware-cold.bare-cold.direct)
+	add("| 1,000 concurrent cold requests, 1 token: upstream calls | %d | 1 |", oneToken)
+	add("| 1,000 concurrent cold requests, 1,000 tokens: upstream calls | %d | 1000 |", manyTokens)
+	_, err = io.WriteString(out, strings.Join(t, "\n")+"\n")
+	return err
 }
 
 type wrkResult struct {
@@ -173,7 +178,7 @@ func runWrk(wrk string, o options, url, token string) (wrkResult, error) {
 		args = append(args, "-H", "X-Session-Token: "+token)
 	}
 	args = append(args, url)
-	cmd := exec.CommandContext(context.Background(), wrk, args...) //nolint:gosec // wrk, found on PATH, with our own arguments
+	cmd := exec.CommandContext(context.Background(), wrk, args...)
 	outb, err := cmd.CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %w: %s", err, outb)
