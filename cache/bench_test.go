@@ -52,7 +52,7 @@ func BenchmarkGetHit(b *testing.B) {
 // BenchmarkGetHitParallel is BenchmarkGetHit from GOMAXPROCS goroutines over
 // 1,024 cached sessions.
 func BenchmarkGetHitParallel(b *testing.B) {
-	const n = 1024
+	const n = 1024 * 8 // a sharded store, as the default MaxEntries gives
 	c := benchCache(b, n)
 	ctx := context.Background()
 	keys := make([]Key, n)

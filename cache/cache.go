@@ -130,14 +130,14 @@ func New(cfg Config) *Cache {
 func (c *Cache) Get(ctx context.Context, key Key) (r Result, ok bool) {
 	e := c.lookup(ctx, key)
 	if e == nil || c.nanos() >= e.FreshUntil {
-		c.stats.misses.Add(1)
+		c.stats.lookups[key[0]&(numShards-1)].misses.Add(1)
 		return Result{}, false
 	}
 	if e.negative() {
-		c.stats.negativeHits.Add(1)
+		c.stats.lookups[key[0]&(numShards-1)].negativeHits.Add(1)
 		return Result{Err: e.authError()}, true
 	}
-	c.stats.hits.Add(1)
+	c.stats.lookups[key[0]&(numShards-1)].hits.Add(1)
 	return Result{Session: e.Session}, true
 }
 
@@ -287,21 +287,32 @@ type Stats struct {
 }
 
 type counters struct {
-	hits, negativeHits, misses, fetches, coalesced, staleServes, evictions, storeErrors atomic.Int64
+	// Lookups are counted on every request, from every core: spread by the
+	// key's first byte over padded slots, as the in-process store is, so
+	// parallel hits of different tokens do not write one cache line.
+	lookups                                                 [numShards]lookupCounters
+	fetches, coalesced, staleServes, evictions, storeErrors atomic.Int64
+}
+
+type lookupCounters struct {
+	hits, negativeHits, misses atomic.Int64
+	_                          [40]byte
 }
 
 // Stats returns the running totals.
 func (c *Cache) Stats() Stats {
 	s := Stats{
-		Hits:         c.stats.hits.Load(),
-		NegativeHits: c.stats.negativeHits.Load(),
-		Misses:       c.stats.misses.Load(),
-		Fetches:      c.stats.fetches.Load(),
-		Coalesced:    c.stats.coalesced.Load(),
-		StaleServes:  c.stats.staleServes.Load(),
-		Evictions:    c.stats.evictions.Load(),
-		StoreErrors:  c.stats.storeErrors.Load(),
-		Entries:      c.store.Len(),
+		Fetches:     c.stats.fetches.Load(),
+		Coalesced:   c.stats.coalesced.Load(),
+		StaleServes: c.stats.staleServes.Load(),
+		Evictions:   c.stats.evictions.Load(),
+		StoreErrors: c.stats.storeErrors.Load(),
+		Entries:     c.store.Len(),
+	}
+	for i := range c.stats.lookups {
+		s.Hits += c.stats.lookups[i].hits.Load()
+		s.NegativeHits += c.stats.lookups[i].negativeHits.Load()
+		s.Misses += c.stats.lookups[i].misses.Load()
 	}
 	if m, ok := c.store.(*MemoryStore); ok {
 		s.Rejected = m.Rejected()

@@ -9,24 +9,36 @@ import (
 	gocache "github.com/patrickmn/go-cache"
 )
 
-// DefaultMaxEntries bounds each table of the in-process store.
+// DefaultMaxEntries bounds each kind of entry (sessions, negative answers)
+// in the in-process store.
 const DefaultMaxEntries = 100_000
 
 // MemoryStore is the in-process Store, built on patrickmn/go-cache.
 //
-// It keeps authenticated and negative entries in two tables, each bounded by
+// It keeps authenticated and negative entries apart, each kind bounded by
 // MaxEntries, so a flood of random tokens (each a 410 from allauth) can fill
-// the negative table but never evict or crowd out a real user's session.
+// the negative side but never evict or crowd out a real user's session.
 //
-// When a table is full, expired entries go first (a sweep, at most once per
+// When a kind is full, expired entries go first (a sweep, at most once per
 // second); if it is still full the new entry is not stored. Declining is O(1)
 // and keeps every entry that is already proving useful, where evicting would
 // need an O(n) scan of go-cache's map to pick a victim; the cost is that a
-// session seen for the first time while the table is full goes uncached until
+// session seen for the first time while the store is full goes uncached until
 // entries expire (after TTL at most). A janitor removes expired entries every
 // minute; Close stops it.
+//
+// A store of 4,096 entries or more is split into 16 shards by the key's
+// first byte, each a pair of go-cache tables. go-cache guards a table with one
+// RWMutex, whose reader count is a cache line every core writes on every
+// hit: one table would serialise the parallel hits of different tokens.
+// Inserts (misses only) take one lock and check the bound over all shards,
+// so the bound stays exact.
 type MemoryStore struct {
-	pos, neg  *table
+	shards    []shard
+	mask      int
+	max       int        // the bound of each kind, over all shards
+	insertMu  sync.Mutex // serialises inserts, so the bound is exact
+	lastSweep [2]time.Time
 	rejected  atomic.Int64
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -34,12 +46,22 @@ type MemoryStore struct {
 	wg        sync.WaitGroup
 }
 
-type table struct {
-	c         *gocache.Cache
-	max       int
-	mu        sync.Mutex // serialises inserts, so the bound is exact
-	lastSweep time.Time
+// The two kinds of entries, as indexes into a shard's tables.
+const (
+	kindPos = 0
+	kindNeg = 1
+)
+
+type shard struct {
+	tables [2]*gocache.Cache // kindPos, kindNeg
+	_      [48]byte          // keeps neighbouring shards off one cache line
 }
+
+// Shards of a large store; a small one has one shard.
+const (
+	numShards      = 16
+	minShardedSize = 4096
+)
 
 // NewMemoryStore returns an in-process store holding at most maxEntries
 // authenticated and maxEntries negative entries (DefaultMaxEntries if
@@ -48,12 +70,16 @@ func NewMemoryStore(maxEntries int) *MemoryStore {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	s := &MemoryStore{
-		// go-cache's own janitor can only be stopped by a finalizer; ours
-		// stops on Close, so no goroutine outlives the store.
-		pos:  &table{c: gocache.New(gocache.NoExpiration, 0), max: maxEntries},
-		neg:  &table{c: gocache.New(gocache.NoExpiration, 0), max: maxEntries},
-		stop: make(chan struct{}),
+	n := 1
+	if maxEntries >= minShardedSize {
+		n = numShards
+	}
+	s := &MemoryStore{shards: make([]shard, n), mask: n - 1, max: maxEntries, stop: make(chan struct{})}
+	for i := range s.shards {
+		// No expiration and no go-cache janitor: go-cache's janitor can only
+		// be stopped by a finalizer; ours stops on Close, so no goroutine
+		// outlives the store.
+		s.shards[i].tables = [2]*gocache.Cache{gocache.New(gocache.NoExpiration, 0), gocache.New(gocache.NoExpiration, 0)}
 	}
 	s.wg.Add(1)
 	go s.janitor(time.Minute)
@@ -67,8 +93,8 @@ func (s *MemoryStore) janitor(every time.Duration) {
 	for {
 		select {
 		case now := <-t.C:
-			s.pos.sweep(now)
-			s.neg.sweep(now)
+			s.sweep(kindPos, now)
+			s.sweep(kindNeg, now)
 			s.users.sweep(now.UnixNano())
 		case <-s.stop:
 			return
@@ -88,76 +114,98 @@ type memItem struct {
 // Get returns the entry under key, even one past its ttl that the janitor has
 // not removed yet (the Cache checks freshness). It never fails.
 func (s *MemoryStore) Get(_ context.Context, key Key) (*Entry, error) {
+	sh := s.shard(key)
 	// string(key[:]) does not escape into go-cache, so it is built on the
 	// stack: a hit allocates nothing.
-	if v, ok := s.pos.c.Get(string(key[:])); ok {
+	if v, ok := sh.tables[kindPos].Get(string(key[:])); ok {
 		return v.(*memItem).entry, nil //nolint:errcheck // only *memItem is ever stored
 	}
-	if v, ok := s.neg.c.Get(string(key[:])); ok {
+	if v, ok := sh.tables[kindNeg].Get(string(key[:])); ok {
 		return v.(*memItem).entry, nil //nolint:errcheck // only *memItem is ever stored
 	}
 	return nil, nil //nolint:nilnil // a miss is not an error, as Store documents
 }
 
-// Set stores e for ttl unless its table is full (see [MemoryStore]).
+// Set stores e for ttl unless its kind is full (see [MemoryStore]).
 func (s *MemoryStore) Set(_ context.Context, key Key, e *Entry, ttl time.Duration) error {
-	t, other := s.pos, s.neg
+	sh := s.shard(key)
+	kind := kindPos
 	if e.negative() {
-		t, other = s.neg, s.pos
+		kind = kindNeg
 	}
 	k := string(key[:])
-	other.c.Delete(k) // an answer replaces the other kind of answer
-	if !t.set(k, e, ttl) {
+	sh.tables[1-kind].Delete(k) // an answer replaces the other kind of answer
+	if !s.insert(kind, sh.tables[kind], k, e, ttl) {
 		s.rejected.Add(1)
 	}
 	return nil
 }
 
-func (t *table) set(k string, e *Entry, ttl time.Duration) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+func (s *MemoryStore) insert(kind int, t *gocache.Cache, k string, e *Entry, ttl time.Duration) bool {
+	s.insertMu.Lock()
+	defer s.insertMu.Unlock()
 	now := time.Now()
-	if _, exists := t.c.Get(k); !exists && t.c.ItemCount() >= t.max {
-		if now.Sub(t.lastSweep) >= time.Second {
-			t.lastSweep = now
-			t.sweepLocked(now)
+	if _, exists := t.Get(k); !exists && s.count(kind) >= s.max {
+		if now.Sub(s.lastSweep[kind]) >= time.Second {
+			s.lastSweep[kind] = now
+			s.sweepLocked(kind, now)
 		}
-		if t.c.ItemCount() >= t.max {
+		if s.count(kind) >= s.max {
 			return false
 		}
 	}
-	t.c.Set(k, &memItem{entry: e, expires: now.Add(ttl).UnixNano()}, gocache.NoExpiration)
+	t.Set(k, &memItem{entry: e, expires: now.Add(ttl).UnixNano()}, gocache.NoExpiration)
 	return true
 }
 
-func (t *table) sweep(now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.sweepLocked(now)
+// count returns how many entries of a kind the shards hold.
+func (s *MemoryStore) count(kind int) int {
+	n := 0
+	for i := range s.shards {
+		n += s.shards[i].tables[kind].ItemCount()
+	}
+	return n
 }
 
-// sweepLocked removes expired items. go-cache's Items copies the map, which
-// is O(n); it runs once a minute, or at most once a second while full.
-func (t *table) sweepLocked(now time.Time) {
+func (s *MemoryStore) sweep(kind int, now time.Time) {
+	s.insertMu.Lock()
+	defer s.insertMu.Unlock()
+	s.sweepLocked(kind, now)
+}
+
+// sweepLocked removes expired items of a kind. go-cache's Items copies the
+// map, which is O(n); it runs once a minute, or at most once a second while
+// full.
+func (s *MemoryStore) sweepLocked(kind int, now time.Time) {
 	n := now.UnixNano()
-	for k, v := range t.c.Items() {
-		if it, ok := v.Object.(*memItem); !ok || it.expires <= n {
-			t.c.Delete(k)
+	for i := range s.shards {
+		t := s.shards[i].tables[kind]
+		for k, v := range t.Items() {
+			if it, ok := v.Object.(*memItem); !ok || it.expires <= n {
+				t.Delete(k)
+			}
 		}
 	}
 }
 
 // Delete removes key from both tables.
 func (s *MemoryStore) Delete(_ context.Context, key Key) error {
+	sh := s.shard(key)
 	k := string(key[:])
-	s.pos.c.Delete(k)
-	s.neg.c.Delete(k)
+	sh.tables[kindPos].Delete(k)
+	sh.tables[kindNeg].Delete(k)
 	return nil
 }
 
+// shard returns the shard of key. Keys are SHA-256 hashes, so their first
+// byte spreads evenly.
+func (s *MemoryStore) shard(key Key) *shard { return &s.shards[int(key[0])&s.mask] }
+
 // Len returns the number of entries held, expired ones not yet swept
 // included.
-func (s *MemoryStore) Len() int { return s.pos.c.ItemCount() + s.neg.c.ItemCount() }
+func (s *MemoryStore) Len() int {
+	return s.count(kindPos) + s.count(kindNeg)
+}
 
 // Rejected returns how many entries were not stored because a table was full.
 func (s *MemoryStore) Rejected() int64 { return s.rejected.Load() }

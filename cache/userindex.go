@@ -206,7 +206,7 @@ func (ix *memUserIndex) len() int {
 // the bounds). It never fails.
 func (s *MemoryStore) AddUserKey(_ context.Context, userID string, key Key, ttl time.Duration) error {
 	now := time.Now().UnixNano()
-	s.users.add(userID, key, now+int64(ttl), now, s.pos.max)
+	s.users.add(userID, key, now+int64(ttl), now, s.max)
 	return nil
 }
 
