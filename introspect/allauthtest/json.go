@@ -82,37 +82,28 @@ func encodeValue(b *bytes.Buffer, v any) {
 		}
 		b.WriteByte('}')
 	case []object:
-		b.WriteByte('[')
-		for i, o := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			encodeValue(b, o)
-		}
-		b.WriteByte(']')
+		encodeList(b, x)
 	case []any:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			encodeValue(b, e)
-		}
-		b.WriteByte(']')
+		encodeList(b, x)
 	case []string:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			encodeString(b, e)
-		}
-		b.WriteByte(']')
+		encodeList(b, x)
 	case map[string]any:
 		encodeValue(b, sortedObject(x))
 	default:
 		encodeOther(b, v)
 	}
+}
+
+// encodeList writes a JSON array with Python's ", " separator.
+func encodeList[T any](b *bytes.Buffer, xs []T) {
+	b.WriteByte('[')
+	for i, x := range xs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		encodeValue(b, x)
+	}
+	b.WriteByte(']')
 }
 
 // sortedObject turns a map into an object with its keys sorted.
