@@ -1,13 +1,10 @@
 package cache
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/gofiber/storage/redis/v3"
 
+	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -161,98 +159,15 @@ func errorsIsGone(err error) bool {
 	return ok && ae.Status == 410
 }
 
-// privateRedis is a redis-server this test runs (and may stop) itself, so
-// the shared REDIS_ADDR server is never disturbed.
-type privateRedis struct {
-	bin, dir string
-	port     int
-	cmd      *exec.Cmd
-}
-
-func redisServerBin(tb testing.TB) string {
-	tb.Helper()
-	if bin := os.Getenv("REDIS_SERVER_BIN"); bin != "" {
-		return bin
-	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		tb.Skip("no redis-server (set REDIS_SERVER_BIN, or REDIS_ADDR=host:port in CI which also provides redis-server) to run the Redis restart test")
-	}
-	return bin
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close() //nolint:errcheck // only its port was needed
-	addr, ok := l.Addr().(*net.TCPAddr)
-	if !ok {
-		tb.Fatalf("listener address %v", l.Addr())
-	}
-	return addr.Port
-}
-
-func (r *privateRedis) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
-
-func (r *privateRedis) start(tb testing.TB) {
-	tb.Helper()
-	//nolint:gosec // the binary is the test's own redis-server
-	r.cmd = exec.Command(r.bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--logfile", "")
-	if err := r.cmd.Start(); err != nil {
-		tb.Fatalf("start redis-server: %v", err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !pingRedis(r.addr()) {
-		if time.Now().After(deadline) {
-			r.stop(tb)
-			tb.Fatalf("redis-server on %s did not answer PING", r.addr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (r *privateRedis) stop(tb testing.TB) {
-	tb.Helper()
-	if r.cmd == nil {
-		return
-	}
-	if err := r.cmd.Process.Kill(); err != nil {
-		tb.Errorf("kill redis-server: %v", err)
-	}
-	_ = r.cmd.Wait() // "signal: killed"
-	r.cmd = nil
-}
-
-func pingRedis(addr string) bool {
-	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer conn.Close() //nolint:errcheck // a probe
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
-}
-
 // TestRedisStoppedMidTest proves a Redis outage costs nothing but the cache:
 // while a private redis-server is down every Load still returns the fetched
 // session, failures are counted, and once it is back on the same port the
 // shared cache works again.
 func TestRedisStoppedMidTest(t *testing.T) {
-	srv := &privateRedis{bin: redisServerBin(t), dir: t.TempDir(), port: freePort(t)}
-	srv.start(t)
-	t.Cleanup(func() { srv.stop(t) })
+	srv := redistest.Start(t)
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
-	storage := newRedisStorage(t, srv.addr(), prefix) // must be made while Redis is up
+	storage := newRedisStorage(t, srv.Addr(), prefix) // must be made while Redis is up
 	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: 200 * time.Millisecond}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	var fetches atomic.Int64
@@ -268,7 +183,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 		t.Fatal("no shared hit while Redis is up")
 	}
 
-	srv.stop(t)
+	srv.Kill(t)
 	for i := 10; i < 20; i++ {
 		start := time.Now()
 		r := a.Load(ctx, keyFor(i), time.Time{}, fetch(i))
@@ -290,7 +205,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	}
 	t.Logf("with Redis down: %+v", a.Stats())
 
-	srv.start(t) // same port, empty
+	srv.Restart(t) // same port, empty
 	deadline := time.Now().Add(20 * time.Second)
 	for i := 100; ; i++ {
 		r := a.Load(ctx, keyFor(i), time.Time{}, fetch(i))

@@ -8,14 +8,11 @@ package fiberauth_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,111 +226,6 @@ func totalAlloc() uint64 {
 
 // ---------------------------------------------------------------------------
 // A private redis-server.
-
-// redisSkipMsg names REDIS_ADDR, so that CI (which has redis-server and sets
-// REDIS_ADDR) fails on the skip instead of hiding it.
-const redisSkipMsg = "no redis-server: set REDIS_SERVER_BIN or put redis-server on PATH (CI, which sets REDIS_ADDR, has it)"
-
-// ownRedis is a redis-server the test starts, kills and restarts itself, so
-// the shared REDIS_ADDR server is never disturbed.
-type ownRedis struct {
-	bin, dir string
-	port     int
-	cmd      *exec.Cmd
-	done     chan struct{}
-}
-
-// startOwnRedis starts a private redis-server on a free port, stopped when
-// the test ends, or skips the test (with a message naming REDIS_ADDR) when
-// there is no redis-server.
-func startOwnRedis(tb testing.TB) *ownRedis {
-	tb.Helper()
-	bin := os.Getenv("REDIS_SERVER_BIN")
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			tb.Skip(redisSkipMsg + " (REDIS_ADDR)")
-		}
-	}
-	r := &ownRedis{bin: bin, dir: tb.TempDir(), port: freeTCPPort(tb)}
-	r.start(tb)
-	tb.Cleanup(func() { r.stop(tb) })
-	return r
-}
-
-func freeTCPPort(tb testing.TB) int {
-	tb.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	addr, ok := ln.Addr().(*net.TCPAddr)
-	if !ok {
-		tb.Fatalf("listener address %v", ln.Addr())
-	}
-	return addr.Port
-}
-
-func (r *ownRedis) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
-
-// start runs redis-server on r.port (again, after stop) and waits for PING.
-func (r *ownRedis) start(tb testing.TB) {
-	tb.Helper()
-	//nolint:gosec // the binary is the test's own redis-server
-	r.cmd = exec.Command(r.bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--logfile", "")
-	if err := r.cmd.Start(); err != nil {
-		tb.Fatalf("start redis-server: %v", err)
-	}
-	r.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) {
-		_ = cmd.Wait()
-		close(done)
-	}(r.cmd, r.done)
-	deadline := time.Now().Add(10 * time.Second)
-	for !redisPing(r.addr()) {
-		if time.Now().After(deadline) {
-			r.stop(tb)
-			tb.Fatalf("redis-server on %s did not answer PING", r.addr())
-		}
-		select {
-		case <-r.done:
-			tb.Fatalf("redis-server on %s exited (port taken?)", r.addr())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// stop kills redis-server (SIGKILL: a crash, not a clean shutdown).
-func (r *ownRedis) stop(tb testing.TB) {
-	tb.Helper()
-	if r.cmd == nil {
-		return
-	}
-	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		tb.Errorf("kill redis-server: %v", err)
-	}
-	<-r.done
-	r.cmd = nil
-}
-
-func redisPing(addr string) bool {
-	d := net.Dialer{Timeout: 200 * time.Millisecond}
-	conn, err := d.DialContext(context.Background(), "tcp", addr)
-	if err != nil {
-		return false
-	}
-	defer func() { _ = conn.Close() }()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
-}
 
 // redisStorage connects a gofiber redis storage to addr, closed when the
 // test ends.

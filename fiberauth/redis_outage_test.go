@@ -10,6 +10,7 @@ import (
 
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -23,8 +24,8 @@ import (
 //
 //	SOAK=1 go test -race -run Test_RedisOutage_UnderLoad -v ./fiberauth/
 func Test_RedisOutage_UnderLoad(t *testing.T) {
-	rs := startOwnRedis(t)
-	st := redisStorage(t, rs.addr(), 16) // made while Redis is up: redis.New pings
+	rs := redistest.Start(t)
+	st := redisStorage(t, rs.Addr(), 16) // made while Redis is up: redis.New pings
 	down, cycles := time.Second, 1
 	if soak() {
 		down, cycles = 10*time.Second, 3
@@ -82,13 +83,13 @@ func Test_RedisOutage_UnderLoad(t *testing.T) {
 	}
 	for range cycles {
 		before := m.Stats()
-		rs.stop(t)
+		rs.Kill(t)
 		time.Sleep(down)
 		during := m.Stats()
 		if during.StoreErrors == before.StoreErrors {
 			t.Errorf("no store errors while Redis was down: %+v", during)
 		}
-		rs.start(t) // same port, empty
+		rs.Restart(t) // same port, empty
 		// The cache works again once entries reappear and hits resume.
 		deadline := time.Now().Add(15 * time.Second)
 		for {

@@ -19,6 +19,7 @@ import (
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
 	fiberprom "github.com/allauthgo/headless/fiberauth/prometheus"
+	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -98,7 +99,7 @@ func Test_Secrets_NeverLeak(t *testing.T) {
 		t.Parallel()
 		addr := os.Getenv("REDIS_ADDR")
 		if addr == "" {
-			addr = startOwnRedis(t).addr() // skips, naming REDIS_ADDR, without redis-server
+			addr = redistest.Start(t).Addr() // skips, naming REDIS_ADDR, without redis-server
 		}
 		st := redisStorage(t, addr, 4)
 		prefix := redisPrefix(t)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -36,7 +37,7 @@ func Test_Shutdown_ClosesEverything(t *testing.T) {
 	addr := os.Getenv("REDIS_ADDR")
 	if addr == "" {
 		if _, err := exec.LookPath("redis-server"); err == nil || os.Getenv("REDIS_SERVER_BIN") != "" {
-			addr = startOwnRedis(t).addr()
+			addr = redistest.Start(t).Addr()
 		} else {
 			t.Log("no Redis (set REDIS_ADDR): checking shutdown without a shared store")
 		}
