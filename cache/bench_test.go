@@ -78,7 +78,7 @@ func BenchmarkGetHitParallel(b *testing.B) {
 func BenchmarkMemorySetFull(b *testing.B) {
 	const maxEntries = 10_000
 	ctx := context.Background()
-	s := NewMemoryStore(maxEntries)
+	s := newMemoryStore(maxEntries)
 	b.Cleanup(func() { _ = s.Close() })
 	e := &Entry{Status: http.StatusGone, FreshUntil: 1}
 	for i := range maxEntries {

@@ -3,11 +3,11 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/allauthgo/headless/introspect"
@@ -17,7 +17,15 @@ import (
 const (
 	DefaultTTL         = 30 * time.Second
 	DefaultNegativeTTL = 5 * time.Second
+	DefaultRecheck     = time.Second
 )
+
+// maxClockSkew is how far in the future a shared value's ObtainedAt may lie
+// (clocks of two instances differ a little) before the value is not trusted.
+const maxClockSkew = time.Second
+
+// MinSecretLen is the shortest Config.Secret accepted.
+const MinSecretLen = 16
 
 // Config tunes a Cache. The zero value is usable: in process, TTL 30 s,
 // NegativeTTL 5 s, 100,000 entries, no stale answers.
@@ -30,30 +38,48 @@ type Config struct {
 	// default, 5 s; a negative value turns negative caching off.
 	NegativeTTL time.Duration
 	// StaleIfError lets an authenticated answer that expired less than this
-	// long ago be served while allauth fails (not for 401 or 410). The result
-	// says it was stale. Default 0: off.
+	// long ago be served while allauth fails (not after a 401 or 410). The
+	// result says it was stale. Default 0: off.
 	StaleIfError time.Duration
-	// MaxEntries bounds the in-process store (each of its authenticated and
-	// negative tables). Ignored with Storage or Store. Default 100,000.
+	// MaxEntries bounds the in-process tier (each of its authenticated and
+	// negative tables). Default 100,000.
 	MaxEntries int
-	// Storage, if set, is a shared fiber.Storage (e.g. gofiber/storage
-	// redis) used instead of the in-process store.
-	Storage fiber.Storage
-	// Prefix is put before every key written to Storage. Default "allauthgo:".
+	// Storage, if set, is a second tier shared by several instances (e.g.
+	// gofiber/storage/redis). The in-process tier stays in front of it: a
+	// miss there reads Storage, a miss there asks allauth and writes both.
+	// With gofiber/storage's Redis driver, evictions reach every instance's
+	// in-process tier by Redis pub/sub; otherwise (or while the subscription
+	// is down) an in-process copy of a shared answer is rechecked against
+	// Storage after Recheck.
+	Storage Storage
+	// Prefix is put before every key written to Storage, and names the
+	// eviction channel. Two deployments that share a Storage and reach
+	// their allauth by the same URL (staging and production, say) must set
+	// different prefixes. Default "allauthgo:".
 	Prefix string
+	// Secret, if set (at least MinSecretLen bytes), authenticates each value
+	// written to Storage together with its key (HMAC-SHA256): a tampered or
+	// planted value, or one copied under another key, is a miss. Without it,
+	// whoever can write to Storage can log in as anyone.
+	Secret []byte
+	// Recheck bounds how long an in-process copy of a shared answer is
+	// served without the shared tier vouching for it: when eviction
+	// messages cannot be relied on (no pub/sub, or the subscription is
+	// down), it is how late an eviction on another instance is seen.
+	// Default 1 s.
+	Recheck time.Duration
+	// Realm names the allauth server whose user IDs the user index holds
+	// (its origin and mount), so that two allauth servers sharing a Storage
+	// keep apart indexes. A Cache serves the users of one allauth server.
+	Realm string
 	// StoreTimeout bounds each Storage operation. Default 50 ms.
 	StoreTimeout time.Duration
-	// Store, if set, is used as is (Storage, Prefix, StoreTimeout and
-	// MaxEntries are then ignored).
-	Store Store
 	// Now is the clock; tests inject one. By default the Cache reads a clock
 	// that one goroutine updates every 5 ms, since reading the system clock
 	// on every hit would cost more than the rest of the hit.
 	Now func() time.Time
 	// UserIndex keeps a user → keys index, so that DeleteUser can drop
-	// every entry of one user (see [UserIndexer] for what it costs and how
-	// it is bounded). It needs a Store that implements UserIndexer, as
-	// MemoryStore and StorageStore do. Default false.
+	// every entry of one user (see [MaxKeysPerUser] for its bounds).
 	UserIndex bool
 }
 
@@ -74,29 +100,42 @@ type Result struct {
 	Stale bool
 }
 
-// Cache serves allauth's answers from a Store and coalesces concurrent misses
-// for one key into one fetch. It is safe for concurrent use.
+// Cache serves allauth's answers from an in-process tier and, optionally, a
+// shared one, and coalesces concurrent misses for one key into one fetch. It
+// is safe for concurrent use.
 type Cache struct {
-	store        Store
-	owned        bool // the store was made here, so Close closes it
+	local        *memoryStore
+	shared       *storageStore // nil without Storage
+	bus          *bus          // nil unless Storage is Redis
 	ttl          time.Duration
 	negTTL       time.Duration
 	staleIfError time.Duration
+	recheck      int64            // nanoseconds
 	now          func() time.Time // injected clock, or nil
 	clock        *coarseClock     // used when now is nil
 	group        singleflight.Group
-	users        UserIndexer // nil without Config.UserIndex
-	stats        counters
+	users        userIndexer // nil without Config.UserIndex
+	realm        string
+	// evictions counts Delete calls and eviction messages; a fill that saw
+	// it change while it fetched keeps its answer to itself, so that an
+	// eviction racing a lookup is not undone by the lookup's write.
+	evictGen atomic.Uint64
+	stats    counters
 }
 
-// New returns a Cache configured by cfg.
+// New returns a Cache configured by cfg. It panics on a Secret shorter than
+// MinSecretLen, as a config that cannot work.
 func New(cfg Config) *Cache {
+	if len(cfg.Secret) > 0 && len(cfg.Secret) < MinSecretLen {
+		panic(fmt.Sprintf("cache: Config.Secret must be at least %d bytes", MinSecretLen))
+	}
 	c := &Cache{
-		store:        cfg.Store,
 		ttl:          cfg.TTL,
 		negTTL:       cfg.NegativeTTL,
 		staleIfError: cfg.StaleIfError,
+		recheck:      int64(cfg.Recheck),
 		now:          cfg.Now,
+		realm:        cfg.Realm,
 	}
 	if c.ttl <= 0 {
 		c.ttl = DefaultTTL
@@ -107,29 +146,34 @@ func New(cfg Config) *Cache {
 	if c.staleIfError < 0 {
 		c.staleIfError = 0
 	}
+	if c.recheck <= 0 {
+		c.recheck = int64(DefaultRecheck)
+	}
 	if c.now == nil {
 		c.clock = startClock()
 	}
-	if c.store == nil {
-		c.owned = true
-		if cfg.Storage != nil {
-			c.store = NewStorageStore(cfg.Storage, cfg.Prefix, cfg.StoreTimeout)
-		} else {
-			c.store = NewMemoryStore(cfg.MaxEntries)
-		}
+	c.local = newMemoryStore(cfg.MaxEntries)
+	if cfg.Storage != nil {
+		c.shared = newStorageStore(cfg.Storage, cfg.Prefix, cfg.StoreTimeout, cfg.Secret)
+		c.bus = startBus(cfg.Storage, c.shared.prefix+"evict", time.Duration(c.recheck), c.shared.timeout, c.nanos, c.dropLocal)
 	}
 	if cfg.UserIndex {
-		c.users, _ = c.store.(UserIndexer)
+		if c.shared != nil {
+			c.users = c.shared
+		} else {
+			c.users = c.local
+		}
 	}
 	return c
 }
 
-// Get returns a fresh cached answer for key: a session, or allauth's cached
-// 401/410 in Result.Err. ok is false on a miss (an expired entry, an
-// unreadable one, or a failing store, which is counted and never an error).
-func (c *Cache) Get(ctx context.Context, key Key) (r Result, ok bool) {
-	e := c.lookup(ctx, key)
-	if e == nil || c.nanos() >= e.FreshUntil {
+// Get returns a fresh answer from the in-process tier: a session, or
+// allauth's cached 401/410 in Result.Err. ok is false on a miss; Load then
+// reads the shared tier (once for all concurrent callers) and, failing
+// that, allauth. Get never leaves the process and allocates nothing.
+func (c *Cache) Get(_ context.Context, key Key) (r Result, ok bool) {
+	e, _ := c.local.Get(context.Background(), key)
+	if e == nil || !c.usable(e, c.nanos()) {
 		c.stats.lookups[key[0]&(numShards-1)].misses.Add(1)
 		return Result{}, false
 	}
@@ -139,6 +183,34 @@ func (c *Cache) Get(ctx context.Context, key Key) (r Result, ok bool) {
 	}
 	c.stats.lookups[key[0]&(numShards-1)].hits.Add(1)
 	return Result{Session: e.Session}, true
+}
+
+// usable reports whether an in-process entry may be served fresh at now.
+// An in-process copy of a shared answer also needs a recent word from the
+// shared tier: the store itself within Recheck, or an eviction channel that
+// was listening when the copy was made and has proven itself since.
+func (c *Cache) usable(e *Entry, now int64) bool {
+	if now >= e.FreshUntil {
+		return false
+	}
+	if e.checkedAt == 0 || now-e.checkedAt < c.recheck {
+		return true
+	}
+	return c.bus != nil && c.bus.vouches(e.checkedAt, now, c.recheck)
+}
+
+// Remember keeps an authenticated answer in the in-process tier only, for
+// at most TTL and never until until (a verified JWT's answer, until its exp:
+// checking it again costs more than the whole request, and no other instance
+// needs it). Delete drops it.
+func (c *Cache) Remember(key Key, s *introspect.Session, until time.Time) {
+	now := c.nanos()
+	// The coarse clock may lag by its resolution: stop that much early.
+	fresh := min(now+int64(c.ttl), until.UnixNano()-int64(clockResolution))
+	if ttl := fresh - now; ttl > 0 {
+		e := &Entry{Session: s, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh}
+		_ = c.local.Set(context.Background(), key, e, time.Duration(ttl))
+	}
 }
 
 // Load fetches the answer for key, with every concurrent Load of the same
@@ -167,54 +239,73 @@ func (c *Cache) Load(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 	}
 }
 
-// fill runs once per coalesced miss.
+// fill runs once per coalesced miss: the in-process tier again (an earlier
+// leader may have filled it), then the shared tier, then allauth.
 func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fetch) Result {
-	// Another instance (shared store) or an earlier leader may have filled
-	// the key while this call waited to become leader.
-	prev := c.lookup(ctx, key)
-	if prev != nil && c.nanos() < prev.FreshUntil {
-		if prev.negative() {
-			return Result{Err: prev.authError()}
+	gen := c.evictGen.Load()
+	checked := c.nanos() // before the shared read: see bus.vouches
+	prev, _ := c.local.Get(ctx, key)
+	if prev != nil && c.usable(prev, checked) {
+		return prev.result()
+	}
+	if c.shared != nil {
+		if e, ok := c.readShared(ctx, key, checked); ok {
+			// The shared tier is the truth: nothing there means evicted or
+			// expired, so an in-process copy is no stale fallback either.
+			if e == nil && prev != nil {
+				_ = c.local.Delete(ctx, key)
+			}
+			prev = e
+			if e != nil && checked < e.FreshUntil {
+				c.keepLocal(key, e, checked, gen)
+				return e.result()
+			}
 		}
-		return Result{Session: prev.Session}
 	}
 
 	c.stats.fetches.Add(1)
+	started := checked
 	sess, err := fetch(ctx)
-	now := time.Unix(0, c.nanos())
+	now := c.nanos()
 	var authErr *introspect.AuthError
 	switch {
 	case err == nil && sess != nil:
-		ttl, keep := c.ttl, c.ttl+c.staleIfError
+		fresh, stale := now+int64(c.ttl), int64(0)
+		if c.staleIfError > 0 {
+			stale = fresh + int64(c.staleIfError)
+		}
 		if !notAfter.IsZero() {
 			// Nothing is kept past notAfter, not even as a stale fallback.
-			ttl = min(ttl, notAfter.Sub(now))
-			keep = min(keep, notAfter.Sub(now))
+			fresh = min(fresh, notAfter.UnixNano())
+			stale = min(stale, notAfter.UnixNano())
 		}
-		if ttl > 0 {
-			e := &Entry{Session: sess, Status: http.StatusOK, FreshUntil: now.Add(ttl).UnixNano()}
-			c.set(ctx, key, e, keep)
-			c.indexUser(ctx, sess.User.ID, key, keep)
+		if fresh > now {
+			e := &Entry{Session: sess, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh, StaleUntil: stale}
+			c.keep(ctx, key, e, started, gen)
+			c.indexUser(ctx, sess.User.ID, key, time.Duration(e.keepUntil()-now))
 		}
 		return Result{Session: sess}
 	case errors.As(err, &authErr):
+		// allauth said no: whatever positive answer was kept must go, in
+		// both tiers, even when the negative answer cannot be written (a
+		// full Redis refuses the write but not the delete), or StaleIfError
+		// would serve a logged-out session.
 		if c.negTTL > 0 {
-			e := &Entry{Status: authErr.Status, FreshUntil: now.Add(c.negTTL).UnixNano()}
-			c.set(ctx, key, e, c.negTTL)
-		} else if prev != nil {
-			// Without negative caching nothing overwrites an expired session:
-			// drop it, or StaleIfError would serve it after allauth's "no".
-			if err := c.store.Delete(ctx, key); err != nil {
-				c.stats.storeErrors.Add(1)
+			e := &Entry{Status: authErr.Status, ObtainedAt: now, FreshUntil: now + int64(c.negTTL)}
+			if !c.keep(ctx, key, e, started, gen) {
+				c.deleteShared(ctx, key)
 			}
+		} else {
+			_ = c.local.Delete(ctx, key)
+			c.deleteShared(ctx, key)
 		}
 		return Result{Err: err}
 	default:
 		if err == nil {
 			err = &introspect.UpstreamError{Reason: "fetch returned neither a session nor an error"}
 		}
-		if prev != nil && !prev.negative() && now.UnixNano() < prev.FreshUntil+int64(c.staleIfError) &&
-			(notAfter.IsZero() || now.Before(notAfter)) {
+		if prev != nil && !prev.negative() && now < prev.StaleUntil &&
+			(notAfter.IsZero() || now < notAfter.UnixNano()) {
 			c.stats.staleServes.Add(1)
 			return Result{Session: prev.Session, Stale: true}
 		}
@@ -222,31 +313,150 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 	}
 }
 
-// Delete drops key from the store, so the next request asks allauth. It
-// returns the store's error, if any.
-func (c *Cache) Delete(ctx context.Context, key Key) error {
-	c.stats.evictions.Add(1)
-	if err := c.store.Delete(ctx, key); err != nil {
-		c.stats.storeErrors.Add(1)
-		return err
+// result is what an entry answers.
+func (e *Entry) result() Result {
+	if e.negative() {
+		return Result{Err: e.authError()}
 	}
-	return nil
+	return Result{Session: e.Session}
 }
 
-// Store returns the store in use.
-func (c *Cache) Store() Store { return c.store }
+// readShared reads key from the shared tier and limits the value by this
+// reader's own TTLs, whoever wrote it. A value written "in the future" is
+// not trusted; an unreadable or forged one is counted and is a miss. ok is
+// false when the store could not be read at all.
+func (c *Cache) readShared(ctx context.Context, key Key, now int64) (e *Entry, ok bool) {
+	c.stats.sharedReads.Add(1)
+	e, err := c.shared.Get(ctx, key)
+	switch {
+	case errors.Is(err, errCorrupt) || errors.Is(err, errForged):
+		c.stats.storeErrors.Add(1)
+		return nil, true
+	case err != nil:
+		c.stats.storeErrors.Add(1)
+		return nil, false
+	case e == nil:
+		return nil, true
+	case e.ObtainedAt > now+int64(maxClockSkew):
+		c.stats.storeErrors.Add(1)
+		return nil, true
+	}
+	if e.negative() {
+		e.FreshUntil = min(e.FreshUntil, e.ObtainedAt+int64(c.negTTL))
+		return e, true
+	}
+	e.FreshUntil = min(e.FreshUntil, e.ObtainedAt+int64(c.ttl))
+	writerStale := e.StaleUntil
+	e.StaleUntil = 0
+	if c.staleIfError > 0 && writerStale > 0 {
+		e.StaleUntil = min(writerStale, e.ObtainedAt+int64(c.ttl+c.staleIfError))
+	}
+	return e, true
+}
 
-// Close stops the Cache's clock and releases the store if this Cache made it
-// (stopping the in-process janitor). A Store or Storage passed in is left to
-// its owner. The Cache must not be used afterwards.
+// keep stores a fresh answer from allauth in both tiers, unless an eviction
+// happened since gen (the answer may predate it). It reports whether the
+// shared tier (if any) took it.
+func (c *Cache) keep(ctx context.Context, key Key, e *Entry, checked int64, gen uint64) bool {
+	if c.evictGen.Load() != gen {
+		return true
+	}
+	ok := true
+	if c.shared != nil {
+		if err := c.shared.Set(ctx, key, e, time.Duration(e.keepUntil()-c.nanos())); err != nil {
+			c.stats.storeErrors.Add(1)
+			ok = false
+		}
+	}
+	c.keepLocal(key, e, checked, gen)
+	return ok
+}
+
+// keepLocal stores e in the in-process tier; checked is when the shared
+// tier last vouched for it.
+func (c *Cache) keepLocal(key Key, e *Entry, checked int64, gen uint64) {
+	if c.shared != nil {
+		e.checkedAt = checked
+	}
+	if c.evictGen.Load() != gen {
+		return
+	}
+	if ttl := e.keepUntil() - c.nanos(); ttl > 0 {
+		_ = c.local.Set(context.Background(), key, e, time.Duration(ttl))
+	}
+}
+
+func (c *Cache) deleteShared(ctx context.Context, key Key) {
+	if c.shared == nil {
+		return
+	}
+	if err := c.shared.Delete(ctx, key); err != nil {
+		c.stats.storeErrors.Add(1)
+	}
+}
+
+// Delete drops key from both tiers and tells the other instances (with
+// Redis) to drop it from theirs, so the next request asks allauth. It
+// returns the shared store's error, if any.
+func (c *Cache) Delete(ctx context.Context, key Key) error {
+	_, err := c.Drop(ctx, key)
+	return err
+}
+
+// Drop is Delete for several keys; it returns how many of them held an
+// entry (in either tier). Every key is dropped from the in-process tier even
+// when the shared tier fails.
+func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	c.evictGen.Add(1)
+	var n int
+	var errs []error
+	for _, k := range keys {
+		c.stats.evictions.Add(1)
+		present := c.dropLocal(k)
+		if c.shared != nil {
+			if e, err := c.shared.Get(ctx, k); err == nil && e != nil {
+				present = true
+			}
+			if err := c.shared.Delete(ctx, k); err != nil {
+				c.stats.storeErrors.Add(1)
+				errs = append(errs, err)
+			}
+		}
+		if present {
+			n++
+		}
+	}
+	if c.bus != nil {
+		if err := c.bus.publish(ctx, keys); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// dropLocal removes key from the in-process tier (for Drop and for eviction
+// messages from other instances) and reports whether it was there.
+func (c *Cache) dropLocal(key Key) bool {
+	c.evictGen.Add(1)
+	e, _ := c.local.Get(context.Background(), key)
+	_ = c.local.Delete(context.Background(), key)
+	return e != nil
+}
+
+// Close stops the Cache's goroutines (clock, janitor, eviction listener).
+// A Storage passed in is left to its owner. The Cache must not be used
+// afterwards.
 func (c *Cache) Close() error {
+	if c.bus != nil {
+		c.bus.close()
+	}
 	if c.clock != nil {
 		c.clock.close()
 	}
-	if c.owned {
-		return c.store.Close()
-	}
-	return nil
+	return c.local.Close()
 }
 
 // nanos is the current time in Unix nanoseconds.
@@ -255,67 +465,4 @@ func (c *Cache) nanos() int64 {
 		return c.now().UnixNano()
 	}
 	return c.clock.nanos()
-}
-
-func (c *Cache) lookup(ctx context.Context, key Key) *Entry {
-	e, err := c.store.Get(ctx, key)
-	if err != nil {
-		c.stats.storeErrors.Add(1)
-		return nil
-	}
-	return e
-}
-
-func (c *Cache) set(ctx context.Context, key Key, e *Entry, ttl time.Duration) {
-	if err := c.store.Set(ctx, key, e, ttl); err != nil {
-		c.stats.storeErrors.Add(1)
-	}
-}
-
-// Stats are running totals since the Cache was made.
-type Stats struct {
-	Hits         int64 // fresh authenticated answers served
-	NegativeHits int64 // fresh 401/410 answers served
-	Misses       int64 // lookups that found nothing fresh
-	Fetches      int64 // calls made to allauth (one per coalesced miss)
-	Coalesced    int64 // Loads that waited on another's fetch instead of fetching
-	StaleServes  int64 // expired sessions served because allauth failed
-	Evictions    int64 // Delete calls
-	StoreErrors  int64 // store failures and unreadable values, each a miss
-	Rejected     int64 // entries a full in-process store declined
-	Entries      int   // entries held now, or -1 for a shared store
-}
-
-type counters struct {
-	// Lookups are counted on every request, from every core: spread by the
-	// key's first byte over padded slots, as the in-process store is, so
-	// parallel hits of different tokens do not write one cache line.
-	lookups                                                 [numShards]lookupCounters
-	fetches, coalesced, staleServes, evictions, storeErrors atomic.Int64
-}
-
-type lookupCounters struct {
-	hits, negativeHits, misses atomic.Int64
-	_                          [40]byte
-}
-
-// Stats returns the running totals.
-func (c *Cache) Stats() Stats {
-	s := Stats{
-		Fetches:     c.stats.fetches.Load(),
-		Coalesced:   c.stats.coalesced.Load(),
-		StaleServes: c.stats.staleServes.Load(),
-		Evictions:   c.stats.evictions.Load(),
-		StoreErrors: c.stats.storeErrors.Load(),
-		Entries:     c.store.Len(),
-	}
-	for i := range c.stats.lookups {
-		s.Hits += c.stats.lookups[i].hits.Load()
-		s.NegativeHits += c.stats.lookups[i].negativeHits.Load()
-		s.Misses += c.stats.lookups[i].misses.Load()
-	}
-	if m, ok := c.store.(*MemoryStore); ok {
-		s.Rejected = m.Rejected()
-	}
-	return s
 }

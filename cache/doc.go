@@ -4,8 +4,8 @@
 //
 // A [Cache] sits in front of any fetch function (usually
 // introspect.Client.Session). It stores answers in a [Store]: in process by
-// default ([NewMemoryStore], bounded by MaxEntries), or in any fiber.Storage
-// such as Redis ([NewStorageStore]) when several instances must share what
+// default ([newMemoryStore], bounded by MaxEntries), or in any fiber.Storage
+// such as Redis ([newStorageStore]) when several instances must share what
 // they learnt and see each other's evictions.
 //
 // Keys are SHA-256 hashes over the credential kind, the allauth endpoint and

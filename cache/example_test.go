@@ -38,20 +38,17 @@ func ExampleCache_Load() {
 }
 
 // Several instances share what they learnt, and see each other's logouts,
-// through Redis. (Compiled only: it needs a Redis server.)
-func ExampleNewStorageStore() {
+// through Redis: each keeps its own in-process tier in front of it, and
+// evictions reach every instance by Redis pub/sub. (Compiled only: it needs
+// a Redis server.)
+func ExampleConfig_storage() {
 	storage := redis.New(redis.Config{Host: "127.0.0.1", Port: 6379})
 	defer storage.Close() //nolint:errcheck // the example's own storage
 
-	// Either let the Cache wrap the storage...
-	c := cache.New(cache.Config{Storage: storage, Prefix: "myapp:auth:", StoreTimeout: 50 * time.Millisecond})
+	c := cache.New(cache.Config{
+		Storage: storage,
+		Prefix:  "myapp:auth:",                                    // one per deployment sharing this Redis
+		Secret:  []byte("at least 16 bytes, from a secret store"), // values are authenticated
+	})
 	defer c.Close() //nolint:errcheck // Close does not close the storage
-
-	// ...or build the store yourself, e.g. to share it between caches.
-	store := cache.NewStorageStore(storage, "myapp:auth:", 50*time.Millisecond)
-	other := cache.New(cache.Config{Store: store})
-	defer other.Close() //nolint:errcheck // a Store passed in is left open
-
-	key := cache.NewKey(cache.NewScope(introspect.SessionToken, "https://auth.example.com/_allauth/app/v1/auth/session"), "token")
-	fmt.Println(store.StorageKey(key)[:len("myapp:auth:")])
 }

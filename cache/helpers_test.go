@@ -240,7 +240,7 @@ func (s *errStorage) DeleteWithContext(context.Context, string) error {
 
 // hangCtxStorage is a driver that never answers but honours contexts, as
 // gofiber/storage drivers do: every *WithContext call blocks until its ctx
-// ends. The plain methods are never used by StorageStore for such a driver.
+// ends. The plain methods are never used by storageStore for such a driver.
 type hangCtxStorage struct{ calls atomic.Int64 }
 
 func (s *hangCtxStorage) wait(ctx context.Context) error {
@@ -301,3 +301,16 @@ func (s *hangPlainStorage) Delete(string) error {
 
 func (s *hangPlainStorage) Reset() error { return nil }
 func (s *hangPlainStorage) Close() error { return nil }
+
+var errPeek = errors.New("peek: allauth is not asked")
+
+// peek answers as Load would from either tier, without asking allauth: ok
+// is false when neither held a fresh answer (the fetch would have run).
+func peek(c *Cache, k Key) (Result, bool) {
+	asked := false
+	r := c.Load(context.Background(), k, time.Time{}, func(context.Context) (*introspect.Session, error) {
+		asked = true
+		return nil, errPeek
+	})
+	return r, !asked
+}

@@ -30,17 +30,23 @@ func NewScope(kind introspect.Kind, endpoint string) Scope {
 }
 
 // keyBufSize covers session tokens (32 bytes) and cookies on the stack; it is
-// small because the buffer is zeroed on every call. Longer tokens (JWTs) cost
-// one allocation.
+// small because the buffer is zeroed on every call.
 const keyBufSize = 128
 
 // NewKey hashes a token within a scope. The token may be a string or a
 // []byte (such as a header value peeked from fasthttp); it is read, not kept.
+// A []byte token allocates nothing, whatever its length.
 func NewKey[T ~string | ~[]byte](scope Scope, token T) Key {
 	var buf [keyBufSize]byte
 	b := buf[:0]
 	if len(scope)+len(token) > keyBufSize {
-		b = make([]byte, 0, len(scope)+len(token)) // a JWT: one allocation
+		// A JWT: hash it first, so that its key costs no allocation, and
+		// mark the scope so that no short token's key can be the same.
+		inner := sha256.Sum256([]byte(token))
+		scope[0] ^= 0x80
+		b = append(b, scope[:]...)
+		b = append(b, inner[:]...)
+		return sha256.Sum256(b)
 	}
 	b = append(b, scope[:]...)
 	b = append(b, token...)

@@ -13,7 +13,7 @@ import (
 // in the in-process store.
 const DefaultMaxEntries = 100_000
 
-// MemoryStore is the in-process Store, built on patrickmn/go-cache.
+// memoryStore is the in-process Store, built on patrickmn/go-cache.
 //
 // It keeps authenticated and negative entries apart, each kind bounded by
 // MaxEntries, so a flood of random tokens (each a 410 from allauth) can fill
@@ -33,7 +33,7 @@ const DefaultMaxEntries = 100_000
 // hit: one table would serialise the parallel hits of different tokens.
 // Inserts (misses only) take one lock and check the bound over all shards,
 // so the bound stays exact.
-type MemoryStore struct {
+type memoryStore struct {
 	shards    []shard
 	mask      int
 	max       int        // the bound of each kind, over all shards
@@ -63,10 +63,10 @@ const (
 	minShardedSize = 4096
 )
 
-// NewMemoryStore returns an in-process store holding at most maxEntries
+// newMemoryStore returns an in-process store holding at most maxEntries
 // authenticated and maxEntries negative entries (DefaultMaxEntries if
 // maxEntries <= 0).
-func NewMemoryStore(maxEntries int) *MemoryStore {
+func newMemoryStore(maxEntries int) *memoryStore {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
@@ -74,7 +74,7 @@ func NewMemoryStore(maxEntries int) *MemoryStore {
 	if maxEntries >= minShardedSize {
 		n = numShards
 	}
-	s := &MemoryStore{shards: make([]shard, n), mask: n - 1, max: maxEntries, stop: make(chan struct{})}
+	s := &memoryStore{shards: make([]shard, n), mask: n - 1, max: maxEntries, stop: make(chan struct{})}
 	for i := range s.shards {
 		// No expiration and no go-cache janitor: go-cache's janitor can only
 		// be stopped by a finalizer; ours stops on Close, so no goroutine
@@ -86,7 +86,7 @@ func NewMemoryStore(maxEntries int) *MemoryStore {
 	return s
 }
 
-func (s *MemoryStore) janitor(every time.Duration) {
+func (s *memoryStore) janitor(every time.Duration) {
 	defer s.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -113,7 +113,7 @@ type memItem struct {
 
 // Get returns the entry under key, even one past its ttl that the janitor has
 // not removed yet (the Cache checks freshness). It never fails.
-func (s *MemoryStore) Get(_ context.Context, key Key) (*Entry, error) {
+func (s *memoryStore) Get(_ context.Context, key Key) (*Entry, error) {
 	sh := s.shard(key)
 	// string(key[:]) does not escape into go-cache, so it is built on the
 	// stack: a hit allocates nothing.
@@ -126,8 +126,8 @@ func (s *MemoryStore) Get(_ context.Context, key Key) (*Entry, error) {
 	return nil, nil //nolint:nilnil // a miss is not an error, as Store documents
 }
 
-// Set stores e for ttl unless its kind is full (see [MemoryStore]).
-func (s *MemoryStore) Set(_ context.Context, key Key, e *Entry, ttl time.Duration) error {
+// Set stores e for ttl unless its kind is full (see [memoryStore]).
+func (s *memoryStore) Set(_ context.Context, key Key, e *Entry, ttl time.Duration) error {
 	sh := s.shard(key)
 	kind := kindPos
 	if e.negative() {
@@ -141,7 +141,7 @@ func (s *MemoryStore) Set(_ context.Context, key Key, e *Entry, ttl time.Duratio
 	return nil
 }
 
-func (s *MemoryStore) insert(kind int, t *gocache.Cache, k string, e *Entry, ttl time.Duration) bool {
+func (s *memoryStore) insert(kind int, t *gocache.Cache, k string, e *Entry, ttl time.Duration) bool {
 	s.insertMu.Lock()
 	defer s.insertMu.Unlock()
 	now := time.Now()
@@ -159,7 +159,7 @@ func (s *MemoryStore) insert(kind int, t *gocache.Cache, k string, e *Entry, ttl
 }
 
 // count returns how many entries of a kind the shards hold.
-func (s *MemoryStore) count(kind int) int {
+func (s *memoryStore) count(kind int) int {
 	n := 0
 	for i := range s.shards {
 		n += s.shards[i].tables[kind].ItemCount()
@@ -167,7 +167,7 @@ func (s *MemoryStore) count(kind int) int {
 	return n
 }
 
-func (s *MemoryStore) sweep(kind int, now time.Time) {
+func (s *memoryStore) sweep(kind int, now time.Time) {
 	s.insertMu.Lock()
 	defer s.insertMu.Unlock()
 	s.sweepLocked(kind, now)
@@ -176,7 +176,7 @@ func (s *MemoryStore) sweep(kind int, now time.Time) {
 // sweepLocked removes expired items of a kind. go-cache's Items copies the
 // map, which is O(n); it runs once a minute, or at most once a second while
 // full.
-func (s *MemoryStore) sweepLocked(kind int, now time.Time) {
+func (s *memoryStore) sweepLocked(kind int, now time.Time) {
 	n := now.UnixNano()
 	for i := range s.shards {
 		t := s.shards[i].tables[kind]
@@ -189,7 +189,7 @@ func (s *MemoryStore) sweepLocked(kind int, now time.Time) {
 }
 
 // Delete removes key from both tables.
-func (s *MemoryStore) Delete(_ context.Context, key Key) error {
+func (s *memoryStore) Delete(_ context.Context, key Key) error {
 	sh := s.shard(key)
 	k := string(key[:])
 	sh.tables[kindPos].Delete(k)
@@ -199,19 +199,19 @@ func (s *MemoryStore) Delete(_ context.Context, key Key) error {
 
 // shard returns the shard of key. Keys are SHA-256 hashes, so their first
 // byte spreads evenly.
-func (s *MemoryStore) shard(key Key) *shard { return &s.shards[int(key[0])&s.mask] }
+func (s *memoryStore) shard(key Key) *shard { return &s.shards[int(key[0])&s.mask] }
 
 // Len returns the number of entries held, expired ones not yet swept
 // included.
-func (s *MemoryStore) Len() int {
+func (s *memoryStore) Len() int {
 	return s.count(kindPos) + s.count(kindNeg)
 }
 
 // Rejected returns how many entries were not stored because a table was full.
-func (s *MemoryStore) Rejected() int64 { return s.rejected.Load() }
+func (s *memoryStore) Rejected() int64 { return s.rejected.Load() }
 
 // Close stops the janitor. The store keeps working afterwards, without it.
-func (s *MemoryStore) Close() error {
+func (s *memoryStore) Close() error {
 	s.closeOnce.Do(func() { close(s.stop) })
 	s.wg.Wait()
 	return nil

@@ -54,8 +54,8 @@ func TestMemoryStoreBoundUnderFlood(t *testing.T) {
 			n := floodKeys()
 			ctx := context.Background()
 			before := heapAlloc()
-			s := NewMemoryStore(maxEntries)
-			defer s.Close() //nolint:errcheck // MemoryStore.Close never fails
+			s := newMemoryStore(maxEntries)
+			defer s.Close() //nolint:errcheck // memoryStore.Close never fails
 			for i := range n {
 				if err := s.Set(ctx, keyFor(i), tc.entry, time.Hour); err != nil {
 					t.Fatalf("Set: %v", err)
@@ -146,8 +146,8 @@ func TestMemoryNegativeFloodKeepsSessions(t *testing.T) {
 func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 	const maxEntries = 100
 	ctx := context.Background()
-	s := NewMemoryStore(maxEntries)
-	defer s.Close() //nolint:errcheck // MemoryStore.Close never fails
+	s := newMemoryStore(maxEntries)
+	defer s.Close() //nolint:errcheck // memoryStore.Close never fails
 	sess := &Entry{Session: newSession(t, 1), Status: http.StatusOK}
 
 	for i := range maxEntries {
@@ -221,8 +221,8 @@ func TestCacheStatsRejected(t *testing.T) {
 // replaces a cached 401.
 func TestMemoryAnswerReplacesOtherKind(t *testing.T) {
 	ctx := context.Background()
-	s := NewMemoryStore(10)
-	defer s.Close() //nolint:errcheck // MemoryStore.Close never fails
+	s := newMemoryStore(10)
+	defer s.Close() //nolint:errcheck // memoryStore.Close never fails
 	k := keyFor(1)
 	_ = s.Set(ctx, k, &Entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
 	_ = s.Set(ctx, k, &Entry{Status: http.StatusGone}, time.Hour)

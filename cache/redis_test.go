@@ -72,8 +72,10 @@ func TestRedisSharedAcrossInstances(t *testing.T) {
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, addr, prefix)
-	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StaleIfError: 30 * time.Second, StoreTimeout: time.Second}
+	// Recheck is long: only the eviction message can reach b in time.
+	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StaleIfError: 30 * time.Second, StoreTimeout: time.Second, Recheck: time.Minute}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
+	waitSubscribed(t, a, b)
 
 	tok := "SeCrEtToKeN-0123456789abcdefghij"
 	k := NewKey(testScope, tok)
@@ -81,7 +83,7 @@ func TestRedisSharedAcrossInstances(t *testing.T) {
 	if r := a.Load(ctx, k, time.Time{}, f.fetch); r.Session != f.sess {
 		t.Fatalf("Load: %+v", r)
 	}
-	r, ok := b.Get(ctx, k)
+	r, ok := peek(b, k)
 	if !ok || r.Session == nil || r.Session.User.ID != "1" || r.Session.User.Email != "alice@example.com" {
 		t.Fatalf("second instance Get: ok=%v %+v", ok, r)
 	}
@@ -107,7 +109,7 @@ func TestRedisSharedAcrossInstances(t *testing.T) {
 	if bytes.Contains(val, []byte(tok)) || strings.Contains(sk, tok) {
 		t.Error("the token is in Redis")
 	}
-	if e, err := decodeEntry(val); err != nil || e.Session == nil {
+	if e, err := decodeEntry(val, nil); err != nil || e.Session == nil {
 		t.Errorf("stored value does not decode: %v", err)
 	}
 	ttl, err := storage.Conn().PTTL(ctx, sk).Result()
@@ -115,18 +117,23 @@ func TestRedisSharedAcrossInstances(t *testing.T) {
 		t.Errorf("Redis TTL %v (%v), want about TTL+StaleIfError", ttl, err)
 	}
 
-	// A logout on one instance is seen by the other at once.
+	// A logout on one instance reaches the other's in-process tier by
+	// pub/sub, long before Recheck.
+	if _, ok := b.Get(ctx, k); !ok {
+		t.Fatal("b holds no in-process copy")
+	}
 	if err := a.Delete(ctx, k); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := b.Get(ctx, k); ok {
+	waitEvicted(t, b, k)
+	if _, ok := peek(b, k); ok {
 		t.Fatal("hit on the other instance after Delete")
 	}
 
 	// Negative answers are shared too.
 	gone := NewKey(testScope, tokenFor(2))
 	a.Load(ctx, gone, time.Time{}, (&fetchCounter{err: &introspect.AuthError{Status: 410}}).fetch)
-	if r, ok := b.Get(ctx, gone); !ok || !errorsIsGone(r.Err) {
+	if r, ok := peek(b, gone); !ok || !errorsIsGone(r.Err) {
 		t.Errorf("shared 410: ok=%v %+v", ok, r)
 	}
 	if sa, sb := a.Stats(), b.Stats(); sa.StoreErrors != 0 || sb.StoreErrors != 0 {
@@ -138,7 +145,6 @@ func TestRedisSharedAcrossInstances(t *testing.T) {
 // cache key is a counted miss in a real Redis.
 func TestRedisForeignValue(t *testing.T) {
 	addr := redisAddr(t)
-	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, addr, prefix)
 	c := newTestCache(t, Config{Storage: storage, Prefix: prefix, StoreTimeout: time.Second})
@@ -146,7 +152,7 @@ func TestRedisForeignValue(t *testing.T) {
 	if err := storage.Set(prefix+k.String(), []byte(`{"user":{"id":1}}`), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := c.Get(ctx, k); ok || r.Session != nil {
+	if r, ok := peek(c, k); ok || r.Session != nil {
 		t.Fatalf("foreign value served: %+v", r)
 	}
 	if n := c.Stats().StoreErrors; n != 1 {
@@ -168,7 +174,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, srv.Addr(), prefix) // must be made while Redis is up
-	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: 200 * time.Millisecond}
+	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: 200 * time.Millisecond, Recheck: 100 * time.Millisecond}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	var fetches atomic.Int64
 	fetch := func(id int) Fetch {
@@ -179,7 +185,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	}
 
 	a.Load(ctx, keyFor(1), time.Time{}, fetch(1))
-	if _, ok := b.Get(ctx, keyFor(1)); !ok {
+	if _, ok := peek(b, keyFor(1)); !ok {
 		t.Fatal("no shared hit while Redis is up")
 	}
 
@@ -194,7 +200,10 @@ func TestRedisStoppedMidTest(t *testing.T) {
 			t.Errorf("Load %d took %v with Redis down", i, d)
 		}
 	}
-	if _, ok := b.Get(ctx, keyFor(1)); ok {
+	// b's in-process copy is no longer vouched for (the subscription
+	// dropped), so it goes at its recheck, which cannot reach Redis.
+	time.Sleep(cfg.Recheck + 2*clockResolution)
+	if _, ok := peek(b, keyFor(1)); ok {
 		t.Fatal("hit with Redis down")
 	}
 	if n := fetches.Load(); n != 11 {
@@ -212,7 +221,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 		if r.Session == nil {
 			t.Fatalf("Load %d after restart = %+v", i, r)
 		}
-		if got, ok := b.Get(ctx, keyFor(i)); ok && got.Session.User.ID == strconv.Itoa(i) {
+		if got, ok := peek(b, keyFor(i)); ok && got.Session.User.ID == strconv.Itoa(i) {
 			break // written by a, read by b: shared again
 		}
 		if time.Now().After(deadline) {
@@ -222,5 +231,35 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	}
 	if err := a.Delete(ctx, keyFor(1)); err != nil {
 		t.Errorf("Delete after restart: %v", err)
+	}
+}
+
+// waitSubscribed waits until each cache's eviction subscription is proven.
+func waitSubscribed(tb testing.TB, caches ...*Cache) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, c := range caches {
+		for !c.Stats().Subscribed {
+			if time.Now().After(deadline) {
+				tb.Fatal("the eviction subscription never came up")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// waitEvicted waits until c's in-process tier no longer answers for k,
+// failing after 2 s (far below any Recheck these tests use with it).
+func waitEvicted(tb testing.TB, c *Cache, k Key) {
+	tb.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, ok := c.Get(context.Background(), k); !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("the eviction never reached the other instance")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -1,128 +1,144 @@
 package cache
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"sync/atomic"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-
 	"github.com/allauthgo/headless/introspect"
 )
 
-// Defaults for [StorageStore].
+// Defaults for [storageStore].
 const (
 	DefaultPrefix       = "allauthgo:"
 	DefaultStoreTimeout = 50 * time.Millisecond
 )
 
 // ErrStoreUnavailable is returned, without touching the storage, while a
-// StorageStore rests after repeated failures.
+// storageStore rests after repeated failures.
 var ErrStoreUnavailable = errors.New("cache: shared store unavailable, resting after failures")
 
 // errCorrupt marks a value this package did not write, or wrote in a format
-// it no longer reads.
-var errCorrupt = errors.New("cache: unreadable value in shared store")
+// it no longer reads; errForged one whose MAC does not match its key.
+var (
+	errCorrupt = errors.New("cache: unreadable value in shared store")
+	errForged  = errors.New("cache: value in shared store fails its MAC")
+)
 
 // storageWithContext is what gofiber/storage drivers (redis/v3 among them)
-// offer beyond fiber.Storage: operations that stop when a context ends.
+// offer beyond Storage: operations that stop when a context ends.
 type storageWithContext interface {
 	GetWithContext(ctx context.Context, key string) ([]byte, error)
 	SetWithContext(ctx context.Context, key string, val []byte, exp time.Duration) error
 	DeleteWithContext(ctx context.Context, key string) error
 }
 
-// StorageStore keeps entries in a fiber.Storage (Redis, Memcached, ...), so
-// that several instances share them and an eviction reaches all of them.
+// storageStore keeps entries in a Storage (Redis, Memcached, ...), so that
+// several instances share them.
 //
 // Each operation is bounded by a short timeout; after three failures in a row
 // the store rests for a second, answering ErrStoreUnavailable at once, so a
-// dead Redis costs requests nothing but the cache. Values carry a format
-// version; one this version cannot read is a miss, never a login.
-type StorageStore struct {
-	storage   fiber.Storage
+// dead Redis costs requests nothing but the cache. Everything read back is
+// untrusted: a value this version cannot read, or (with a secret) one whose
+// MAC does not match its key, is a miss, never a login.
+type storageStore struct {
+	storage   Storage
 	withCtx   storageWithContext // nil when the driver has no context methods
 	prefix    string
+	secret    []byte // nil: values are not authenticated
 	timeout   time.Duration
 	fails     atomic.Int32
 	restUntil atomic.Int64
 }
 
-// NewStorageStore wraps storage. Keys are prefix + hex(Key) (prefix ""
+// newStorageStore wraps storage. Keys are prefix + hex(Key) (prefix ""
 // means DefaultPrefix); each operation is bounded by timeout (<= 0 means
-// DefaultStoreTimeout). The caller keeps ownership of storage: Close does not
-// close it.
-func NewStorageStore(storage fiber.Storage, prefix string, timeout time.Duration) *StorageStore {
+// DefaultStoreTimeout); a non-empty secret authenticates every value with
+// its key. The caller keeps ownership of storage.
+func newStorageStore(storage Storage, prefix string, timeout time.Duration, secret []byte) *storageStore {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
 	if timeout <= 0 {
 		timeout = DefaultStoreTimeout
 	}
-	s := &StorageStore{storage: storage, prefix: prefix, timeout: timeout}
+	s := &storageStore{storage: storage, prefix: prefix, timeout: timeout}
+	if len(secret) > 0 {
+		s.secret = bytes.Clone(secret)
+	}
 	s.withCtx, _ = storage.(storageWithContext)
 	return s
 }
 
-// StorageKey returns the key under which an entry is stored.
-func (s *StorageStore) StorageKey(key Key) string { return s.prefix + key.String() }
+// storageKey returns the key under which an entry is stored.
+func (s *storageStore) storageKey(key Key) string { return s.prefix + key.String() }
 
 // Get reads and decodes the entry under key. A value that cannot be decoded
 // is reported as an error (and so counted) and is a miss.
-func (s *StorageStore) Get(ctx context.Context, key Key) (*Entry, error) {
+func (s *storageStore) Get(ctx context.Context, key Key) (*Entry, error) {
 	var raw []byte
 	err := s.do(ctx, func(ctx context.Context) error {
 		var err error
 		if s.withCtx != nil {
-			raw, err = s.withCtx.GetWithContext(ctx, s.StorageKey(key))
+			raw, err = s.withCtx.GetWithContext(ctx, s.storageKey(key))
 		} else {
-			raw, err = s.storage.Get(s.StorageKey(key))
+			raw, err = s.storage.Get(s.storageKey(key))
 		}
 		return err
 	})
 	if err != nil || len(raw) == 0 {
 		return nil, err
 	}
-	return decodeEntry(raw)
+	return decodeEntry(raw, s.mac(s.storageKey(key)))
 }
 
 // Set encodes e and stores it for ttl.
-func (s *StorageStore) Set(ctx context.Context, key Key, e *Entry, ttl time.Duration) error {
-	val, err := encodeEntry(e)
+func (s *storageStore) Set(ctx context.Context, key Key, e *Entry, ttl time.Duration) error {
+	val, err := encodeEntry(e, s.mac(s.storageKey(key)))
 	if err != nil {
 		return err
 	}
 	return s.do(ctx, func(ctx context.Context) error {
 		if s.withCtx != nil {
-			return s.withCtx.SetWithContext(ctx, s.StorageKey(key), val, ttl)
+			return s.withCtx.SetWithContext(ctx, s.storageKey(key), val, ttl)
 		}
-		return s.storage.Set(s.StorageKey(key), val, ttl)
+		return s.storage.Set(s.storageKey(key), val, ttl)
 	})
 }
 
 // Delete removes the entry under key.
-func (s *StorageStore) Delete(ctx context.Context, key Key) error {
+func (s *storageStore) Delete(ctx context.Context, key Key) error {
 	return s.do(ctx, func(ctx context.Context) error {
 		if s.withCtx != nil {
-			return s.withCtx.DeleteWithContext(ctx, s.StorageKey(key))
+			return s.withCtx.DeleteWithContext(ctx, s.storageKey(key))
 		}
-		return s.storage.Delete(s.StorageKey(key))
+		return s.storage.Delete(s.storageKey(key))
 	})
 }
 
-// Len is -1: a shared store cannot count its entries cheaply.
-func (s *StorageStore) Len() int { return -1 }
-
-// Close does nothing: the storage belongs to the caller.
-func (s *StorageStore) Close() error { return nil }
+// mac returns the MAC of values stored under storageKey, or nil without a
+// secret. Binding the full key (prefix included) means a valid value copied
+// under another token's key, or another deployment's prefix, fails the check.
+func (s *storageStore) mac(storageKey string) hash.Hash {
+	if s.secret == nil {
+		return nil
+	}
+	h := hmac.New(sha256.New, s.secret)
+	h.Write([]byte(storageKey))
+	return h
+}
 
 // do runs op within the store's timeout and keeps the failure streak.
-func (s *StorageStore) do(ctx context.Context, op func(context.Context) error) error {
+func (s *storageStore) do(ctx context.Context, op func(context.Context) error) error {
 	if until := s.restUntil.Load(); until != 0 && time.Now().UnixNano() < until {
 		return ErrStoreUnavailable
 	}
@@ -158,20 +174,27 @@ func runBounded(ctx context.Context, op func(context.Context) error) error {
 	}
 }
 
-// Value format, version 1:
+// Value format, version 2:
 //
-//	byte 0      magic 0xA7
-//	byte 1      format version (1)
-//	byte 2      1 = authenticated (200), 2 = 401, 3 = 410
-//	bytes 3-10  FreshUntil, Unix nanoseconds, big endian
-//	bytes 11-   for 200 only: the session as allauth's data JSON
+//	byte 0       magic 0xA7
+//	byte 1       format version (2)
+//	byte 2       1 = authenticated (200), 2 = 401, 3 = 410
+//	bytes 3-10   ObtainedAt, Unix nanoseconds, big endian
+//	bytes 11-18  FreshUntil, the writer's limit
+//	bytes 19-26  StaleUntil, the writer's limit (0: never stale)
+//	bytes 27-    for 200 only: the session as allauth's data JSON
+//	last 32      with a secret only: HMAC-SHA256(secret, storage key || all
+//	             bytes before it)
+//
+// Version 1 values (FreshUntil only, trusted as written) are not read: they
+// are misses, and are replaced on the next fetch.
 const (
 	valueMagic   = 0xA7
-	valueVersion = 1
-	headerLen    = 11
+	valueVersion = 2
+	headerLen    = 27
 )
 
-func encodeEntry(e *Entry) ([]byte, error) {
+func encodeEntry(e *Entry, mac hash.Hash) ([]byte, error) {
 	var kind byte
 	switch e.Status {
 	case http.StatusOK:
@@ -183,37 +206,60 @@ func encodeEntry(e *Entry) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("cache: cannot store status %d", e.Status)
 	}
+	if (kind == 1) != (e.Session != nil) {
+		return nil, errors.New("cache: status and session disagree")
+	}
 	buf := make([]byte, headerLen, headerLen+512)
 	buf[0], buf[1], buf[2] = valueMagic, valueVersion, kind
-	binary.BigEndian.PutUint64(buf[3:], uint64(e.FreshUntil)) //nolint:gosec // a round trip of the same int64
-	if e.Session == nil {
-		if kind == 1 {
-			return nil, errors.New("cache: authenticated entry without a session")
+	binary.BigEndian.PutUint64(buf[3:], uint64(e.ObtainedAt))  //nolint:gosec // a round trip of the same int64
+	binary.BigEndian.PutUint64(buf[11:], uint64(e.FreshUntil)) //nolint:gosec // a round trip of the same int64
+	binary.BigEndian.PutUint64(buf[19:], uint64(e.StaleUntil)) //nolint:gosec // a round trip of the same int64
+	if e.Session != nil {
+		js, err := json.Marshal(e.Session)
+		if err != nil {
+			return nil, err
 		}
-		return buf, nil
+		buf = append(buf, js...)
 	}
-	js, err := json.Marshal(e.Session)
-	if err != nil {
-		return nil, err
+	if mac != nil {
+		mac.Write(buf)
+		buf = mac.Sum(buf)
 	}
-	return append(buf, js...), nil
+	return buf, nil
 }
 
-func decodeEntry(b []byte) (*Entry, error) {
+// decodeEntry reads a stored value. With mac (a secret is set) the value
+// must end in a matching MAC; without, a MAC is not expected.
+func decodeEntry(b []byte, mac hash.Hash) (*Entry, error) {
+	if mac != nil {
+		if len(b) < headerLen+sha256.Size {
+			return nil, errCorrupt
+		}
+		body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+		mac.Write(body)
+		if !hmac.Equal(mac.Sum(nil), sum) {
+			return nil, errForged
+		}
+		b = body
+	}
 	if len(b) < headerLen || b[0] != valueMagic || b[1] != valueVersion {
 		return nil, errCorrupt
 	}
-	e := &Entry{FreshUntil: int64(binary.BigEndian.Uint64(b[3:]))} //nolint:gosec // a round trip of the same int64
+	e := &Entry{
+		ObtainedAt: int64(binary.BigEndian.Uint64(b[3:])),  //nolint:gosec // a round trip of the same int64
+		FreshUntil: int64(binary.BigEndian.Uint64(b[11:])), //nolint:gosec // a round trip of the same int64
+		StaleUntil: int64(binary.BigEndian.Uint64(b[19:])), //nolint:gosec // a round trip of the same int64
+	}
 	body := b[headerLen:]
 	switch b[2] {
 	case 1:
 		var s introspect.Session
-		if err := json.Unmarshal(body, &s); err != nil {
+		if err := json.Unmarshal(body, &s); err != nil || s.User.ID == "" {
 			return nil, errCorrupt
 		}
 		e.Status, e.Session = http.StatusOK, &s
 	case 2, 3:
-		if len(body) != 0 {
+		if len(body) != 0 || e.StaleUntil != 0 {
 			return nil, errCorrupt
 		}
 		e.Status = http.StatusUnauthorized

@@ -14,14 +14,28 @@ type Entry struct {
 	Session *introspect.Session
 	// Status is allauth's status: 200, 401 or 410.
 	Status int
+	// ObtainedAt is when allauth gave the answer (Unix nanoseconds). A
+	// reader of a shared value never serves it past ObtainedAt plus its own
+	// TTL, whichever instance wrote it.
+	ObtainedAt int64
 	// FreshUntil is when the answer stops being served as fresh (Unix
-	// nanoseconds). An authenticated entry may still be served as stale after
-	// it, within StaleIfError, while allauth fails.
+	// nanoseconds).
 	FreshUntil int64
+	// StaleUntil is the last moment an authenticated answer may be served as
+	// stale while allauth fails (Unix nanoseconds); 0 for never.
+	StaleUntil int64
+
+	// checkedAt is when the shared tier last vouched for an in-process copy
+	// (Unix nanoseconds), 0 for an entry that lives in process only (no
+	// Storage, or a verified JWT). See Cache.usable.
+	checkedAt int64
 }
 
 // negative reports whether the entry is allauth's 401 or 410.
 func (e *Entry) negative() bool { return e.Session == nil }
+
+// keepUntil is when the entry is of no more use, fresh or stale.
+func (e *Entry) keepUntil() int64 { return max(e.FreshUntil, e.StaleUntil) }
 
 // authError returns the error a negative entry stands for. The errors are
 // shared and hold no flows: flows are not cached.
@@ -37,20 +51,29 @@ var (
 	errCachedUnauthenticated = &introspect.AuthError{Status: http.StatusUnauthorized}
 )
 
-// Store keeps entries. Implementations must be safe for concurrent use. A
-// Store reports a miss as (nil, nil); an error means the store itself
-// failed, which the Cache counts and treats as a miss.
-type Store interface {
-	// Get returns the entry under key, or nil if there is none.
-	Get(ctx context.Context, key Key) (*Entry, error)
-	// Set stores e under key for at most ttl; the store may decline to keep
-	// it (a full in-process store does).
-	Set(ctx context.Context, key Key, e *Entry, ttl time.Duration) error
-	// Delete removes the entry under key; removing a missing key is no error.
-	Delete(ctx context.Context, key Key) error
-	// Len returns how many entries the store holds, or -1 if it cannot tell.
-	Len() int
-	// Close releases what the store started (such as a janitor goroutine).
-	// It does not close a fiber.Storage passed in by the caller.
+// Storage is the shared key-value store the Cache can use as its second
+// tier: the method set of Fiber's fiber.Storage, so that every gofiber/storage
+// driver (Redis, Memcached, ...) and any Fiber v2 or v3 Storage fits as is.
+type Storage interface {
+	// Get returns the value under key, or nil (and no error) if there is none.
+	Get(key string) ([]byte, error)
+	// Set stores val under key for exp (0: no expiry).
+	Set(key string, val []byte, exp time.Duration) error
+	// Delete removes key; a missing key is no error.
+	Delete(key string) error
+	// Reset removes every key.
+	Reset() error
+	// Close closes the storage.
 	Close() error
+}
+
+// store is what each tier offers the Cache. A store reports a miss as
+// (nil, nil); an error means the store itself failed, which the Cache counts
+// and treats as a miss.
+type store interface {
+	Get(ctx context.Context, key Key) (*Entry, error)
+	// Set stores e for at most ttl; the store may decline to keep it (a
+	// full in-process store does).
+	Set(ctx context.Context, key Key, e *Entry, ttl time.Duration) error
+	Delete(ctx context.Context, key Key) error
 }

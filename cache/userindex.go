@@ -17,19 +17,19 @@ import (
 const MaxKeysPerUser = 32
 
 // ErrNoUserIndex is returned by [Cache.DeleteUser] when the Cache keeps no
-// user index: Config.UserIndex is off, or the Store does not implement
-// [UserIndexer].
+// user index (Config.UserIndex is off).
 var ErrNoUserIndex = errors.New("cache: no user index (set Config.UserIndex)")
 
-// UserIndexer is implemented by a Store that can remember which keys hold a
-// user's authenticated entries, so that [Cache.DeleteUser] can find them.
-// [MemoryStore] keeps the index in process; [StorageStore] keeps it in the
-// fiber.Storage, where every instance sees it.
+// userIndexer remembers which keys hold a user's authenticated entries, so
+// that [Cache.DeleteUser] can find them. [memoryStore] keeps the index in
+// process; [storageStore] keeps it in the shared Storage, where every
+// instance sees it. User ids are scoped by Config.Realm (see indexID): user
+// "1" of two allauth servers sharing a Storage are two users.
 //
 // The index is a hint, never an answer: a key it lists may have expired or
 // been deleted (deleting it again is harmless), and a key it lost (see the
 // bounds of each store) still expires at its TTL.
-type UserIndexer interface {
+type userIndexer interface {
 	// AddUserKey records that key holds an entry of userID for ttl.
 	AddUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) error
 	// UserKeys returns the unexpired keys recorded for userID.
@@ -43,47 +43,32 @@ func (c *Cache) indexUser(ctx context.Context, userID string, key Key, ttl time.
 	if c.users == nil || userID == "" {
 		return
 	}
-	if err := c.users.AddUserKey(ctx, userID, key, ttl); err != nil {
+	if err := c.users.AddUserKey(ctx, c.indexID(userID), key, ttl); err != nil {
 		c.stats.storeErrors.Add(1)
 	}
 }
+
+// indexID scopes a user id by the realm (allauth's origin and mount).
+func (c *Cache) indexID(userID string) string { return c.realm + "\x00" + userID }
 
 // DeleteUser drops every entry the user index lists for userID (an
 // allauth user id, as in introspect.User.ID), so that the next request
 // carrying any of the user's credentials asks allauth. It returns how many
 // entries were there. Without a user index it returns ErrNoUserIndex.
 //
-// With a StorageStore the index is shared: one call reaches the entries every
-// instance stored. With a MemoryStore it reaches this process only.
+// With Storage the index is shared: one call reaches the entries every
+// instance stored (and, with Redis, their in-process copies). Without, it
+// reaches this process only.
 func (c *Cache) DeleteUser(ctx context.Context, userID string) (int, error) {
 	if c.users == nil {
 		return 0, ErrNoUserIndex
 	}
-	keys, err := c.users.UserKeys(ctx, userID)
+	keys, err := c.users.UserKeys(ctx, c.indexID(userID))
 	if err != nil {
 		c.stats.storeErrors.Add(1)
 		return 0, err
 	}
 	return c.Drop(ctx, keys...)
-}
-
-// Drop deletes keys, as Delete does, and returns how many of them held an
-// entry (fresh or not, authenticated or negative). Reading each key first
-// costs one store read per key; evictions are rare, hits never pay it.
-func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
-	var n int
-	var errs []error
-	for _, k := range keys {
-		present := c.lookup(ctx, k) != nil
-		if err := c.Delete(ctx, k); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if present {
-			n++
-		}
-	}
-	return n, errors.Join(errs...)
 }
 
 // userKey is one key of a user with its expiry (Unix nanoseconds).
@@ -117,7 +102,7 @@ func dropEarliest(ks []userKey) []userKey {
 	return ks[:len(ks)-1]
 }
 
-// memUserIndex is MemoryStore's user index. Its zero value is ready.
+// memUserIndex is memoryStore's user index. Its zero value is ready.
 //
 // It holds at most MaxKeysPerUser keys per user and, in all, as many keys as
 // the authenticated table holds entries (MaxEntries): every key it lists is
@@ -204,26 +189,26 @@ func (ix *memUserIndex) len() int {
 
 // AddUserKey records key under userID in process (see [memUserIndex] for
 // the bounds). It never fails.
-func (s *MemoryStore) AddUserKey(_ context.Context, userID string, key Key, ttl time.Duration) error {
+func (s *memoryStore) AddUserKey(_ context.Context, userID string, key Key, ttl time.Duration) error {
 	now := time.Now().UnixNano()
 	s.users.add(userID, key, now+int64(ttl), now, s.max)
 	return nil
 }
 
 // UserKeys returns the unexpired keys recorded for userID. It never fails.
-func (s *MemoryStore) UserKeys(_ context.Context, userID string) ([]Key, error) {
+func (s *memoryStore) UserKeys(_ context.Context, userID string) ([]Key, error) {
 	return s.users.keys(userID, time.Now().UnixNano()), nil
 }
 
 // IndexedKeys returns how many keys the user index holds, expired ones not
 // yet swept included.
-func (s *MemoryStore) IndexedKeys() int { return s.users.len() }
+func (s *memoryStore) IndexedKeys() int { return s.users.len() }
 
 // IndexRejected returns how many keys the user index declined because it
 // was full.
-func (s *MemoryStore) IndexRejected() int64 { return s.users.rejected.Load() }
+func (s *memoryStore) IndexRejected() int64 { return s.users.rejected.Load() }
 
-// The StorageStore keeps one value per user, under prefix + "u:" +
+// The storageStore keeps one value per user, under prefix + "u:" +
 // hex(SHA-256(user id)), with the TTL of the user's latest-expiring key.
 // Format, version 1:
 //
@@ -243,16 +228,17 @@ const (
 	userKeyLen       = len(Key{}) + 8
 )
 
-// UserStorageKey returns the key under which the index of userID is stored.
-func (s *StorageStore) UserStorageKey(userID string) string {
+// userStorageKey returns the key under which the index of userID (scoped
+// by the realm) is stored.
+func (s *storageStore) userStorageKey(userID string) string {
 	sum := sha256.Sum256([]byte(userID))
 	return s.prefix + "u:" + hex.EncodeToString(sum[:])
 }
 
 // AddUserKey records key under userID in the shared storage (see the format
 // above for the race it accepts).
-func (s *StorageStore) AddUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) error {
-	sk := s.UserStorageKey(userID)
+func (s *storageStore) AddUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) error {
+	sk := s.userStorageKey(userID)
 	raw, err := s.getRaw(ctx, sk)
 	if err != nil {
 		return err
@@ -273,8 +259,8 @@ func (s *StorageStore) AddUserKey(ctx context.Context, userID string, key Key, t
 
 // UserKeys returns the unexpired keys recorded for userID in the shared
 // storage.
-func (s *StorageStore) UserKeys(ctx context.Context, userID string) ([]Key, error) {
-	raw, err := s.getRaw(ctx, s.UserStorageKey(userID))
+func (s *storageStore) UserKeys(ctx context.Context, userID string) ([]Key, error) {
+	raw, err := s.getRaw(ctx, s.userStorageKey(userID))
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +278,7 @@ func (s *StorageStore) UserKeys(ctx context.Context, userID string) ([]Key, erro
 	return out, nil
 }
 
-func (s *StorageStore) getRaw(ctx context.Context, key string) ([]byte, error) {
+func (s *storageStore) getRaw(ctx context.Context, key string) ([]byte, error) {
 	var raw []byte
 	err := s.do(ctx, func(ctx context.Context) error {
 		var err error
@@ -306,7 +292,7 @@ func (s *StorageStore) getRaw(ctx context.Context, key string) ([]byte, error) {
 	return raw, err
 }
 
-func (s *StorageStore) setRaw(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+func (s *storageStore) setRaw(ctx context.Context, key string, val []byte, ttl time.Duration) error {
 	return s.do(ctx, func(ctx context.Context) error {
 		if s.withCtx != nil {
 			return s.withCtx.SetWithContext(ctx, key, val, ttl)

@@ -20,22 +20,17 @@ func loadFor(tb testing.TB, c *Cache, i, id int) {
 	}
 }
 
-func memStoreOf(tb testing.TB, c *Cache) *MemoryStore {
+func memStoreOf(tb testing.TB, c *Cache) *memoryStore {
 	tb.Helper()
-	s, ok := c.Store().(*MemoryStore)
-	if !ok {
-		tb.Fatalf("Store is %T", c.Store())
-	}
-	return s
+	return c.local
 }
 
-func storageStoreOf(tb testing.TB, c *Cache) *StorageStore {
+func storageStoreOf(tb testing.TB, c *Cache) *storageStore {
 	tb.Helper()
-	s, ok := c.Store().(*StorageStore)
-	if !ok {
-		tb.Fatalf("Store is %T", c.Store())
+	if c.shared == nil {
+		tb.Fatal("no shared tier")
 	}
-	return s
+	return c.shared
 }
 
 // TestUserIndexOff proves the index is opt-in: without Config.UserIndex
@@ -49,12 +44,6 @@ func TestUserIndexOff(t *testing.T) {
 	if n, err := c.DeleteUser(context.Background(), "1"); n != 0 || !errors.Is(err, ErrNoUserIndex) {
 		t.Errorf("DeleteUser = %d, %v; want ErrNoUserIndex", n, err)
 	}
-	// A Store without UserIndexer gives no index either.
-	c2 := newTestCache(t, Config{Store: struct{ Store }{NewMemoryStore(10)}, UserIndex: true})
-	if _, err := c2.DeleteUser(context.Background(), "1"); !errors.Is(err, ErrNoUserIndex) {
-		t.Errorf("DeleteUser over a Store without an index: %v", err)
-	}
-	_ = c2.Store().Close()
 }
 
 // TestUserIndexMemoryDeleteUser proves DeleteUser drops every entry of one
@@ -87,11 +76,11 @@ func TestUserIndexMemoryDeleteUser(t *testing.T) {
 		t.Fatalf("DeleteUser = %d, %v; want 2 entries", n, err)
 	}
 	for i := 1; i <= 3; i++ {
-		if _, ok := c.Get(ctx, keyFor(i)); ok {
+		if _, ok := peek(c, keyFor(i)); ok {
 			t.Errorf("key %d of user 1 still cached", i)
 		}
 	}
-	if r, ok := c.Get(ctx, keyFor(4)); !ok || r.Session == nil {
+	if r, ok := peek(c, keyFor(4)); !ok || r.Session == nil {
 		t.Error("user 2's entry was dropped")
 	}
 	if n, err := c.DeleteUser(ctx, "1"); n != 0 || err != nil {
@@ -132,11 +121,11 @@ func TestDropCounts(t *testing.T) {
 // and frees expired keys.
 func TestUserIndexMemoryBounds(t *testing.T) {
 	ctx := context.Background()
-	s := NewMemoryStore(10)
+	s := newMemoryStore(10)
 	t.Cleanup(func() { _ = s.Close() })
 
 	// Per user: 40 keys with growing TTLs; the first 8 are forgotten.
-	big := NewMemoryStore(1000)
+	big := newMemoryStore(1000)
 	t.Cleanup(func() { _ = big.Close() })
 	for i := range 40 {
 		if err := big.AddUserKey(ctx, "1", keyFor(i), time.Hour+time.Duration(i)*time.Second); err != nil {
@@ -202,14 +191,14 @@ func TestUserIndexMemoryBounds(t *testing.T) {
 func TestUserIndexStorage(t *testing.T) {
 	ctx := context.Background()
 	storage := newMapStorage()
-	cfg := Config{Storage: storage, Prefix: "t:", TTL: time.Minute, StaleIfError: 10 * time.Second, UserIndex: true}
+	cfg := Config{Storage: storage, Prefix: "t:", TTL: time.Minute, StaleIfError: 10 * time.Second, UserIndex: true, Recheck: 50 * time.Millisecond}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	store := storageStoreOf(t, a)
 	loadFor(t, a, 1, 1)
 	loadFor(t, b, 2, 1)
 	loadFor(t, b, 3, 2)
 
-	uk := store.UserStorageKey("1")
+	uk := store.userStorageKey(a.indexID("1"))
 	if !strings.HasPrefix(uk, "t:u:") || !storageKeyRE.MatchString(strings.TrimPrefix(uk, "t:u:")) {
 		t.Errorf("index key %q", uk)
 	}
@@ -219,14 +208,14 @@ func TestUserIndexStorage(t *testing.T) {
 	if exp := time.Duration(storage.lastExp.Load()); exp < time.Minute || exp > time.Minute+10*time.Second {
 		t.Errorf("index kept for %v, want about TTL+StaleIfError", exp)
 	}
-	keys, err := store.UserKeys(ctx, "1")
+	keys, err := store.UserKeys(ctx, a.indexID("1"))
 	if err != nil || len(keys) != 2 {
 		t.Fatalf("UserKeys = %v, %v", keys, err)
 	}
 
 	// A hit costs one storage read, index or not.
 	before := storage.calls.Load()
-	if _, ok := a.Get(ctx, keyFor(2)); !ok {
+	if _, ok := peek(a, keyFor(2)); !ok {
 		t.Fatal("miss")
 	}
 	if n := storage.calls.Load() - before; n != 1 {
@@ -236,10 +225,13 @@ func TestUserIndexStorage(t *testing.T) {
 	if n, err := a.DeleteUser(ctx, "1"); n != 2 || err != nil {
 		t.Fatalf("DeleteUser = %d, %v", n, err)
 	}
-	if _, ok := b.Get(ctx, keyFor(2)); ok {
+	// Without Redis pub/sub, the other instance's in-process copy goes
+	// at its next recheck.
+	time.Sleep(cfg.Recheck + 2*clockResolution)
+	if _, ok := peek(b, keyFor(2)); ok {
 		t.Error("the other instance still has user 1's entry")
 	}
-	if _, ok := b.Get(ctx, keyFor(3)); !ok {
+	if _, ok := peek(b, keyFor(3)); !ok {
 		t.Error("user 2's entry is gone")
 	}
 
@@ -254,7 +246,7 @@ func TestUserIndexStorage(t *testing.T) {
 	}
 
 	// An unreadable value: reported, then replaced.
-	if err := storage.Set(store.UserStorageKey("3"), []byte("garbage"), 0); err != nil {
+	if err := storage.Set(store.userStorageKey(a.indexID("3")), []byte("garbage"), 0); err != nil {
 		t.Fatal(err)
 	}
 	errsBefore := a.Stats().StoreErrors
@@ -308,7 +300,7 @@ func TestUserIndexRedis(t *testing.T) {
 	loadFor(t, a, 1, 1)
 	loadFor(t, b, 2, 1)
 	loadFor(t, b, 3, 2)
-	uk := storageStoreOf(t, a).UserStorageKey("1")
+	uk := storageStoreOf(t, a).userStorageKey(a.indexID("1"))
 	ttl, err := storage.Conn().PTTL(ctx, uk).Result()
 	if err != nil || ttl <= 50*time.Second || ttl > time.Minute {
 		t.Errorf("index TTL %v, %v", ttl, err)
@@ -317,13 +309,13 @@ func TestUserIndexRedis(t *testing.T) {
 		t.Fatalf("DeleteUser = %d, %v", n, err)
 	}
 	for _, c := range []*Cache{a, b} {
-		if _, ok := c.Get(ctx, keyFor(1)); ok {
+		if _, ok := peek(c, keyFor(1)); ok {
 			t.Error("key 1 still cached")
 		}
-		if _, ok := c.Get(ctx, keyFor(2)); ok {
+		if _, ok := peek(c, keyFor(2)); ok {
 			t.Error("key 2 still cached")
 		}
-		if _, ok := c.Get(ctx, keyFor(3)); !ok {
+		if _, ok := peek(c, keyFor(3)); !ok {
 			t.Error("user 2's key was dropped")
 		}
 	}

@@ -69,17 +69,47 @@ type Config struct {
 	NegativeTTL time.Duration
 
 	// MaxEntries bounds the in-process cache (authenticated and negative
-	// answers, each). Ignored with Storage.
+	// answers, each), with or without Storage.
 	//
 	// Optional. Default: 100000
 	MaxEntries int
 
-	// Storage is a shared cache (e.g. gofiber/storage/redis) for several
-	// instances; keys are SHA-256 hashes under the prefix "allauthgo:". The
-	// middleware does not close it.
+	// Storage is a cache shared by several instances (e.g.
+	// gofiber/storage/redis/v3), kept behind the in-process cache: an
+	// in-process miss reads it, a miss there asks allauth and writes both.
+	// With gofiber/storage's Redis driver, Evict, EvictUser and the webhook
+	// reach every instance's in-process cache at once (Redis pub/sub);
+	// otherwise, or while that subscription is down, within Recheck. Keys
+	// are SHA-256 hashes under Prefix. The middleware does not close it.
 	//
-	// Optional. Default: nil (in process)
+	// Optional. Default: nil (in process only)
 	Storage fiber.Storage
+
+	// Prefix is put before every key written to Storage. Set one per
+	// deployment when two deployments (staging and production, say) share a
+	// Redis and reach their allauth by the same URL: they would otherwise
+	// serve each other's sessions.
+	//
+	// Optional. Default: "allauthgo:"
+	Prefix string
+
+	// StorageSecret authenticates every value written to Storage together
+	// with its key (HMAC-SHA256; at least 16 bytes, e.g. 32 random bytes
+	// shared by the instances). Without it, whoever can write to the Redis
+	// can log in as anyone; with it, a planted, tampered or moved value is a
+	// miss, never a login.
+	//
+	// Optional. Default: nil (values are not authenticated)
+	StorageSecret []byte
+
+	// Recheck bounds how long an instance serves its in-process copy of a
+	// shared answer without Storage vouching for it: how late an eviction on
+	// another instance is seen when Redis pub/sub is not there (another
+	// Storage) or is down. An instance reads Storage at most once per token
+	// per Recheck.
+	//
+	// Optional. Default: 1 * time.Second
+	Recheck time.Duration
 
 	// StaleIfError lets a session that expired less than this long ago be
 	// served while allauth fails (never after a 401 or 410).
@@ -91,14 +121,14 @@ type Config struct {
 	// "user_ids" sent to EvictHandler) can drop every cached session of one
 	// user. It costs nothing on a cache hit; each authenticated answer stored
 	// costs an index update (with Storage: one read and one write there).
-	// See cache.UserIndexer for its bounds.
+	// It keeps at most cache.MaxKeysPerUser keys per user.
 	//
 	// Optional. Default: false
 	UserIndex bool
 
 	// Cache is a ready cache, e.g. shared by two middlewares; CacheTTL,
-	// NegativeTTL, MaxEntries, Storage, StaleIfError and UserIndex are then
-	// ignored. The middleware does not close a Cache passed in.
+	// NegativeTTL, MaxEntries, Storage, Prefix, StorageSecret, Recheck,
+	// StaleIfError and UserIndex are then ignored. The middleware does not close a Cache passed in.
 	//
 	// Optional. Default: a cache built from the fields above.
 	Cache *cache.Cache
@@ -106,7 +136,9 @@ type Config struct {
 	// JWT verifies the access tokens of allauth's JWT token strategy in
 	// process: a Bearer value shaped like a JWT (three base64url segments)
 	// is checked against these keys (see introspect.JWTConfig) and, if
-	// valid, authenticates with no call to allauth; the user then has ID =
+	// valid, authenticates with no call to allauth, its answer kept in
+	// process until the earlier of its exp and CacheTTL (a repeat skips
+	// the signature check); the user then has ID =
 	// sub and the token's Claims. An invalid one (bad signature, expired, a
 	// refresh token) is a 401, also without a call. Other Bearer values are
 	// asked of allauth as before. Needs "header:Authorization" in KeyLookup.

@@ -120,12 +120,26 @@ func build(cfg Config) (*Middleware, error) {
 		m.sources[i].scope = cache.NewScope(m.sources[i].kind, m.client.Endpoint(m.sources[i].kind))
 	}
 	if m.cache == nil {
+		if len(cfg.StorageSecret) > 0 && len(cfg.StorageSecret) < cache.MinSecretLen {
+			return nil, fmt.Errorf("fiberauth: Config.StorageSecret must be at least %d bytes", cache.MinSecretLen)
+		}
+		if len(cfg.StorageSecret) > 0 && cfg.Storage == nil {
+			return nil, errors.New("fiberauth: Config.StorageSecret needs Config.Storage")
+		}
+		var storage cache.Storage
+		if cfg.Storage != nil {
+			storage = cfg.Storage
+		}
 		m.cache = cache.New(cache.Config{
 			TTL:          cfg.CacheTTL,
 			NegativeTTL:  cfg.NegativeTTL,
 			StaleIfError: cfg.StaleIfError,
 			MaxEntries:   cfg.MaxEntries,
-			Storage:      cfg.Storage,
+			Storage:      storage,
+			Prefix:       cfg.Prefix,
+			Secret:       cfg.StorageSecret,
+			Recheck:      cfg.Recheck,
+			Realm:        m.client.Endpoint(introspect.SessionToken),
 			UserIndex:    cfg.UserIndex,
 		})
 		m.ownCache = true

@@ -174,8 +174,8 @@ func Test_Redis_ConfigStorage(t *testing.T) {
 	wantUser(t, do(t, a, withToken(tok)), "alice")
 	wantUser(t, do(t, b, withToken(tok)), "alice")
 	wantCalls(t, srv, 1)
-	if s := mb.Stats(); s.Hits != 1 || s.Entries != -1 {
-		t.Errorf("B stats %+v, want one hit on a shared store", s)
+	if s := mb.Stats(); s.Misses != 1 || s.SharedReads != 1 || s.Fetches != 0 || s.Entries != 1 {
+		t.Errorf("B stats %+v, want one in-process miss answered by the shared store", s)
 	}
 	scope := cache.NewScope(introspect.SessionToken, ma.Client().Endpoint(introspect.SessionToken))
 	key := cache.DefaultPrefix + cache.NewKey(scope, tok).String()
@@ -201,8 +201,9 @@ func Test_Redis_ConfigStorage(t *testing.T) {
 	}
 }
 
-// Redis down (its client closed) costs the cache, never a login: requests
-// are answered by allauth directly.
+// Redis down (its client closed) costs the shared cache, never a login: the
+// in-process copy serves until Recheck, then allauth is asked again (an
+// eviction elsewhere could not have reached this instance).
 func Test_Redis_StoreFailureFallsBackToAllauth(t *testing.T) {
 	t.Parallel()
 	addr := redisAddr(t)
@@ -216,13 +217,17 @@ func Test_Redis_StoreFailureFallsBackToAllauth(t *testing.T) {
 		st = redis.New(redis.Config{Addrs: []string{addr}, PoolSize: 2})
 	}()
 	srv := newAllauth(t)
-	m := newMiddleware(t, srv, fiberauth.Config{Storage: st})
+	const recheck = 50 * time.Millisecond
+	m := newMiddleware(t, srv, fiberauth.Config{Storage: st, Recheck: recheck})
 	app := newApp(t, m.Handler)
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
 	tok := srv.IssueToken("alice")
 	wantUser(t, do(t, app, withToken(tok)), "alice")
+	wantUser(t, do(t, app, withToken(tok)), "alice")
+	wantCalls(t, srv, 1)
+	time.Sleep(recheck + 10*time.Millisecond)
 	wantUser(t, do(t, app, withToken(tok)), "alice")
 	wantCalls(t, srv, 2)
 	if s := m.Stats(); s.StoreErrors == 0 {

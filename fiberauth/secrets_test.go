@@ -93,7 +93,7 @@ func Test_Secrets_NeverLeak(t *testing.T) {
 	t.Parallel()
 	t.Run("memory", func(t *testing.T) {
 		t.Parallel()
-		secretScenarios(t, nil, func() {})
+		secretScenarios(t, cache.Config{}, func() {})
 	})
 	t.Run("Redis", func(t *testing.T) {
 		t.Parallel()
@@ -114,7 +114,7 @@ func Test_Secrets_NeverLeak(t *testing.T) {
 				written[k] = v
 			}
 		}
-		secrets := secretScenarios(t, cache.NewStorageStore(st, prefix, time.Second), snapshot)
+		secrets := secretScenarios(t, cache.Config{Storage: st, Prefix: prefix, StoreTimeout: time.Second}, snapshot)
 		snapshot()
 		if len(written) == 0 {
 			t.Fatal("nothing was written to Redis")
@@ -131,10 +131,10 @@ func Test_Secrets_NeverLeak(t *testing.T) {
 	})
 }
 
-// secretScenarios runs the mix against a middleware on store (nil: in
-// process), calling beforeEvict before the evictions, checks everything it
+// secretScenarios runs the mix against a middleware on a cache made from
+// cc (in process without Storage), calling beforeEvict before the evictions, checks everything it
 // captured and returns the credentials it used, for the caller's own checks.
-func secretScenarios(t *testing.T, store cache.Store, beforeEvict func()) []string {
+func secretScenarios(t *testing.T, cc cache.Config, beforeEvict func()) []string {
 	t.Helper()
 	srv := newAllauth(t, allauthtest.WithJWT(allauthtest.JWTConfig{Algorithm: "HS256"}))
 	srv.AddUser(allauthtest.User{ID: 3, Username: "carol", Password: "pw"})
@@ -143,7 +143,7 @@ func secretScenarios(t *testing.T, store cache.Store, beforeEvict func()) []stri
 	var capt capture
 	const ttl = 150 * time.Millisecond
 	// MaxEntries 4: in process, the tables fill and entries are declined.
-	cc := cache.Config{TTL: ttl, StaleIfError: time.Minute, MaxEntries: 4, Store: store}
+	cc.TTL, cc.StaleIfError, cc.MaxEntries = ttl, time.Minute, 4
 	shared := cache.New(cc)
 	t.Cleanup(func() { _ = shared.Close() })
 	m := newMiddleware(t, srv, capt.config(fiberauth.Config{

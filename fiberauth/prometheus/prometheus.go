@@ -59,7 +59,7 @@ const DefaultNamespace = "allauthgo"
 type Collector struct {
 	m *fiberauth.Middleware
 
-	requests, upstream, upstreamErrors, lastAnswer, entries *prometheus.Desc
+	requests, upstream, upstreamErrors, lastAnswer, entries, subscribed *prometheus.Desc
 	counters                                                []cacheCounter
 }
 
@@ -94,17 +94,20 @@ func New(m *fiberauth.Middleware, config ...Config) *Collector {
 			"Unix time of allauth's last own answer (JSON 200, 401 or 410) to a lookup or readiness probe."),
 		entries: desc("cache", "entries",
 			"Entries held by the in-process cache (authenticated and negative)."),
+		subscribed: desc("cache", "eviction_subscribed",
+			"1 while evictions from other instances arrive by Redis pub/sub and the subscription has proven itself within Recheck; 0 otherwise (in-process copies of shared answers are then rechecked every Recheck)."),
 	}
 	counter := func(name, help string, value func(s *cache.Stats) int64) {
 		c.counters = append(c.counters, cacheCounter{desc: desc("cache", name, help), value: value})
 	}
 	counter("hits_total", "Authenticated answers served from the cache.", func(s *cache.Stats) int64 { return s.Hits })
 	counter("negative_hits_total", "allauth's 401 or 410 answers served from the cache.", func(s *cache.Stats) int64 { return s.NegativeHits })
-	counter("misses_total", "Cache lookups that found nothing fresh.", func(s *cache.Stats) int64 { return s.Misses })
+	counter("misses_total", "In-process cache lookups that found nothing usable.", func(s *cache.Stats) int64 { return s.Misses })
+	counter("shared_reads_total", "Reads of the shared cache (Storage), one per coalesced in-process miss.", func(s *cache.Stats) int64 { return s.SharedReads })
 	counter("coalesced_total", "Misses that waited on another request's lookup of the same credential instead of asking allauth.", func(s *cache.Stats) int64 { return s.Coalesced })
 	counter("stale_serves_total", "Expired sessions served because allauth failed (StaleIfError).", func(s *cache.Stats) int64 { return s.StaleServes })
 	counter("evictions_total", "Cache deletions (Evict drops a token once per credential kind).", func(s *cache.Stats) int64 { return s.Evictions })
-	counter("store_errors_total", "Failures of the cache store (e.g. Redis down) and unreadable entries; each is a miss.", func(s *cache.Stats) int64 { return s.StoreErrors })
+	counter("store_errors_total", "Failures of the shared cache (e.g. Redis down) and unreadable, forged or future-dated values in it; each is a miss.", func(s *cache.Stats) int64 { return s.StoreErrors })
 	counter("rejected_total", "Entries the full in-process cache declined (MaxEntries).", func(s *cache.Stats) int64 { return s.Rejected })
 	return c
 }
@@ -116,6 +119,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.upstreamErrors
 	ch <- c.lastAnswer
 	ch <- c.entries
+	ch <- c.subscribed
 	for _, cc := range c.counters {
 		ch <- cc.desc
 	}
@@ -149,7 +153,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, cc := range c.counters {
 		ch <- prometheus.MustNewConstMetric(cc.desc, prometheus.CounterValue, float64(cc.value(&s)))
 	}
-	if s.Entries >= 0 { // -1: a shared store, whose size is not known here
-		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries))
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries))
+	subscribed := 0.0
+	if s.Subscribed {
+		subscribed = 1
 	}
+	ch <- prometheus.MustNewConstMetric(c.subscribed, prometheus.GaugeValue, subscribed)
 }

@@ -237,7 +237,7 @@ func TestCollectorLintAndLabels(t *testing.T) {
 }
 
 // Optional lets a request without a credential through as anonymous; a
-// shared store (Storage) has no entries gauge; Namespace and ConstLabels
+// shared store (Storage) still has an entries gauge (its in-process tier); Namespace and ConstLabels
 // apply to every metric.
 func TestCollectorConfig(t *testing.T) {
 	t.Parallel()
@@ -250,8 +250,11 @@ func TestCollectorConfig(t *testing.T) {
 	if got := counter(t, mfs, "auth_requests_total", "outcome", "anonymous"); got != 1 {
 		t.Errorf("auth_requests_total{outcome=anonymous} = %v, want 1", got)
 	}
-	if _, ok := mfs["auth_cache_entries"]; ok {
-		t.Error("entries gauge exported for a shared store")
+	if _, ok := mfs["auth_cache_entries"]; !ok {
+		t.Error("no entries gauge for the in-process tier in front of a shared store")
+	}
+	if g := mfs["auth_cache_eviction_subscribed"]; g == nil || g.GetMetric()[0].GetGauge().GetValue() != 0 {
+		t.Error("eviction_subscribed is not 0 for a Storage without pub/sub")
 	}
 	for name, mf := range mfs {
 		for _, m := range mf.GetMetric() {
