@@ -286,18 +286,21 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		}
 		return Result{Session: sess}
 	case errors.As(err, &authErr):
-		// allauth said no: whatever positive answer was kept must go, in
+		// allauth said no: a positive answer kept for this key must go from
 		// both tiers, even when the negative answer cannot be written (a
-		// full Redis refuses the write but not the delete), or StaleIfError
-		// would serve a logged-out session.
+		// full Redis refuses the write, not the delete; a resting store is
+		// tried anyway), or StaleIfError would serve a logged-out session.
+		// Only a key known to have held one pays for the forced delete, so a
+		// flood of unknown tokens during an outage costs no waits.
+		hadSession := prev != nil && !prev.negative()
 		if c.negTTL > 0 {
 			e := &Entry{Status: authErr.Status, ObtainedAt: now, FreshUntil: now + int64(c.negTTL)}
-			if !c.keep(ctx, key, e, started, gen) {
-				c.deleteShared(ctx, key)
+			if !c.keep(ctx, key, e, started, gen) && hadSession {
+				c.purgeShared(ctx, key)
 			}
-		} else {
+		} else if hadSession {
 			_ = c.local.Delete(ctx, key)
-			c.deleteShared(ctx, key)
+			c.purgeShared(ctx, key)
 		}
 		return Result{Err: err}
 	default:
@@ -386,11 +389,11 @@ func (c *Cache) keepLocal(key Key, e *Entry, checked int64, gen uint64) {
 	}
 }
 
-func (c *Cache) deleteShared(ctx context.Context, key Key) {
+func (c *Cache) purgeShared(ctx context.Context, key Key) {
 	if c.shared == nil {
 		return
 	}
-	if err := c.shared.Delete(ctx, key); err != nil {
+	if err := c.shared.purge(ctx, key); err != nil {
 		c.stats.storeErrors.Add(1)
 	}
 }

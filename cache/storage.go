@@ -137,11 +137,28 @@ func (s *storageStore) mac(storageKey string) hash.Hash {
 	return h
 }
 
-// do runs op within the store's timeout and keeps the failure streak.
+// purge is Delete even while the store rests: for a positive answer that
+// allauth has just refused, which must not outlive the refusal (a delete
+// also works on a Redis too full to take the negative answer).
+func (s *storageStore) purge(ctx context.Context, key Key) error {
+	return s.run(ctx, func(ctx context.Context) error {
+		if s.withCtx != nil {
+			return s.withCtx.DeleteWithContext(ctx, s.storageKey(key))
+		}
+		return s.storage.Delete(s.storageKey(key))
+	})
+}
+
+// do runs op within the store's timeout and keeps the failure streak; while
+// the store rests it fails at once.
 func (s *storageStore) do(ctx context.Context, op func(context.Context) error) error {
 	if until := s.restUntil.Load(); until != 0 && time.Now().UnixNano() < until {
 		return ErrStoreUnavailable
 	}
+	return s.run(ctx, op)
+}
+
+func (s *storageStore) run(ctx context.Context, op func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var err error
