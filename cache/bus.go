@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -17,9 +18,13 @@ type redisConn interface {
 	Conn() redis.UniversalClient
 }
 
-// maxKeysPerMessage bounds one eviction message (and so what a reader of
-// the channel decodes): Drop sends larger batches in several messages.
-const maxKeysPerMessage = 64
+// An eviction message is the sender's id, then up to maxKeysPerMessage keys
+// (what a reader of the channel decodes is bounded; Drop sends larger batches
+// in several messages).
+const (
+	senderIDLen       = 8
+	maxKeysPerMessage = 64
+)
 
 // bus carries evictions between instances that share a Redis: Drop
 // publishes the keys, and every instance's listener drops them from its
@@ -39,6 +44,9 @@ type bus struct {
 	drop    func(Key) bool
 	nanos   func() int64 // the Cache's clock
 	timeout time.Duration
+	// id marks this bus's own messages, which it ignores: its Cache has
+	// dropped those keys already, and may have learnt them anew since.
+	id [senderIDLen]byte
 
 	// since is when the current subscription was confirmed (Unix nanos,
 	// taken after the confirmation arrived), 0 while there is none.
@@ -48,6 +56,7 @@ type bus struct {
 
 	received, malformed atomic.Int64
 
+	ps     atomic.Pointer[redis.PubSub] // set once listen has subscribed
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 }
@@ -61,6 +70,7 @@ func startBus(storage Storage, channel string, recheck, timeout time.Duration, n
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &bus{client: rc.Conn(), channel: channel, drop: drop, nanos: nanos, timeout: timeout, cancel: cancel}
+	_, _ = rand.Read(b.id[:]) // never fails (crypto/rand)
 	b.done.Add(1)
 	go b.listen(ctx, max(recheck/4, time.Millisecond))
 	return b
@@ -76,8 +86,13 @@ func (b *bus) vouches(checkedAt, now, recheck int64) bool {
 // listen runs until close. ping is how often it proves the subscription.
 func (b *bus) listen(ctx context.Context, ping time.Duration) {
 	defer b.done.Done()
+	// Subscribing dials Redis, which may be down: here, not in New.
 	ps := b.client.Subscribe(ctx, b.channel)
 	defer func() { _ = ps.Close() }()
+	b.ps.Store(ps)
+	if ctx.Err() != nil { // closed before ps was there to close
+		return
+	}
 	// outstanding is when the unanswered PING was sent (0: none), last when
 	// the latest was.
 	var outstanding, last int64
@@ -133,11 +148,15 @@ func isTimeout(err error) bool {
 // counted and ignored.
 func (b *bus) handle(payload string) {
 	b.received.Add(1)
-	if len(payload) == 0 || len(payload)%len(Key{}) != 0 || len(payload) > maxKeysPerMessage*len(Key{}) {
+	keys := len(payload) - senderIDLen
+	if keys <= 0 || keys%len(Key{}) != 0 || keys > maxKeysPerMessage*len(Key{}) {
 		b.malformed.Add(1)
 		return
 	}
-	for p := payload; len(p) > 0; p = p[len(Key{}):] {
+	if payload[:senderIDLen] == string(b.id[:]) {
+		return
+	}
+	for p := payload[senderIDLen:]; len(p) > 0; p = p[len(Key{}):] {
 		var k Key
 		copy(k[:], p)
 		b.drop(k)
@@ -151,7 +170,8 @@ func (b *bus) publish(ctx context.Context, keys []Key) error {
 	var errs []error
 	for len(keys) > 0 {
 		n := min(len(keys), maxKeysPerMessage)
-		msg := make([]byte, 0, n*len(Key{}))
+		msg := make([]byte, 0, senderIDLen+n*len(Key{}))
+		msg = append(msg, b.id[:]...)
 		for _, k := range keys[:n] {
 			msg = append(msg, k[:]...)
 		}
@@ -169,7 +189,12 @@ func (b *bus) subscribed(now, recheck int64) bool {
 	return b.since.Load() != 0 && now-b.heard.Load() < recheck
 }
 
+// close stops the listener, interrupting a receive in progress (it may wait
+// Recheck/4 for a message).
 func (b *bus) close() {
 	b.cancel()
+	if ps := b.ps.Load(); ps != nil {
+		_ = ps.Close()
+	}
 	b.done.Wait()
 }

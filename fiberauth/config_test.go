@@ -42,6 +42,8 @@ func Test_Config_Panics(t *testing.T) {
 		{"duplicate Authorization", fiberauth.Config{BaseURL: base, KeyLookup: "header:Authorization,header:authorization"}, []string{"KeyLookup", "twice"}},
 		{"two cookies", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:sessionid,cookie:sid"}, []string{"KeyLookup", "cookie"}},
 		{"bad cookie name", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:a;b"}, []string{"CookieName"}},
+		{"short StorageSecret", fiberauth.Config{BaseURL: base, Storage: failingStorage{}, StorageSecret: []byte("short")}, []string{"StorageSecret", "16 bytes"}},
+		{"StorageSecret without Storage", fiberauth.Config{BaseURL: base, StorageSecret: make([]byte, 32)}, []string{"StorageSecret", "Storage"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,158 @@
+package fiberauth_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/introspect"
+	"github.com/allauthgo/headless/introspect/allauthtest"
+)
+
+// waitSubscribed waits until each middleware hears evictions from the others.
+func waitSubscribed(tb testing.TB, ms ...*fiberauth.Middleware) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, m := range ms {
+		for !m.Stats().Subscribed {
+			if time.Now().After(deadline) {
+				tb.Fatal("the eviction subscription never came up")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// waitStatus repeats req until app answers want, failing after 2 s: far
+// less than the Recheck of the tests that use it, so only an eviction
+// message can explain the change.
+func waitStatus(tb testing.TB, app *fiber.App, req func() *http.Request, want int) {
+	tb.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		r := do(tb, app, req())
+		if r.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("still %d %q, want %d", r.Status, r.Body, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Two instances on one Redis: the second learns a login from the shared tier
+// (no call to allauth), then answers from its own process; Evict and
+// EvictUser on one instance reach the other's in-process tier by pub/sub,
+// long before Recheck.
+func Test_Redis_TwoTiersEvictByPubSub(t *testing.T) {
+	t.Parallel()
+	prefix := redisPrefix(t)
+	st := newRedis(t, prefix)
+	srv := newAllauth(t)
+	cfg := fiberauth.Config{Storage: st, Prefix: prefix, Recheck: time.Minute, CacheTTL: time.Minute, UserIndex: true}
+	ma, mb := newMiddleware(t, srv, cfg), newMiddleware(t, srv, cfg)
+	a, b := newApp(t, ma.Handler), newApp(t, mb.Handler)
+	waitSubscribed(t, ma, mb)
+
+	tok := srv.IssueToken("alice")
+	wantUser(t, do(t, a, withToken(tok)), "alice")
+	wantCalls(t, srv, 1)
+	for range 3 {
+		wantUser(t, do(t, b, withToken(tok)), "alice")
+	}
+	wantCalls(t, srv, 1)
+	if s := mb.Stats(); s.SharedReads != 1 || s.Hits != 2 || s.Fetches != 0 {
+		t.Errorf("B: %+v, want one shared read, then in-process hits", s)
+	}
+
+	// Logout, then Evict on A: B's in-process copy goes at once.
+	srv.Logout(tok)
+	if err := ma.Evict(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b, func() *http.Request { return withToken(tok) }, http.StatusGone)
+
+	// EvictUser on B reaches A's copy of bob's two sessions.
+	bob1, bob2 := srv.IssueToken("bob"), srv.IssueToken("bob")
+	wantUser(t, do(t, b, withToken(bob1)), "bob")
+	wantUser(t, do(t, b, withToken(bob2)), "bob")
+	wantUser(t, do(t, a, withToken(bob1)), "bob")
+	wantUser(t, do(t, a, withToken(bob2)), "bob")
+	srv.SetActive("bob", false)
+	if n, err := mb.EvictUser(t.Context(), "2"); n != 2 || err != nil {
+		t.Fatalf("EvictUser = %d, %v; want 2", n, err)
+	}
+	waitStatus(t, a, func() *http.Request { return withToken(bob1) }, http.StatusUnauthorized)
+	waitStatus(t, a, func() *http.Request { return withToken(bob2) }, http.StatusUnauthorized)
+}
+
+// A Redis-mode hit is an in-process hit: nothing allocated, no Redis call.
+func Test_Redis_HitAllocatesNothing(t *testing.T) {
+	prefix := redisPrefix(t)
+	st := newRedis(t, prefix)
+	srv := newAllauth(t)
+	// Recheck is long so that the test's own pace (under -race, on a busy
+	// machine) cannot make a hit a recheck.
+	m := newMiddleware(t, srv, fiberauth.Config{Storage: st, Prefix: prefix, Recheck: time.Minute})
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Use(m.Handler)
+	app.Get("/", func(c *fiber.Ctx) error { return c.SendStatus(http.StatusOK) })
+	t.Cleanup(func() { _ = app.Shutdown() })
+	h := app.Handler()
+	fctx := &fasthttp.RequestCtx{}
+	fctx.Request.Header.SetMethod(fiber.MethodGet)
+	fctx.Request.SetRequestURI("/")
+	fctx.Request.Header.Set(fiberauth.HeaderSessionToken, srv.IssueToken("alice"))
+	h(fctx)
+	if fctx.Response.StatusCode() != http.StatusOK {
+		t.Fatalf("status %d", fctx.Response.StatusCode())
+	}
+	before := m.Stats().SharedReads
+	if n := testing.AllocsPerRun(200, func() { h(fctx) }); n != 0 {
+		t.Errorf("a Redis-mode hit allocates %v times", n)
+	}
+	if s := m.Stats(); s.SharedReads-before > 1 {
+		t.Errorf("%d shared reads for one token within Recheck", s.SharedReads-before)
+	}
+}
+
+// A verified JWT is kept in process: a repeat is a cache hit (no signature
+// check, nothing allocated), never past the token's exp, and Evict drops it.
+func TestJWT_VerifiedTokenCached(t *testing.T) {
+	srv := newJWTAllauth(t, allauthtest.JWTConfig{AccessTokenTTL: 2 * time.Second})
+	jc := &introspect.JWTConfig{PublicKey: srv.JWTPublicKeyPEM(), ClockSkew: -1}
+	m := newMiddleware(t, srv, fiberauth.Config{KeyLookup: jwtLookup, JWT: jc, CacheTTL: time.Minute})
+	app := jwtApp(t, m.Handler)
+	access, _ := srv.IssueJWT("bob")
+	srv.ResetCounters()
+	for range 3 {
+		if r := do(t, app, bearer(access)); r.Status != http.StatusOK || r.Body != "2  "+jtiOf(t, access) {
+			t.Fatalf("got %d %q", r.Status, r.Body)
+		}
+	}
+	wantCalls(t, srv, 0)
+	if s := m.Stats(); s.Hits != 2 || s.Misses != 1 {
+		t.Errorf("stats %+v, want 1 miss (verified) then 2 hits", s)
+	}
+
+	if err := m.Evict(t.Context(), access); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, app, bearer(access)); r.Status != http.StatusOK {
+		t.Fatalf("after Evict: %d", r.Status)
+	}
+	if s := m.Stats(); s.Misses != 2 {
+		t.Errorf("Evict did not drop the verified token: %+v", s)
+	}
+
+	// CacheTTL is a minute; exp comes first and ends the cached answer.
+	exp := time.Unix(int64(claimsOf(t, access)["exp"].(float64)), 0) //nolint:errcheck // test tokens carry a numeric exp
+	time.Sleep(time.Until(exp) + 50*time.Millisecond)
+	wantError(t, do(t, app, bearer(access)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantCalls(t, srv, 0)
+}
