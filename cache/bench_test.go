@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/redistest"
 )
 
 // BenchmarkKey hashes a 32-byte session token, as the middleware does on
@@ -100,9 +102,10 @@ func BenchmarkMemorySetFull(b *testing.B) {
 	}
 }
 
-// BenchmarkRedisGetHit is a hit through a shared Redis (REDIS_ADDR).
+// BenchmarkRedisGetHit is a hit through Redis (REDIS_ADDR, else a private
+// redis-server).
 func BenchmarkRedisGetHit(b *testing.B) {
-	addr := redisAddr(b)
+	addr := redistest.Addr(b)
 	ctx := context.Background()
 	prefix := uniquePrefix(b)
 	storage := newRedisStorage(b, addr, prefix)

@@ -17,18 +17,6 @@ import (
 	"github.com/allauthgo/headless/introspect"
 )
 
-const redisSkip = "set REDIS_ADDR=host:port to run the Redis tests (CI does)"
-
-// redisAddr returns REDIS_ADDR or skips the test.
-func redisAddr(tb testing.TB) string {
-	tb.Helper()
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		tb.Skip(redisSkip)
-	}
-	return addr
-}
-
 var prefixSeq atomic.Int64
 
 // uniquePrefix keeps tests (and concurrent runs of other packages) apart in
@@ -68,7 +56,7 @@ func newRedisStorage(tb testing.TB, addr, prefix string) *redis.Storage {
 // Redis and see each other's evictions; keys are prefix + 64 hex digits and
 // neither keys nor values hold the token.
 func TestRedisSharedAcrossInstances(t *testing.T) {
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, addr, prefix)
@@ -144,7 +132,7 @@ func TestRedisSharedAcrossInstances(t *testing.T) {
 // TestRedisForeignValue proves a value another program wrote under a
 // cache key is a counted miss in a real Redis.
 func TestRedisForeignValue(t *testing.T) {
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, addr, prefix)
 	c := newTestCache(t, Config{Storage: storage, Prefix: prefix, StoreTimeout: time.Second})

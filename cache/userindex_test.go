@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -291,7 +292,7 @@ func TestDecodeUserKeys(t *testing.T) {
 // caches on one Redis store two sessions of one user, one DeleteUser drops
 // both.
 func TestUserIndexRedis(t *testing.T) {
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, addr, prefix)

@@ -16,7 +16,8 @@ import (
 // Benchmark_Middleware measures what the middleware adds to a request, in
 // Fiber's own style: a fasthttp.RequestCtx straight into app.Handler(). The
 // bare case is the same app and handler without the middleware; compare
-// /hit with /bare for the cost of a cache hit.
+// /hit with /bare for the cost of a cache hit, and /redis-hit for the same
+// hit with the cache in Redis.
 //
 //	go test -run '^$' -bench Benchmark_Middleware -benchmem -count 6 ./fiberauth/
 func Benchmark_Middleware(b *testing.B) {
@@ -62,6 +63,22 @@ func Benchmark_Middleware(b *testing.B) {
 		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
 		defer func() { _ = m.Close() }()
 		run(b, newApp(m.Handler), request(token))
+	})
+
+	// The same hit with the cache in Redis (Config.Storage): every request
+	// is a GET to Redis (REDIS_ADDR, else a private redis-server). Compare
+	// with /hit (in process) and Benchmark_MiddlewareJWT/rs256 (no cache).
+	b.Run("redis-hit", func(b *testing.B) {
+		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Storage: newRedis(b, "")})
+		defer func() { _ = m.Close() }()
+		run(b, newApp(m.Handler), request(token))
+		b.StopTimer()
+		if s := m.Stats(); s.Fetches != 1 {
+			b.Errorf("allauth asked %d times, want 1 (every other request a Redis hit)", s.Fetches)
+		}
+		if err := m.Evict(b.Context(), token); err != nil { // its one key, under the shared default prefix
+			b.Error(err)
+		}
 	})
 
 	b.Run("bare-parallel", func(b *testing.B) {

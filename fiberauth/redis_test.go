@@ -14,18 +14,9 @@ import (
 
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect"
 )
-
-// redisAddr returns REDIS_ADDR or skips the test.
-func redisAddr(tb testing.TB) string {
-	tb.Helper()
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		tb.Skip("set REDIS_ADDR=host:port to run the Redis tests (CI does)")
-	}
-	return addr
-}
 
 var redisSeq atomic.Int64
 
@@ -36,12 +27,13 @@ func redisPrefix(tb testing.TB) string {
 	return fmt.Sprintf("fiberauth-test:%s:%d:%d:", tb.Name(), os.Getpid(), redisSeq.Add(1))
 }
 
-// newRedis connects to REDIS_ADDR; when the test ends it deletes the keys
+// newRedis connects to a Redis (redistest.Addr: REDIS_ADDR, else a private
+// redis-server); when the test ends it deletes the keys
 // under prefix (unless prefix is "") and closes the client (stopping
 // go-redis's goroutines).
 func newRedis(tb testing.TB, prefix string) *redis.Storage {
 	tb.Helper()
-	addr := redisAddr(tb)
+	addr := redistest.Addr(tb)
 	var st *redis.Storage
 	func() {
 		defer func() {
@@ -206,7 +198,7 @@ func Test_Redis_ConfigStorage(t *testing.T) {
 // eviction elsewhere could not have reached this instance).
 func Test_Redis_StoreFailureFallsBackToAllauth(t *testing.T) {
 	t.Parallel()
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	var st *redis.Storage
 	func() {
 		defer func() {

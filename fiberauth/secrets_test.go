@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -97,11 +96,7 @@ func Test_Secrets_NeverLeak(t *testing.T) {
 	})
 	t.Run("Redis", func(t *testing.T) {
 		t.Parallel()
-		addr := os.Getenv("REDIS_ADDR")
-		if addr == "" {
-			addr = redistest.Start(t).Addr() // skips, naming REDIS_ADDR, without redis-server
-		}
-		st := redisStorage(t, addr, 4)
+		st := redisStorage(t, redistest.Addr(t), 4)
 		prefix := redisPrefix(t)
 		t.Cleanup(func() {
 			for k := range scanAll(t, st, prefix) {

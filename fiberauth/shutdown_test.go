@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -34,13 +32,11 @@ import (
 func Test_Shutdown_ClosesEverything(t *testing.T) {
 	// A private redis-server's watcher goroutine lives until the test ends:
 	// start it before taking the snapshot of goroutines to ignore.
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		if _, err := exec.LookPath("redis-server"); err == nil || os.Getenv("REDIS_SERVER_BIN") != "" {
-			addr = redistest.Start(t).Addr()
-		} else {
-			t.Log("no Redis (set REDIS_ADDR): checking shutdown without a shared store")
-		}
+	var addr string
+	if redistest.Available() {
+		addr = redistest.Addr(t)
+	} else {
+		t.Log("checking shutdown without a shared store:", redistest.SkipMessage)
 	}
 	ignore := goleak.IgnoreCurrent()
 

@@ -1,14 +1,22 @@
 // Command loadtest measures what fiberauth costs, side by side in one run:
-// the same Fiber route bare and protected (warm cache), allauth's own session
-// endpoint (the stand-in with a delay standing in for Django), the cost of a
-// cold request, and how many upstream calls bursts of cold requests make.
+// the same Fiber route bare and protected by each mode's warm hit (the
+// in-process cache, the cache in Redis, a JWT verified locally), allauth's
+// own session endpoint (the stand-in with a delay standing in for Django),
+// the cost of a cold request, and how many upstream calls bursts of cold
+// requests make.
 //
 // It drives HTTP load with wrk (apt-get install wrk), which runs in its own
-// process, and prints one Markdown table. Each round runs the bare and the
-// protected route back to back; the requests/s ratio is the median of the
-// rounds' ratios, with their range, since a shared machine drifts:
+// process, and prints Markdown tables. Each round runs the bare route and
+// every protected route back to back; a requests/s ratio is the median of
+// the rounds' ratios to that round's bare run, with their range, since a
+// shared machine drifts:
 //
 //	go run ./_examples/loadtest -duration 5s -rounds 3
+//
+// The Redis route uses REDIS_ADDR (host:port) when it is set, else a private
+// redis-server on a free loopback port (REDIS_SERVER_BIN, or redis-server on
+// PATH), stopped at the end; with neither, that route is left out and the
+// table says why. Everything listens on 127.0.0.1 only.
 package main
 
 import (
@@ -32,8 +40,11 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/storage/redis/v3"
 
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/redisproc"
+	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -70,24 +81,54 @@ func run(o options, out io.Writer) error {
 		return errors.New("wrk not found: install it with apt-get install wrk")
 	}
 
-	standin := allauthtest.NewServer()
+	// One stand-in answers session tokens and, for the JWT route, issues
+	// RS256 access tokens that outlive any run.
+	standin := allauthtest.NewServer(allauthtest.WithJWT(allauthtest.JWTConfig{AccessTokenTTL: 24 * time.Hour}))
 	defer standin.Close()
 	standin.AddUser(allauthtest.User{Username: "alice", Email: "alice@example.com", Password: "alice-pass-123"})
 	token := standin.IssueToken("alice")
+	access, _ := standin.IssueJWT("alice")
 
-	mw := fiberauth.NewMiddleware(fiberauth.Config{
-		BaseURL:  standin.URL,
-		Timeout:  5 * time.Second,
-		CacheTTL: time.Hour, // the warm runs must stay warm however long they take
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	newMiddleware := func(cfg fiberauth.Config) *fiberauth.Middleware {
+		cfg.BaseURL = standin.URL
+		cfg.Timeout = 5 * time.Second
+		cfg.CacheTTL = time.Hour // the warm runs must stay warm however long they take
+		cfg.Logger = quiet
+		return fiberauth.NewMiddleware(cfg)
+	}
+	mw := newMiddleware(fiberauth.Config{})
 	defer func() { _ = mw.Close() }()
+	jwtMW := newMiddleware(fiberauth.Config{
+		KeyLookup: "header:Authorization",
+		JWT:       &introspect.JWTConfig{PublicKey: standin.JWTPublicKeyPEM()},
+	})
+	defer func() { _ = jwtMW.Close() }()
+
+	// The Redis route: the cache in Redis through Config.Storage.
+	rd, err := startRedis(o.connections)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rd.close() }()
+	var redisMW *fiberauth.Middleware
+	if rd.storage != nil {
+		redisMW = newMiddleware(fiberauth.Config{Storage: rd.storage})
+		defer func() {
+			_ = redisMW.Evict(context.Background(), token) // its one key, under the default prefix
+			_ = redisMW.Close()
+		}()
+	}
 
 	// Identical handlers; only the middleware differs.
 	ok := func(c *fiber.Ctx) error { return c.SendString("ok") }
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/bare", ok)
 	app.Get("/protected", mw.Handler, ok)
+	app.Get("/jwt", jwtMW.Handler, ok)
+	if redisMW != nil {
+		app.Get("/redis", redisMW.Handler, ok)
+	}
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -96,34 +137,53 @@ func run(o options, out io.Writer) error {
 	defer func() { _ = app.ShutdownWithTimeout(5 * time.Second) }()
 	base := "http://" + ln.Addr().String()
 
+	sessionHeader := fiberauth.HeaderSessionToken + ": " + token
+	routes := []route{
+		{name: "bare", what: "no middleware", path: "/bare"},
+		{name: "in-process", what: "X-Session-Token, in-process cache hit", path: "/protected", header: sessionHeader},
+		{name: "Redis", what: "X-Session-Token, hit in Redis (Config.Storage) at " + rd.where, path: "/redis", header: sessionHeader, skip: rd.skip},
+		{name: "JWT", what: "Authorization: Bearer, RS256 verified in process", path: "/jwt", header: fiber.HeaderAuthorization + ": Bearer " + access},
+	}
+
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
 	defer client.CloseIdleConnections()
-	if code, err := get(client, base+"/protected", token); err != nil || code != http.StatusOK {
-		return fmt.Errorf("warm-up request: status %d, %w", code, err)
+	for _, r := range routes[1:] {
+		if r.skip != "" {
+			continue
+		}
+		name, value, _ := strings.Cut(r.header, ": ")
+		if code, err := getWith(client, base+r.path, name, value); err != nil || code != http.StatusOK {
+			return fmt.Errorf("warm-up request to %s: status %d, %w", r.path, code, err)
+		}
 	}
+	standin.ResetCounters()
 
 	if _, err := fmt.Fprintf(out, "wrk -t%d -c%d -d%s, %d rounds, medians; %s\n\n", o.threads, o.connections, o.duration, o.rounds, cpuLine()); err != nil {
 		return err
 	}
-	var bare, prot []wrkResult
+	results := make([][]wrkResult, len(routes)) // results[route][round]
 	for i := 0; i < o.rounds; i++ {
-		b, err := runWrk(wrk, o, base+"/bare", "")
-		if err != nil {
-			return err
+		for j, r := range routes {
+			if r.skip != "" {
+				continue
+			}
+			res, err := runWrk(wrk, o, base+r.path, r.header)
+			if err != nil {
+				return err
+			}
+			results[j] = append(results[j], res)
 		}
-		p, err := runWrk(wrk, o, base+"/protected", token)
-		if err != nil {
-			return err
-		}
-		bare, prot = append(bare, b), append(prot, p)
+	}
+	if n := standin.SessionCalls(); n != 0 {
+		return fmt.Errorf("the protected runs asked allauth %d times, want 0 (warm caches, JWTs verified locally)", n)
 	}
 	if s := mw.Stats(); s.Fetches != 1 {
-		return fmt.Errorf("the protected runs asked allauth %d times, want 1 (warm cache)", s.Fetches)
+		return fmt.Errorf("the in-process runs asked allauth %d times, want 1 (warm cache)", s.Fetches)
 	}
 
 	// allauth's own endpoint, with Django's latency.
 	standin.SetFault(allauthtest.Fault{Delay: o.djangoDelay})
-	direct, err := runWrk(wrk, o, standin.SessionURL("app"), token)
+	direct, err := runWrk(wrk, o, standin.SessionURL("app"), sessionHeader)
 	if err != nil {
 		return err
 	}
@@ -138,19 +198,28 @@ func run(o options, out io.Writer) error {
 		return err
 	}
 
+	bare, prot := results[0], results[1]
 	mb, mp := median(bare), median(prot)
 	var t []string
 	add := func(format string, a ...any) { t = append(t, fmt.Sprintf(format, a...)) }
 	add("| measure | bare route | protected, warm cache | ratio / difference | target |")
 	add("|---|---|---|---|---|")
-	ratios := make([]float64, len(bare))
-	for i := range bare {
-		ratios[i] = prot[i].rps / bare[i].rps // each pair ran back to back
-	}
-	slices.Sort(ratios)
-	add("| requests/s | %.0f | %.0f | %.3f (rounds: %.3f–%.3f) | ≥ 0.95 |", mb.rps, mp.rps, ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
+	lo, mid, hi := ratioToBare(prot, bare)
+	add("| requests/s | %.0f | %.0f | %.3f (rounds: %.3f–%.3f) | ≥ 0.95 |", mb.rps, mp.rps, mid, lo, hi)
 	add("| p50 latency | %s | %s | %+.1f%% | |", mb.p50, mp.p50, pct(mp.p50, mb.p50))
 	add("| p99 latency | %s | %s | %+.1f%% | ≤ +10%% |", mb.p99, mp.p99, pct(mp.p99, mb.p99))
+	add("")
+	add("| route (warm) | what a request does | requests/s | ratio to bare (rounds) | p50 | p99 |")
+	add("|---|---|---|---|---|---|")
+	for j, r := range routes {
+		if r.skip != "" {
+			add("| %s | not run: %s | | | | |", r.name, r.skip)
+			continue
+		}
+		m := median(results[j])
+		lo, mid, hi := ratioToBare(results[j], bare)
+		add("| %s | %s | %.0f | %.3f (%.3f–%.3f) | %s | %s |", r.name, r.what, m.rps, mid, lo, hi, m.p50, m.p99)
+	}
 	add("")
 	add("| measure | value | target |")
 	add("|---|---|---|")
@@ -167,6 +236,79 @@ func run(o options, out io.Writer) error {
 	return err
 }
 
+// route is one route under load: header ("Name: value") carries its
+// credential; skip, if set, is why it is not run.
+type route struct {
+	name, what, path, header, skip string
+}
+
+// ratioToBare returns the lowest, median and highest of the rounds'
+// requests/s ratios to the bare run of the same round.
+func ratioToBare(rs, bare []wrkResult) (lo, mid, hi float64) {
+	ratios := make([]float64, len(rs))
+	for i := range rs {
+		ratios[i] = rs[i].rps / bare[i].rps
+	}
+	slices.Sort(ratios)
+	return ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1]
+}
+
+// redisSetup is the Redis route's storage: the one at REDIS_ADDR, a private
+// redis-server, or none (storage nil, skip says why).
+type redisSetup struct {
+	storage     *redis.Storage
+	server      *redisproc.Server
+	where, skip string
+}
+
+// startRedis connects to REDIS_ADDR, else starts a private redis-server; no
+// redis-server at all is not an error, the Redis route is left out. The
+// client's pool has one connection per wrk connection, so that the pool does
+// not limit the route.
+func startRedis(poolSize int) (*redisSetup, error) {
+	rd := &redisSetup{}
+	addr := os.Getenv("REDIS_ADDR")
+	if addr != "" {
+		rd.where = "REDIS_ADDR=" + addr
+	} else {
+		srv, err := redisproc.Start()
+		if errors.Is(err, redisproc.ErrNotInstalled) {
+			rd.skip = "set REDIS_ADDR=host:port, or " + err.Error()
+			return rd, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		rd.server, addr = srv, srv.Addr()
+		rd.where = "a private redis-server on " + addr
+	}
+	var connErr error
+	func() {
+		defer func() {
+			if p := recover(); p != nil { // redis.New panics when it cannot connect
+				connErr = fmt.Errorf("redis at %s: %v", addr, p)
+			}
+		}()
+		rd.storage = redis.New(redis.Config{Addrs: []string{addr}, PoolSize: poolSize})
+	}()
+	if connErr != nil {
+		_ = rd.close()
+		return nil, connErr
+	}
+	return rd, nil
+}
+
+func (rd *redisSetup) close() error {
+	var errs []error
+	if rd.storage != nil {
+		errs = append(errs, rd.storage.Close())
+	}
+	if rd.server != nil {
+		errs = append(errs, rd.server.Close())
+	}
+	return errors.Join(errs...)
+}
+
 type wrkResult struct {
 	rps      float64
 	p50, p99 time.Duration
@@ -177,13 +319,15 @@ var (
 	latRe = regexp.MustCompile(`^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$`)
 )
 
-func runWrk(wrk string, o options, url, token string) (wrkResult, error) {
+// runWrk loads url with wrk; header ("Name: value"), if set, is sent with
+// every request. wrk's output, returned in errors, never echoes it.
+func runWrk(wrk string, o options, url, header string) (wrkResult, error) {
 	args := []string{
 		"-t" + strconv.Itoa(o.threads), "-c" + strconv.Itoa(o.connections),
 		"-d" + strconv.Itoa(int(o.duration.Seconds())) + "s", "--latency",
 	}
-	if token != "" {
-		args = append(args, "-H", "X-Session-Token: "+token)
+	if header != "" {
+		args = append(args, "-H", header)
 	}
 	args = append(args, url)
 	cmd := exec.CommandContext(context.Background(), wrk, args...)
@@ -308,11 +452,16 @@ func bursts(client *http.Client, standin *allauthtest.Server, base string) (oneT
 }
 
 func get(client *http.Client, url, token string) (int, error) {
+	return getWith(client, url, fiberauth.HeaderSessionToken, token)
+}
+
+// getWith sends GET url with the header name: value and returns the status.
+func getWith(client *http.Client, url, name, value string) (int, error) {
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, http.NoBody)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set(fiberauth.HeaderSessionToken, token)
+	req.Header.Set(name, value)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err

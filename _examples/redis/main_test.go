@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/allauthgo/headless/internal/redistest"
 )
 
 // fasthttpGoroutines are fasthttp's, not the example's: one refreshes the
@@ -25,16 +27,14 @@ var fasthttpGoroutines = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 }
 
-// redisEnv returns the environment for a run against REDIS_ADDR, on free
-// ports and with a prefix of its own, or skips the test.
+// redisEnv returns the environment for a run against a Redis (REDIS_ADDR,
+// else a private redis-server; see redistest.Addr), on free ports and with a
+// prefix of its own, or skips the test. Call it before goleak.IgnoreCurrent:
+// a private server's watcher goroutine lives until the test ends.
 func redisEnv(t *testing.T, extra map[string]string) func(string) string {
 	t.Helper()
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("set REDIS_ADDR=host:port to run the Redis example's tests (CI does)")
-	}
 	vars := map[string]string{
-		"REDIS_ADDR":   addr,
+		"REDIS_ADDR":   redistest.Addr(t),
 		"REDIS_PREFIX": fmt.Sprintf("allauthgo-example-test:%d:%s:", os.Getpid(), t.Name()),
 		"ADDR_A":       "127.0.0.1:0",
 		"ADDR_B":       "127.0.0.1:0",

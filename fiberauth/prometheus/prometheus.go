@@ -60,7 +60,7 @@ type Collector struct {
 	m *fiberauth.Middleware
 
 	requests, upstream, upstreamErrors, lastAnswer, entries, subscribed *prometheus.Desc
-	counters                                                []cacheCounter
+	counters                                                            []cacheCounter
 }
 
 type cacheCounter struct {

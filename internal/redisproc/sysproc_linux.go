@@ -1,0 +1,10 @@
+package redisproc
+
+import "syscall"
+
+// sysProcAttr has the kernel kill redis-server when the process that started
+// it dies, so a test binary killed by -timeout or a load run stopped with
+// Ctrl-C leaves no redis-server behind.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
