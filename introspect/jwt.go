@@ -164,10 +164,10 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	return v, nil
 }
 
-// Verify checks an access token: its signature with a configured key of an
-// allowed algorithm, exp in the future (within the clock skew), iat and nbf
-// not in the future, token_use "access", and non-empty string sub, sid and
-// jti. It never asks allauth.
+// Verify checks an access token: no crit header, its signature with a
+// configured key of an allowed algorithm, exp in the future (within the
+// clock skew), iat and nbf not in the future, token_use "access", and
+// non-empty string sub, sid and jti. It never asks allauth.
 //
 // A valid token gives a Session whose User has ID = sub and Claims = the
 // token's claims as JSON, and whose ExpiresAt is exp. Any other token gives
@@ -215,8 +215,15 @@ func LooksLikeJWT[T ~string | ~[]byte](token T) bool {
 }
 
 // key is the jwt.Keyfunc: it hands out only keys of the token's own
-// algorithm family, so an HS token never meets the RSA public key.
+// algorithm family, so an HS token never meets the RSA public key. It runs
+// before the signature is checked, and refuses a token with a crit header:
+// RFC 7515 (4.1.11) has a recipient refuse extensions it does not
+// understand, and this verifier (like allauth) understands none. An empty,
+// null or malformed crit is refused alike.
 func (v *JWTVerifier) key(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errJWTCrit
+	}
 	switch t.Method.(type) {
 	case *jwt.SigningMethodRSA:
 		if len(v.rsaKeys) == 0 {
@@ -256,6 +263,7 @@ var (
 	errJWTTooLong    = &tokenError{"too long"}
 	errJWTAlgorithm  = &tokenError{"algorithm not allowed"}
 	errJWTUnknownKID = &tokenError{"signed by an unknown key (kid)"}
+	errJWTCrit       = &tokenError{"with a crit header (no extension is understood)"}
 	errJWTSignature  = &tokenError{"signature invalid"}
 	errJWTExpired    = &tokenError{"expired"}
 	errJWTNotYet     = &tokenError{"not valid yet (nbf or iat in the future)"}
