@@ -240,6 +240,13 @@ func Test_Contract_UpstreamFailure_503(t *testing.T) {
 		{"500", allauthtest.Fault{Status: 500}, "1"},
 		{"502", allauthtest.Fault{Status: 502}, "1"},
 		{"503 with Retry-After", allauthtest.Fault{Status: 503, RetryAfter: "120"}, "120"},
+		// What clients are told is clamped to 1..300 s, whatever allauth says.
+		{"503 with Retry-After 300", allauthtest.Fault{Status: 503, RetryAfter: "300"}, "300"},
+		{"503 with Retry-After 301", allauthtest.Fault{Status: 503, RetryAfter: "301"}, "300"},
+		{"503 with Retry-After 2^31-1", allauthtest.Fault{Status: 503, RetryAfter: "2147483647"}, "300"},
+		{"429 with Retry-After past int64", allauthtest.Fault{Status: 429, RetryAfter: "99999999999999999999999"}, "1"},
+		{"503 with Retry-After 0", allauthtest.Fault{Status: 503, RetryAfter: "0"}, "1"},
+		{"503 with a far HTTP-date Retry-After", allauthtest.Fault{Status: 503, RetryAfter: "Fri, 31 Dec 9999 23:59:59 GMT"}, "300"},
 		{"504", allauthtest.Fault{Status: 504}, "1"},
 		{"400 from a proxy", allauthtest.Fault{Status: 400}, "1"},
 		{"timeout", allauthtest.Fault{Delay: 2 * time.Second}, "1"},
