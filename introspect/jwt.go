@@ -302,7 +302,8 @@ func tokenRejection(err error) error {
 }
 
 // accessClaims reads allauth's claims by their exact names (encoding/json
-// alone would also match "SUB" to sub) and keeps the JSON for User.Claims.
+// alone would also match "SUB" to sub, and keep the last of two) and keeps
+// the JSON for User.Claims.
 type accessClaims struct {
 	raw                  json.RawMessage
 	exp, iat, nbf        *jwt.NumericDate
@@ -310,46 +311,43 @@ type accessClaims struct {
 	subOK, sidOK, jtiOK  bool
 }
 
+// claimNames are the claims read, in the order of accessClaims' fields.
+var claimNames = []string{"exp", "iat", "nbf", "sub", "sid", "jti", "token_use"}
+
 // UnmarshalJSON is called by the parser before the signature is checked:
 // whatever it finds wrong makes the token malformed, and everything it
-// reads is judged again, after the signature, by Validate.
+// reads is judged again, after the signature, by Validate. A claim it reads
+// named twice (even in another case) makes the token malformed.
 func (c *accessClaims) UnmarshalJSON(b []byte) error {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	if m == nil {
-		return errors.New("claims are not an object")
+	var m [7]json.RawMessage
+	if err := objectMembers(b, claimNames, m[:]); err != nil {
+		return fmt.Errorf("claims: %w", err)
 	}
 	c.raw = slices.Clone(b)
-	for _, d := range [...]struct {
-		name string
-		dst  **jwt.NumericDate
-	}{{"exp", &c.exp}, {"iat", &c.iat}, {"nbf", &c.nbf}} {
-		if raw, ok := m[d.name]; ok {
-			if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+	for i, dst := range [...]**jwt.NumericDate{&c.exp, &c.iat, &c.nbf} {
+		if raw := m[i]; raw != nil {
+			if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 				// encoding/json would take "123" (a string) as a number.
-				return fmt.Errorf("claim %s is not a number", d.name)
+				return fmt.Errorf("claim %s is not a number", claimNames[i])
 			}
 			f, err := strconv.ParseFloat(string(raw), 64)
 			if err != nil || math.Abs(f) > maxNumericDate {
-				return fmt.Errorf("claim %s is not a time", d.name)
+				return fmt.Errorf("claim %s is not a time", claimNames[i])
 			}
 			sec, frac := math.Modf(f)
-			*d.dst = jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9)))
+			*dst = jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9)))
 		}
 	}
-	c.sub, c.subOK = stringClaim(m, "sub")
-	c.sid, c.sidOK = stringClaim(m, "sid")
-	c.jti, c.jtiOK = stringClaim(m, "jti")
-	c.usage, _ = stringClaim(m, "token_use")
+	c.sub, c.subOK = stringClaim(m[3])
+	c.sid, c.sidOK = stringClaim(m[4])
+	c.jti, c.jtiOK = stringClaim(m[5])
+	c.usage, _ = stringClaim(m[6])
 	return nil
 }
 
 // stringClaim returns a claim that is a non-empty JSON string.
-func stringClaim(m map[string]json.RawMessage, name string) (string, bool) {
-	raw, ok := m[name]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
+func stringClaim(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
 		return "", false
 	}
 	if len(raw) >= 2 && raw[len(raw)-1] == '"' && plainString(raw[1:len(raw)-1]) {

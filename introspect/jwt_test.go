@@ -677,3 +677,38 @@ func TestJWTVerify_Crit(t *testing.T) {
 		t.Errorf("no crit: %v", err)
 	}
 }
+
+// TestJWTVerify_DuplicateClaims: a correctly signed token whose claims name
+// sub, exp or token_use twice (encoding/json would keep the last, another
+// reader the first), even in another case or escaped, is malformed.
+func TestJWTVerify_DuplicateClaims(t *testing.T) {
+	key := testKey(t, 0)
+	v := newVerifier(t, introspect.JWTConfig{PublicKey: publicPEM(t, key)})
+	enc := base64.RawURLEncoding.EncodeToString
+	header := enc([]byte(`{"alg":"RS256","kid":"` + introspect.JWKThumbprint(&key.PublicKey) + `","typ":"JWT"}`))
+	sign := func(claims string) string {
+		t.Helper()
+		signing := header + "." + enc([]byte(claims))
+		sig, err := jwt.SigningMethodRS256.Sign(signing, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signing + "." + enc(sig)
+	}
+	const rest = `"iat":1795711648,"exp":1795711948,"sid":"s","jti":"j","token_use":"access"`
+	if s, err := v.Verify(sign(`{` + rest + `,"sub":"1"}`)); err != nil || s.User.ID != "1" {
+		t.Fatalf("the hand-made token itself: %v", err)
+	}
+	for name, claims := range map[string]string{
+		"sub twice":                       `{` + rest + `,"sub":"1","sub":"2"}`,
+		"sub twice, once in another case": `{` + rest + `,"sub":"1","SUB":"2"}`,
+		"sub twice, once escaped":         `{` + rest + `,"sub":"1","s\u0075b":"2"}`,
+		"exp twice":                       `{` + rest + `,"sub":"1","exp":99999999999}`,
+		"token_use twice":                 `{` + rest + `,"sub":"1","token_use":"refresh"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := v.Verify(sign(claims))
+			wantReject(t, s, err, "malformed")
+		})
+	}
+}
