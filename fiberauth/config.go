@@ -134,15 +134,17 @@ type Config struct {
 	Cache *cache.Cache
 
 	// JWT verifies the access tokens of allauth's JWT token strategy in
-	// process: a Bearer value shaped like a JWT (three base64url segments)
-	// is checked against these keys (see introspect.JWTConfig) and, if
-	// valid, authenticates with no call to allauth, its answer kept in
-	// process until the earlier of its exp and CacheTTL (a repeat skips
-	// the signature check); the user then has ID =
-	// sub and the token's Claims. An invalid one (bad signature, expired, a
-	// refresh token) is a 401, also without a call. Other Bearer values are
-	// asked of allauth as before. Needs "header:Authorization" in KeyLookup.
-	// A logout is only noticed at the token's exp unless JWTStateful is on.
+	// process: every Bearer value is checked against these keys (see
+	// introspect.JWTConfig) and, if a valid access token, authenticates with
+	// no call to allauth; the user then has ID = sub and the token's Claims.
+	// The answer is kept in process until the earlier of its exp and
+	// CacheTTL, so a repeat skips the signature check. Any other Bearer
+	// value (bad signature, expired, a refresh token, or no JWT at all, e.g.
+	// "header.payload." or four segments) is a 401 with WWW-Authenticate,
+	// also without a call: under allauth's JWT strategy it can never be
+	// valid. Session tokens and cookies are asked of allauth as before.
+	// Needs "header:Authorization" in KeyLookup. A logout is only noticed at
+	// the token's exp unless JWTStateful is on.
 	//
 	// Optional. Default: nil (every Bearer token is asked of allauth)
 	JWT *introspect.JWTConfig

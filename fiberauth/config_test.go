@@ -217,6 +217,13 @@ func Test_Config_ErrorHandler(t *testing.T) {
 	if last := got[len(got)-1]; !errors.As(last, &up) || up.Status != 429 || last.RetryAfter.Seconds() != 9 {
 		t.Errorf("503 cause = %v, RetryAfter %v", last.Err, last.RetryAfter)
 	}
+	// A custom ErrorHandler is handed the clamped delay (1..300 s), while
+	// the cause keeps what allauth said.
+	srv.SetFault(allauthtest.Fault{Status: 503, RetryAfter: "2147483647"})
+	_ = do(t, app, withToken(tok))
+	if last := got[len(got)-1]; !errors.As(last, &up) || up.RetryAfter.Seconds() != 2147483647 || last.RetryAfter.Seconds() != 300 {
+		t.Errorf("503 with Retry-After 2147483647: RetryAfter %v, cause %v", last.RetryAfter, last.Err)
+	}
 	if !got[0].Bearer && got[0].InvalidToken {
 		t.Error("no credential marked as an invalid token")
 	}
@@ -258,7 +265,13 @@ func Test_Config_AppErrorHandler(t *testing.T) {
 	if r.Status != 503 || r.Header.Get("Retry-After") != "30" || r.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("503: %d %v", r.Status, r.Header)
 	}
-	if want := []int{401, 401, 410, 503}; fmt.Sprint(seen) != fmt.Sprint(want) {
+	// allauth's absurd Retry-After is clamped here too.
+	srv.SetFault(allauthtest.Fault{Status: 503, RetryAfter: "2147483647"})
+	r = do(t, app, withToken(srv.IssueToken("alice")))
+	if r.Status != 503 || r.Header.Get("Retry-After") != "300" {
+		t.Errorf("503 with Retry-After 2147483647: %d, Retry-After %q, want 300", r.Status, r.Header.Get("Retry-After"))
+	}
+	if want := []int{401, 401, 410, 503, 503}; fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("app ErrorHandler saw %v, want %v", seen, want)
 	}
 }

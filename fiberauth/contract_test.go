@@ -240,6 +240,13 @@ func Test_Contract_UpstreamFailure_503(t *testing.T) {
 		{"500", allauthtest.Fault{Status: 500}, "1"},
 		{"502", allauthtest.Fault{Status: 502}, "1"},
 		{"503 with Retry-After", allauthtest.Fault{Status: 503, RetryAfter: "120"}, "120"},
+		// What clients are told is clamped to 1..300 s, whatever allauth says.
+		{"503 with Retry-After 300", allauthtest.Fault{Status: 503, RetryAfter: "300"}, "300"},
+		{"503 with Retry-After 301", allauthtest.Fault{Status: 503, RetryAfter: "301"}, "300"},
+		{"503 with Retry-After 2^31-1", allauthtest.Fault{Status: 503, RetryAfter: "2147483647"}, "300"},
+		{"429 with Retry-After past int64", allauthtest.Fault{Status: 429, RetryAfter: "99999999999999999999999"}, "1"},
+		{"503 with Retry-After 0", allauthtest.Fault{Status: 503, RetryAfter: "0"}, "1"},
+		{"503 with a far HTTP-date Retry-After", allauthtest.Fault{Status: 503, RetryAfter: "Fri, 31 Dec 9999 23:59:59 GMT"}, "300"},
 		{"504", allauthtest.Fault{Status: 504}, "1"},
 		{"400 from a proxy", allauthtest.Fault{Status: 400}, "1"},
 		{"timeout", allauthtest.Fault{Delay: 2 * time.Second}, "1"},
@@ -250,6 +257,14 @@ func Test_Contract_UpstreamFailure_503(t *testing.T) {
 		{"401 that is not allauth's", allauthtest.Fault{Status: 401, Body: `{"detail": "nope"}`}, "1"},
 		{"410 that is not allauth's", allauthtest.Fault{Status: 410, Body: "gone", ContentType: "text/plain"}, "1"},
 		{"200 not authenticated", allauthtest.Fault{Body: `{"status": 200, "data": {}, "meta": {"is_authenticated": false}}`}, "1"},
+		// Loose JSON is garbage, never a login: encoding/json alone would say
+		// user 7, and user 2.
+		{"200 with keys in other cases", allauthtest.Fault{Body: `{"Status": 200, "DATA": {"User": {"ID": 7}}, "Meta": {"Is_Authenticated": true}}`}, "1"},
+		{"200 with id twice", allauthtest.Fault{Body: `{"status": 200, "data": {"user": {"id": 1, "id": 2}}, "meta": {"is_authenticated": true}}`}, "1"},
+		{"200 with is_authenticated twice", allauthtest.Fault{Body: `{"status": 200, "data": {"user": {"id": 1}}, "meta": {"is_authenticated": false, "is_authenticated": true}}`}, "1"},
+		{"200 with a blank id", allauthtest.Fault{Body: `{"status": 200, "data": {"user": {"id": " "}}, "meta": {"is_authenticated": true}}`}, "1"},
+		{"200 with id -0", allauthtest.Fault{Body: `{"status": 200, "data": {"user": {"id": -0}}, "meta": {"is_authenticated": true}}`}, "1"},
+		{"200 with an id of 1000 digits", allauthtest.Fault{Body: `{"status": 200, "data": {"user": {"id": ` + strings.Repeat("7", 1000) + `}}, "meta": {"is_authenticated": true}}`}, "1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,7 +20,10 @@ type Error struct {
 	Code string
 	// Message is a short human-readable reason.
 	Message string
-	// RetryAfter is how long a client should wait, for a 503.
+	// RetryAfter is how long a client should wait, for a 503: allauth's (or
+	// its proxy's) Retry-After, or 1 s without one, in whole seconds and
+	// clamped to 1 s..5 min, so that an absurd value such as 2147483647
+	// never reaches clients. The cause (Err) keeps the value as sent.
 	RetryAfter time.Duration
 	// Bearer is set when KeyLookup reads the Authorization header (or the
 	// credential was a Bearer token), so a 401 carries a WWW-Authenticate
@@ -88,7 +91,8 @@ func (m *Middleware) outcomeError(kind introspect.Kind, err error) *Error {
 	}
 	return &Error{
 		Status: http.StatusServiceUnavailable, Code: CodeUpstreamUnavailable,
-		Message: "Authentication is unavailable; try again shortly.", RetryAfter: retry, Err: err,
+		Message:    "Authentication is unavailable; try again shortly.",
+		RetryAfter: time.Duration(retrySeconds(retry)) * time.Second, Err: err,
 	}
 }
 
@@ -96,9 +100,10 @@ func (m *Middleware) outcomeError(kind introspect.Kind, err error) *Error {
 //
 //	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
 //
-// with Cache-Control: no-store, Retry-After on 503 and WWW-Authenticate
-// (RFC 6750) on 401 when KeyLookup reads the Authorization header. An error that is not an *Error
-// is answered as a 500 without its text.
+// with Cache-Control: no-store, Retry-After on 503 (1 to 300 s) and
+// WWW-Authenticate (RFC 6750) on 401 when KeyLookup reads the Authorization
+// header. An error that is not an *Error is answered as a 500 without its
+// text.
 func DefaultErrorHandler(c *fiber.Ctx, err error) error {
 	var e *Error
 	if !errors.As(err, &e) {
@@ -122,7 +127,8 @@ func AppErrorHandler(c *fiber.Ctx, err error) error {
 }
 
 // setHeaders sets what every answer to a failure carries: no caching,
-// Retry-After on 503, and WWW-Authenticate (RFC 6750) on a Bearer 401.
+// Retry-After on 503 (clamped by retrySeconds), and WWW-Authenticate (RFC
+// 6750) on a Bearer 401.
 func setHeaders(c *fiber.Ctx, e *Error) {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	if e.Status == http.StatusServiceUnavailable {
@@ -137,9 +143,15 @@ func setHeaders(c *fiber.Ctx, e *Error) {
 	}
 }
 
+// maxRetrySeconds bounds the Retry-After clients are told: past a few
+// minutes a client is better off trying again than trusting the number.
+const maxRetrySeconds = 300
+
+// retrySeconds is the one place a delay becomes what clients are told: whole
+// seconds (rounded up), clamped to 1..maxRetrySeconds.
 func retrySeconds(d time.Duration) int {
-	s := int(math.Ceil(d.Seconds()))
-	return max(s, 1)
+	s := math.Ceil(d.Seconds())
+	return int(min(max(s, 1), maxRetrySeconds))
 }
 
 // envelope renders allauth's error shape. Code and Message are this

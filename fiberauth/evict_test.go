@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -556,6 +557,16 @@ func Test_EvictSnippet_Vector(t *testing.T) {
 // output into out; the test is skipped without python3.
 func python3(t *testing.T, mode string, req, out any) {
 	t.Helper()
+	stdout, stderr := runPython(t, mode, req)
+	if err := json.Unmarshal(stdout, out); err != nil {
+		t.Fatalf("python3 output %q: %v\n%s", stdout, err, stderr)
+	}
+}
+
+// runPython runs testdata/evict_driver.py with req on stdin until it exits
+// (at most 30 s), and returns what it wrote.
+func runPython(t *testing.T, mode string, req any) (stdout, stderr []byte) {
+	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Skip("python3 not found: the snippet itself is not run (Test_EvictSnippet_Vector still checks the Go side against a vector it computed)")
@@ -570,14 +581,12 @@ func python3(t *testing.T, mode string, req, out any) {
 	cmd.Dir = filepath.Dir(driverPath)
 	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
 	cmd.Stdin = bytes.NewReader(in)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var outBuf, errBuf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &outBuf, &errBuf
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("python3 %s %s: %v\n%s", driverPath, mode, err, stderr.String())
+		t.Fatalf("python3 %s %s: %v\n%s", driverPath, mode, err, errBuf.String())
 	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		t.Fatalf("python3 output %q: %v\n%s", stdout.String(), err, stderr.String())
-	}
+	return outBuf.Bytes(), errBuf.Bytes()
 }
 
 // The snippet's own encode and sign, run by python3, give the Go side's
@@ -755,5 +764,119 @@ func Test_EvictSnippet_InREADME(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), strings.TrimSpace(string(src))) {
 		t.Errorf("README.md's Revocation section must reproduce %s verbatim", snippetPath)
+	}
+}
+
+// countingEvictApp is newEvictApp's app, counting the evictions the webhook
+// accepted (200).
+func countingEvictApp(t *testing.T, m *fiberauth.Middleware) (*fiber.App, *atomic.Int64) {
+	t.Helper()
+	var accepted atomic.Int64
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Post(evictPath, func(c *fiber.Ctx) error {
+		err := c.Next()
+		if c.Response().StatusCode() == http.StatusOK {
+			accepted.Add(1)
+		}
+		return err
+	}, fiberauth.EvictHandler(fiberauth.EvictConfig{Secret: []byte(evictSecret)}, m))
+	app.Use(m.Handler)
+	app.Get("/*", whoHandler)
+	return app, &accepted
+}
+
+// A process that fires evictions and exits at once (a management command,
+// a short script) still sends them: the snippet flushes its queue at exit
+// instead of letting its daemon thread die with the process.
+func Test_EvictSnippet_FlushedAtExit(t *testing.T) {
+	t.Parallel()
+	srv := newAllauth(t)
+	m := newMiddleware(t, srv, fiberauth.Config{UserIndex: true, CacheTTL: time.Hour})
+	app, accepted := countingEvictApp(t, m)
+	url := listen(t, app) + evictPath
+
+	tok, bobTok := srv.IssueToken("alice"), srv.IssueToken("bob")
+	wantUser(t, do(t, app, withToken(tok)), "alice")
+	wantUser(t, do(t, app, withToken(bobTok)), "bob")
+	srv.Logout(tok)
+	wantUser(t, do(t, app, withToken(tok)), "alice") // cached: allauth is not asked
+	calls := srv.SessionCalls()
+
+	var out struct {
+		Fired int `json:"fired"`
+	}
+	python3(t, "exit", map[string]any{"secret": evictSecret, "urls": []string{url}, "events": []map[string]any{
+		{"kind": "session_deleted", "key": tok},
+		{"kind": "password_changed", "user": 2},
+	}}, &out)
+	if out.Fired != 2 {
+		t.Fatalf("fired %d events", out.Fired)
+	}
+	// The process is gone; what it sent has arrived.
+	if accepted.Load() < 1 {
+		t.Fatal("no eviction reached the webhook before the process exited")
+	}
+	wantError(t, do(t, app, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantUser(t, do(t, app, withToken(bobTok)), "bob")
+	wantCalls(t, srv, calls+2) // both asked again: both evicted
+}
+
+// hungURL returns a loopback URL that accepts connections and never
+// answers, until the test ends.
+func hungURL(t *testing.T) string {
+	t.Helper()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+	})
+	return "http://" + ln.Addr().String() + evictPath
+}
+
+// A dead webhook never keeps an exiting process for long, and is logged: a
+// refused connection and hung ones each get a warning, and what the bounded
+// wait at exit could not send is counted in one more. No log line names
+// the session key.
+func Test_EvictSnippet_DeadWebhookAtExit(t *testing.T) {
+	t.Parallel()
+	refused := refusedURL(t) + evictPath
+	urls := []string{refused, hungURL(t), hungURL(t), hungURL(t), hungURL(t)}
+	const key = "deadwebhooksessionkey00000000000"
+	_, stderr := runPython(t, "exit", map[string]any{"secret": evictSecret, "urls": urls, "events": []map[string]any{
+		{"kind": "session_deleted", "key": key},
+	}})
+	log := string(stderr)
+	for _, want := range []string{
+		"WARNING allauthgo: eviction to " + refused + " failed",
+		"WARNING allauthgo: eviction to " + urls[1] + " failed",
+		"WARNING allauthgo: exiting with 1 eviction(s) not sent",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, key) {
+		t.Errorf("a log line names the session key:\n%s", log)
 	}
 }

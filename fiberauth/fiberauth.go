@@ -165,7 +165,8 @@ func (m *Middleware) Handler(c *fiber.Ctx) error {
 		return m.fail(c, m.rejection(src.kind, introspect.Rejection(src.kind)))
 	case foundToken:
 	}
-	if src.kind == introspect.Bearer && m.jwt != nil && introspect.LooksLikeJWT(value) {
+	if src.kind == introspect.Bearer && m.jwt != nil {
+		// Under allauth's JWT strategy no other Bearer value is valid.
 		return m.authenticateJWT(c, src, value)
 	}
 

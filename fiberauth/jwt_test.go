@@ -124,8 +124,7 @@ func TestJWT_VerifiedLocally(t *testing.T) {
 }
 
 // TestJWT_RejectedLocally: every bad JWT is a 401 with a Bearer challenge,
-// and allauth never hears of it. A Bearer value that is not a JWT is still
-// asked of allauth.
+// and allauth never hears of it.
 func TestJWT_RejectedLocally(t *testing.T) {
 	srv := newJWTAllauth(t, allauthtest.JWTConfig{})
 	other := newJWTAllauth(t, allauthtest.JWTConfig{PrivateKey: jwtKey(t, 1)})
@@ -157,9 +156,6 @@ func TestJWT_RejectedLocally(t *testing.T) {
 		})
 	}
 	wantCalls(t, srv, 0)
-	// Not shaped like a JWT: allauth decides (it answers 401 for it).
-	wantError(t, do(t, app, bearer("opaque-token")), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
-	wantCalls(t, srv, 1)
 	// Optional still lets the anonymous through.
 	if r := do(t, app, get()); r.Body != anonymous {
 		t.Errorf("anonymous: %d %q", r.Status, r.Body)
@@ -287,4 +283,59 @@ func TestJWT_Config(t *testing.T) {
 		wantUserID(t, do(t, jwtApp(t, m.Handler), bearer(access)), "1")
 	}
 	wantCalls(t, srv, 0)
+}
+
+// TestJWT_EveryBearerAnsweredLocally: under allauth's JWT strategy a Bearer
+// value that is not a valid access token can never be valid, so with
+// Config.JWT set no Bearer value reaches allauth, however close to a JWT it
+// looks (an empty signature, four segments, base64 padding) or far from one
+// (an opaque token). Session tokens and cookies are still asked of allauth.
+func TestJWT_EveryBearerAnsweredLocally(t *testing.T) {
+	for _, stateful := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stateless", true: "stateful"}[stateful], func(t *testing.T) {
+			srv := newJWTAllauth(t, allauthtest.JWTConfig{})
+			m := newMiddleware(t, srv, fiberauth.Config{
+				KeyLookup:   "header:Authorization,header:" + fiberauth.HeaderSessionToken + ",cookie:sessionid",
+				JWT:         &introspect.JWTConfig{PublicKey: srv.JWTPublicKeyPEM()},
+				JWTStateful: stateful,
+			})
+			app := jwtApp(t, m.Handler)
+			access, _ := srv.IssueJWT("alice")
+			p := strings.Split(access, ".")
+			srv.ResetCounters()
+			for name, tok := range map[string]string{
+				"empty signature":       p[0] + "." + p[1] + ".",
+				"empty payload":         p[0] + ".." + p[2],
+				"four segments":         access + ".x",
+				"two segments":          p[0] + "." + p[1],
+				"base64 padding":        p[0] + "=." + p[1] + "." + p[2],
+				"std base64 alphabet":   p[0] + "." + p[1] + "." + strings.ReplaceAll(strings.ReplaceAll(p[2], "-", "+"), "_", "/") + "+/",
+				"opaque token":          "opaque-token",
+				"session-token shaped":  srv.IssueToken("alice"),
+				"dots only":             "..",
+				"trailing dot":          access + ".",
+				"leading dot":           "." + access,
+				"valid token, one more": access + "A",
+			} {
+				t.Run(name, func(t *testing.T) {
+					r := do(t, app, bearer(tok))
+					wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+					if got := r.Header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
+						t.Errorf("WWW-Authenticate = %q", got)
+					}
+				})
+			}
+			wantCalls(t, srv, 0)
+
+			// The real token still works (asked of allauth only when stateful).
+			wantUserID(t, do(t, app, bearer(access)), "1")
+			calls := map[bool]int64{false: 0, true: 1}[stateful]
+			wantCalls(t, srv, calls)
+			// Session tokens and cookies are unaffected: allauth decides.
+			wantUserID(t, do(t, app, withToken(srv.IssueToken("bob"))), "2")
+			wantUserID(t, do(t, app, withCookie("sessionid", srv.IssueCookie("alice"))), "1")
+			wantError(t, do(t, app, withToken("opaque-token")), http.StatusGone, fiberauth.CodeSessionGone)
+			wantCalls(t, srv, calls+3)
+		})
+	}
 }

@@ -136,6 +136,17 @@ func (m *Middleware) extract(c *fiber.Ctx) (src *source, value []byte, result fo
 	return nil, nil, foundNone
 }
 
+// LastCookie returns the value of the last cookie named name in the
+// request, or "": the session cookie Django (and so allauth, and this
+// middleware) uses when a browser sends two, e.g. one set for a parent
+// domain or a longer path. Fiber's c.Cookies returns the first, which may
+// name another session: use LastCookie wherever a cookie must be the one the
+// middleware checked, e.g. to Evict it after a logout. The value is a copy,
+// safe to keep after the handler returns.
+func LastCookie(c *fiber.Ctx, name string) string {
+	return string(lastCookie(&c.Request().Header, name))
+}
+
 // lastCookie returns the value of the last cookie named name, as Django's
 // parse_cookie keeps it when a browser sends two (e.g. one set for a parent
 // domain or a longer path): the session allauth would use for this request

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gofiber/fiber/v2"
+
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -309,4 +311,33 @@ func Test_Lookup_Order(t *testing.T) {
 	// allauthtest refuses every Bearer token, so a Bearer one that wins is a 401.
 	r := do(t, bearerFirst, get("Authorization", "Bearer "+alice, fiberauth.HeaderSessionToken, alice))
 	wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+}
+
+// LastCookie is the middleware's own rule (the last of two cookies, as
+// Django), for handlers that must name the same session, and its value
+// outlives the request.
+func TestLastCookie(t *testing.T) {
+	t.Parallel()
+	var kept []string
+	app := newApp(t, func(c *fiber.Ctx) error {
+		kept = append(kept, fiberauth.LastCookie(c, "sessionid"))
+		return c.SendString(fiberauth.LastCookie(c, "sessionid"))
+	})
+	for _, tc := range []struct{ cookie, want string }{
+		{"sessionid=first; csrftoken=x; sessionid=second", "second"},
+		{"sessionid=only", "only"},
+		{"csrftoken=x; Sessionid=other", ""},
+		{"", ""},
+	} {
+		req := get()
+		if tc.cookie != "" {
+			req.Header.Set("Cookie", tc.cookie)
+		}
+		if r := do(t, app, req); r.Status != http.StatusOK || r.Body != tc.want {
+			t.Errorf("Cookie %q: %d %q, want %q", tc.cookie, r.Status, r.Body, tc.want)
+		}
+	}
+	if want := []string{"second", "only", "", ""}; !slices.Equal(kept, want) {
+		t.Errorf("values kept after the requests: %q, want %q", kept, want)
+	}
 }

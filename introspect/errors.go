@@ -93,7 +93,10 @@ type UpstreamError struct {
 	// Status is the HTTP status allauth (or a proxy in front of it) answered,
 	// or 0 when no answer arrived.
 	Status int
-	// RetryAfter is the delay from a Retry-After header, or 0 if none.
+	// RetryAfter is the delay from a Retry-After header, as sent (at most
+	// 2^31-1 s), or 0 if none. It is not bounded further: fiberauth clamps
+	// what it tells its clients to 1..300 s; other callers should bound it
+	// too before they pass it on or sleep on it.
 	RetryAfter time.Duration
 	// Reason says briefly what was wrong, e.g. "body is not allauth JSON".
 	Reason string

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/allauthgo/headless/introspect"
 )
@@ -27,7 +28,8 @@ func statusIndex(status int) uint8 {
 
 // FuzzDecode checks the decoding of allauth's answer: it never panics, and it
 // gives a Session only for a 200 whose body says status 200,
-// meta.is_authenticated true and a non-empty data.user.id.
+// meta.is_authenticated true and a valid data.user.id (short, no control
+// characters or surrounding spaces), by their exact names.
 func FuzzDecode(f *testing.F) {
 	for _, r := range recordedBodies {
 		f.Add(statusIndex(r.status), []byte(r.body))
@@ -42,6 +44,14 @@ func FuzzDecode(f *testing.F) {
 		session200(`{"id": 1.5}`),
 		session200(`{"id": -1}`),
 		session200(`{"id": "1", "id": ""}`),
+		session200(`{"id": 1, "id": 2}`),
+		session200(`{"id": 1, "ID": 2}`),
+		session200(`{"id": 1, "i\u0064": 2}`),
+		session200(`{"id": -0}`),
+		session200(`{"id": 9223372036854775808}`),
+		session200(`{"id": " 1"}`),
+		session200(`{"id": "` + strings.Repeat("x", 65) + `"}`),
+		`{"Status": 200, "DATA": {"User": {"ID": 7}}, "Meta": {"Is_Authenticated": true}}`,
 		`{"status": 200, "data": {"user": {"id": 1}}, "meta": {"is_authenticated": true}, "meta": {}}`,
 		`{"STATUS": 200, "Data": {"User": {"ID": 1}}, "META": {"Is_Authenticated": true}}`,
 		recAlice200[:100],
@@ -90,8 +100,8 @@ func FuzzDecode(f *testing.F) {
 		if status != http.StatusOK {
 			t.Fatalf("Session for HTTP %d: %q", status, body)
 		}
-		if s.User.ID == "" {
-			t.Fatalf("Session with an empty user id: %q", body)
+		if id := s.User.ID; id == "" || len(id) > 64 || strings.TrimSpace(id) != id || strings.ContainsFunc(id, unicode.IsControl) {
+			t.Fatalf("Session with user id %q: %q", id, body)
 		}
 		var user map[string]any
 		if err := json.Unmarshal(s.User.Raw, &user); err != nil {
@@ -114,7 +124,8 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// bodySays is what a body says, read independently of the package's decoder.
+// bodySays is what a body says, read independently of the package's decoder,
+// by exact member names.
 type bodySays struct {
 	// canonical is true for a single JSON value without duplicate object
 	// keys (compared ignoring case, as encoding/json matches field names);
@@ -152,19 +163,10 @@ func readBody(body []byte) bodySays {
 	return says
 }
 
-// field returns the member of object v whose name matches key ignoring case
-// (keys are unique under that comparison, see uniqueKeys), or nil.
+// field returns the member of object v named exactly key, or nil.
 func field(v any, key string) any {
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return nil
-	}
-	for k, val := range obj {
-		if strings.EqualFold(k, key) {
-			return val
-		}
-	}
-	return nil
+	obj, _ := v.(map[string]any)
+	return obj[key]
 }
 
 // uniqueKeys reports whether no JSON object in body has two keys that are

@@ -164,10 +164,10 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	return v, nil
 }
 
-// Verify checks an access token: its signature with a configured key of an
-// allowed algorithm, exp in the future (within the clock skew), iat and nbf
-// not in the future, token_use "access", and non-empty string sub, sid and
-// jti. It never asks allauth.
+// Verify checks an access token: no crit header, its signature with a
+// configured key of an allowed algorithm, exp in the future (within the
+// clock skew), iat and nbf not in the future, token_use "access", and
+// non-empty string sub, sid and jti. It never asks allauth.
 //
 // A valid token gives a Session whose User has ID = sub and Claims = the
 // token's claims as JSON, and whose ExpiresAt is exp. Any other token gives
@@ -215,8 +215,15 @@ func LooksLikeJWT[T ~string | ~[]byte](token T) bool {
 }
 
 // key is the jwt.Keyfunc: it hands out only keys of the token's own
-// algorithm family, so an HS token never meets the RSA public key.
+// algorithm family, so an HS token never meets the RSA public key. It runs
+// before the signature is checked, and refuses a token with a crit header:
+// RFC 7515 (4.1.11) has a recipient refuse extensions it does not
+// understand, and this verifier (like allauth) understands none. An empty,
+// null or malformed crit is refused alike.
 func (v *JWTVerifier) key(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errJWTCrit
+	}
 	switch t.Method.(type) {
 	case *jwt.SigningMethodRSA:
 		if len(v.rsaKeys) == 0 {
@@ -256,6 +263,7 @@ var (
 	errJWTTooLong    = &tokenError{"too long"}
 	errJWTAlgorithm  = &tokenError{"algorithm not allowed"}
 	errJWTUnknownKID = &tokenError{"signed by an unknown key (kid)"}
+	errJWTCrit       = &tokenError{"with a crit header (no extension is understood)"}
 	errJWTSignature  = &tokenError{"signature invalid"}
 	errJWTExpired    = &tokenError{"expired"}
 	errJWTNotYet     = &tokenError{"not valid yet (nbf or iat in the future)"}
@@ -294,7 +302,8 @@ func tokenRejection(err error) error {
 }
 
 // accessClaims reads allauth's claims by their exact names (encoding/json
-// alone would also match "SUB" to sub) and keeps the JSON for User.Claims.
+// alone would also match "SUB" to sub, and keep the last of two) and keeps
+// the JSON for User.Claims.
 type accessClaims struct {
 	raw                  json.RawMessage
 	exp, iat, nbf        *jwt.NumericDate
@@ -302,46 +311,43 @@ type accessClaims struct {
 	subOK, sidOK, jtiOK  bool
 }
 
+// claimNames are the claims read, in the order of accessClaims' fields.
+var claimNames = []string{"exp", "iat", "nbf", "sub", "sid", "jti", "token_use"}
+
 // UnmarshalJSON is called by the parser before the signature is checked:
 // whatever it finds wrong makes the token malformed, and everything it
-// reads is judged again, after the signature, by Validate.
+// reads is judged again, after the signature, by Validate. A claim it reads
+// named twice (even in another case) makes the token malformed.
 func (c *accessClaims) UnmarshalJSON(b []byte) error {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	if m == nil {
-		return errors.New("claims are not an object")
+	var m [7]json.RawMessage
+	if err := objectMembers(b, claimNames, m[:]); err != nil {
+		return fmt.Errorf("claims: %w", err)
 	}
 	c.raw = slices.Clone(b)
-	for _, d := range [...]struct {
-		name string
-		dst  **jwt.NumericDate
-	}{{"exp", &c.exp}, {"iat", &c.iat}, {"nbf", &c.nbf}} {
-		if raw, ok := m[d.name]; ok {
-			if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+	for i, dst := range [...]**jwt.NumericDate{&c.exp, &c.iat, &c.nbf} {
+		if raw := m[i]; raw != nil {
+			if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 				// encoding/json would take "123" (a string) as a number.
-				return fmt.Errorf("claim %s is not a number", d.name)
+				return fmt.Errorf("claim %s is not a number", claimNames[i])
 			}
 			f, err := strconv.ParseFloat(string(raw), 64)
 			if err != nil || math.Abs(f) > maxNumericDate {
-				return fmt.Errorf("claim %s is not a time", d.name)
+				return fmt.Errorf("claim %s is not a time", claimNames[i])
 			}
 			sec, frac := math.Modf(f)
-			*d.dst = jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9)))
+			*dst = jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9)))
 		}
 	}
-	c.sub, c.subOK = stringClaim(m, "sub")
-	c.sid, c.sidOK = stringClaim(m, "sid")
-	c.jti, c.jtiOK = stringClaim(m, "jti")
-	c.usage, _ = stringClaim(m, "token_use")
+	c.sub, c.subOK = stringClaim(m[3])
+	c.sid, c.sidOK = stringClaim(m[4])
+	c.jti, c.jtiOK = stringClaim(m[5])
+	c.usage, _ = stringClaim(m[6])
 	return nil
 }
 
 // stringClaim returns a claim that is a non-empty JSON string.
-func stringClaim(m map[string]json.RawMessage, name string) (string, bool) {
-	raw, ok := m[name]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
+func stringClaim(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
 		return "", false
 	}
 	if len(raw) >= 2 && raw[len(raw)-1] == '"' && plainString(raw[1:len(raw)-1]) {

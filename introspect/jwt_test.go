@@ -622,3 +622,93 @@ func TestJWTVerify_StandIn(t *testing.T) {
 		})
 	}
 }
+
+// TestJWTVerify_Crit: RFC 7515 §4.1.11 says a token whose crit header names
+// an extension the recipient does not understand must be refused. This
+// verifier understands none, so any crit header is refused, also an empty,
+// null or malformed one, whatever the signature; a correctly signed token
+// without crit, or with a header named only in another case, still passes.
+func TestJWTVerify_Crit(t *testing.T) {
+	key := testKey(t, 0)
+	v := newVerifier(t, introspect.JWTConfig{PublicKey: publicPEM(t, key), Secret: testSecret, Algorithms: []string{"RS256", "HS256"}})
+	withHeader := func(alg jwt.SigningMethod, k any, h map[string]any) string {
+		t.Helper()
+		tok := jwt.NewWithClaims(alg, allauthClaims())
+		if rk, ok := k.(*rsa.PrivateKey); ok {
+			tok.Header["kid"] = introspect.JWKThumbprint(&rk.PublicKey)
+		}
+		for name, val := range h {
+			tok.Header[name] = val
+		}
+		s, err := tok.SignedString(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for name, crit := range map[string]any{
+		"an unknown extension":     []string{"x-unknown"},
+		"a registered claim name":  []string{"exp"},
+		"b64 (RFC 7797)":           []string{"b64"},
+		"empty list":               []string{},
+		"null":                     nil,
+		"a string, not a list":     "x-unknown",
+		"a number":                 1,
+		"an object":                map[string]any{"x": 1},
+		"a list of non-strings":    []any{1, true},
+		"an empty string in list":  []string{""},
+		"names a present header":   []string{"kid"},
+		"two names, one duplicate": []string{"x", "x"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, tok := range []string{
+				withHeader(jwt.SigningMethodRS256, key, map[string]any{"crit": crit, "x-unknown": true}),
+				withHeader(jwt.SigningMethodHS256, testSecret, map[string]any{"crit": crit}),
+			} {
+				s, err := v.Verify(tok)
+				wantReject(t, s, err, "crit")
+			}
+		})
+	}
+	if _, err := v.Verify(withHeader(jwt.SigningMethodRS256, key, map[string]any{"CRIT": []string{"x"}})); err != nil {
+		t.Errorf("a header named CRIT (not crit: names are case-sensitive): %v", err)
+	}
+	if _, err := v.Verify(withHeader(jwt.SigningMethodRS256, key, nil)); err != nil {
+		t.Errorf("no crit: %v", err)
+	}
+}
+
+// TestJWTVerify_DuplicateClaims: a correctly signed token whose claims name
+// sub, exp or token_use twice (encoding/json would keep the last, another
+// reader the first), even in another case or escaped, is malformed.
+func TestJWTVerify_DuplicateClaims(t *testing.T) {
+	key := testKey(t, 0)
+	v := newVerifier(t, introspect.JWTConfig{PublicKey: publicPEM(t, key)})
+	enc := base64.RawURLEncoding.EncodeToString
+	header := enc([]byte(`{"alg":"RS256","kid":"` + introspect.JWKThumbprint(&key.PublicKey) + `","typ":"JWT"}`))
+	sign := func(claims string) string {
+		t.Helper()
+		signing := header + "." + enc([]byte(claims))
+		sig, err := jwt.SigningMethodRS256.Sign(signing, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signing + "." + enc(sig)
+	}
+	const rest = `"iat":1795711648,"exp":1795711948,"sid":"s","jti":"j","token_use":"access"`
+	if s, err := v.Verify(sign(`{` + rest + `,"sub":"1"}`)); err != nil || s.User.ID != "1" {
+		t.Fatalf("the hand-made token itself: %v", err)
+	}
+	for name, claims := range map[string]string{
+		"sub twice":                       `{` + rest + `,"sub":"1","sub":"2"}`,
+		"sub twice, once in another case": `{` + rest + `,"sub":"1","SUB":"2"}`,
+		"sub twice, once escaped":         `{` + rest + `,"sub":"1","s\u0075b":"2"}`,
+		"exp twice":                       `{` + rest + `,"sub":"1","exp":99999999999}`,
+		"token_use twice":                 `{` + rest + `,"sub":"1","token_use":"refresh"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := v.Verify(sign(claims))
+			wantReject(t, s, err, "malformed")
+		})
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Session is allauth's answer for an authenticated credential.
@@ -65,26 +67,14 @@ type Method struct {
 	Raw json.RawMessage `json:"-"`
 }
 
-// envelope is allauth's answer to GET /auth/session.
-type envelope struct {
-	Status *int `json:"status"`
-	Data   struct {
-		User    json.RawMessage   `json:"user"`
-		Methods []json.RawMessage `json:"methods"`
-		Flows   []Flow            `json:"flows"`
-	} `json:"data"`
-	Meta struct {
-		IsAuthenticated *bool `json:"is_authenticated"`
-	} `json:"meta"`
-}
-
-type wireUser struct {
-	ID                json.RawMessage `json:"id"`
-	Display           string          `json:"display"`
-	Email             string          `json:"email"`
-	Username          string          `json:"username"`
-	HasUsablePassword bool            `json:"has_usable_password"`
-}
+// The members of allauth's answer that are read, by their exact names (see
+// objectMembers): the envelope, its data and meta, and the user.
+var (
+	envelopeNames = []string{"status", "data", "meta"}
+	dataNames     = []string{"user", "methods", "flows"}
+	metaNames     = []string{"is_authenticated"}
+	userNames     = []string{"id", "display", "email", "username", "has_usable_password"}
+)
 
 type wireMethod struct {
 	Method string   `json:"method"`
@@ -93,102 +83,212 @@ type wireMethod struct {
 
 // decodeAnswer turns a 200, 401 or 410 and its body from the session endpoint
 // into a Session or an error. Only a 200 whose JSON says status 200,
-// is_authenticated true and carries a user id is a Session; only a 401 or
-// 410 whose JSON says the same status is an [*AuthError]; everything else is
-// an [*UpstreamError].
+// is_authenticated true and carries a valid user id is a Session; only a 401
+// or 410 whose JSON says the same status is an [*AuthError]; everything else
+// is an [*UpstreamError]. The members that decide who is logged in (status,
+// data, meta, is_authenticated, user, id and the user's typed fields) are
+// read by their exact names, and one named twice, even in another case, is
+// refused: encoding/json alone would take "ID" for id and the last of two.
 func decodeAnswer(status int, body []byte) (*Session, error) {
 	if status != http.StatusOK && status != http.StatusUnauthorized && status != http.StatusGone {
 		return nil, upstreamf(status, "unexpected status")
 	}
-	var env envelope
-	if err := json.Unmarshal(body, &env); err != nil {
+	if !json.Valid(body) {
+		return nil, upstreamf(status, "body is not allauth JSON")
+	}
+	if status == http.StatusOK {
+		// The Session keeps parts of the body (User.Raw, Method.Raw), which
+		// the caller may reuse.
+		body = bytes.Clone(body)
+	}
+	var env, data [3]json.RawMessage
+	var meta [1]json.RawMessage
+	if err := objectMembers(body, envelopeNames, env[:]); err != nil {
 		return nil, &UpstreamError{Status: status, Reason: "body is not allauth JSON", Err: err}
 	}
-	if env.Status == nil || *env.Status != status {
+	if !isInt(env[0], status) {
 		return nil, upstreamf(status, "body status does not match HTTP status")
 	}
-	if status != http.StatusOK {
-		return nil, &AuthError{Status: status, Flows: env.Data.Flows}
+	if err := optionalObject(env[1], dataNames, data[:]); err != nil {
+		return nil, &UpstreamError{Status: status, Reason: "malformed data", Err: err}
 	}
-	if env.Meta.IsAuthenticated == nil || !*env.Meta.IsAuthenticated {
+	if err := optionalObject(env[2], metaNames, meta[:]); err != nil {
+		return nil, &UpstreamError{Status: status, Reason: "malformed meta", Err: err}
+	}
+	if status != http.StatusOK {
+		var flows []Flow
+		if !isNull(data[2]) {
+			if err := json.Unmarshal(data[2], &flows); err != nil {
+				return nil, &UpstreamError{Status: status, Reason: "malformed flows", Err: err}
+			}
+		}
+		return nil, &AuthError{Status: status, Flows: flows}
+	}
+	if string(meta[0]) != "true" {
 		return nil, upstreamf(status, "200 without is_authenticated: true")
 	}
-	return decodeSession(env.Data.User, env.Data.Methods)
+	return decodeSession(data[0], data[1])
 }
 
-func decodeSession(rawUser json.RawMessage, rawMethods []json.RawMessage) (*Session, error) {
+// optionalObject reads the members of raw, a JSON object, null or absent.
+func optionalObject(raw json.RawMessage, names []string, vals []json.RawMessage) error {
+	if isNull(raw) {
+		clear(vals)
+		return nil
+	}
+	return objectMembers(raw, names, vals)
+}
+
+func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }
+
+// isInt reports whether raw is the JSON integer n, written plainly.
+func isInt(raw []byte, n int) bool {
+	if len(raw) == 0 || len(raw) > 4 || (raw[0] == '0' && len(raw) > 1) {
+		return false
+	}
+	v := 0
+	for _, b := range raw {
+		if b < '0' || b > '9' {
+			return false
+		}
+		v = v*10 + int(b-'0')
+	}
+	return v == n
+}
+
+// decodeSession reads data.user and data.methods, both valid JSON that the
+// Session may keep (they are not copied).
+func decodeSession(rawUser, rawMethods json.RawMessage) (*Session, error) {
 	if len(rawUser) == 0 || rawUser[0] != '{' {
 		return nil, upstreamf(http.StatusOK, "200 without a user object")
 	}
-	var wu wireUser
-	if err := json.Unmarshal(rawUser, &wu); err != nil {
+	var f [5]json.RawMessage
+	if err := objectMembers(rawUser, userNames, f[:]); err != nil {
 		return nil, &UpstreamError{Status: http.StatusOK, Reason: "malformed user", Err: err}
 	}
-	id, err := decodeID(wu.ID)
+	id, err := decodeID(f[0])
 	if err != nil {
 		return nil, &UpstreamError{Status: http.StatusOK, Reason: "malformed user id", Err: err}
 	}
-	s := &Session{User: User{
-		ID:                id,
-		Display:           wu.Display,
-		Email:             wu.Email,
-		Username:          wu.Username,
-		HasUsablePassword: wu.HasUsablePassword,
-		Raw:               rawUser,
-	}}
-	if len(rawMethods) > 0 {
-		s.Methods = make([]Method, 0, len(rawMethods))
+	s := &Session{User: User{ID: id, Raw: rawUser}}
+	u := &s.User
+	for i, dst := range [...]*string{1: &u.Display, 2: &u.Email, 3: &u.Username} {
+		if dst == nil {
+			continue
+		}
+		if *dst, err = jsonString(f[i]); err != nil {
+			return nil, &UpstreamError{Status: http.StatusOK, Reason: "malformed user " + userNames[i], Err: err}
+		}
 	}
-	for _, rm := range rawMethods {
+	switch string(f[4]) {
+	case "true":
+		u.HasUsablePassword = true
+	case "", "false", "null":
+	default:
+		return nil, upstreamf(http.StatusOK, "malformed user has_usable_password")
+	}
+	if isNull(rawMethods) {
+		return s, nil
+	}
+	err = arrayElements(rawMethods, func(rm []byte) error {
 		var wm wireMethod
 		if err := json.Unmarshal(rm, &wm); err != nil {
-			return nil, &UpstreamError{Status: http.StatusOK, Reason: "malformed method", Err: err}
+			return err
 		}
 		m := Method{Method: wm.Method, Raw: rm}
 		if wm.At != nil {
 			m.At = floatTime(*wm.At)
 		}
 		s.Methods = append(s.Methods, m)
+		return nil
+	})
+	if err != nil {
+		return nil, &UpstreamError{Status: http.StatusOK, Reason: "malformed method", Err: err}
 	}
 	return s, nil
 }
 
+// jsonString reads a JSON string ("" for null or absent).
+func jsonString(raw []byte) (string, error) {
+	if isNull(raw) {
+		return "", nil
+	}
+	if raw[0] != '"' {
+		return "", errNotString
+	}
+	if plainString(raw[1 : len(raw)-1]) {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+// maxIDBytes bounds a string user id: a UUID is 36 bytes, a Django
+// CharField primary key rarely longer.
+const maxIDBytes = 64
+
 var (
-	errNoID    = errors.New("missing or empty")
-	errBadIDTy = errors.New("neither an integer nor a string")
+	errNoID      = errors.New("missing or empty")
+	errBadIDTy   = errors.New("neither an integer nor a string")
+	errBadIntID  = errors.New("not an integer within int64, written plainly")
+	errBadStrID  = errors.New("blank, longer than 64 bytes, or with spaces around or control characters")
+	errNotString = errors.New("not a string")
 )
 
-// decodeID accepts a JSON integer (kept in decimal, whatever its size) or a
-// non-empty JSON string.
+// decodeID accepts a JSON integer within int64 (kept in decimal as written,
+// -0 refused) or a JSON string of 1 to 64 bytes without control characters
+// or surrounding white space. Anything else is no user.
 func decodeID(raw json.RawMessage) (string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+	if isNull(raw) {
 		return "", errNoID
 	}
 	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := jsonString(raw)
+		if err != nil {
 			return "", err
 		}
 		if s == "" {
 			return "", errNoID
 		}
+		if !validStringID(s) {
+			return "", errBadStrID
+		}
 		return s, nil
+	}
+	if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+		return "", errBadIDTy
+	}
+	for _, b := range raw[1:] {
+		if b < '0' || b > '9' {
+			return "", errBadIDTy
+		}
 	}
 	digits := raw
 	if digits[0] == '-' {
 		digits = digits[1:]
 	}
-	if len(digits) == 0 {
-		return "", errBadIDTy
+	if len(digits) == 0 || (digits[0] == '0' && len(raw) > 1) {
+		return "", errBadIntID // "-", "-0", "007"
 	}
-	for _, b := range digits {
-		if b < '0' || b > '9' {
-			return "", errBadIDTy
+	id := string(raw)
+	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
+		return "", errBadIntID
+	}
+	return id, nil
+}
+
+// validStringID reports whether s is a plausible string user id.
+func validStringID(s string) bool {
+	if len(s) > maxIDBytes || strings.TrimSpace(s) != s {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			return false
 		}
 	}
-	// Canonical decimal: JSON forbids leading zeros, so this is already it.
-	return string(raw), nil
+	return true
 }
 
 func floatTime(f float64) time.Time {
@@ -228,13 +328,18 @@ func (s *Session) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads allauth's data object, with the same checks as an
-// answer from allauth: a user object with a non-empty id is required.
+// answer from allauth: a user object with a valid id is required, and the
+// members that decide who the user is are read by their exact names.
 func (s *Session) UnmarshalJSON(b []byte) error {
-	var in sessionJSON
-	if err := json.Unmarshal(b, &in); err != nil {
+	if !json.Valid(b) {
+		return errJSONSyntax
+	}
+	b = bytes.Clone(b) // the Session keeps parts of it; b is the caller's
+	var data [3]json.RawMessage
+	if err := objectMembers(b, dataNames, data[:]); err != nil {
 		return err
 	}
-	decoded, err := decodeSession(in.User, in.Methods)
+	decoded, err := decodeSession(data[0], data[1])
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -141,7 +140,9 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	})
 	app.All("/_allauth/*", func(c *fiber.Ctx) error { //nolint:contextcheck // a Fiber handler has c, not a ctx parameter
 		logout := c.Method() == fiber.MethodDelete && c.Path() == "/_allauth/browser/v1/auth/session"
-		session := strings.Clone(c.Cookies("sessionid")) // Fiber's strings are only valid during the handler
+		// The cookie allauth reads, the last of two (c.Cookies gives the
+		// first); LastCookie copies it, so it outlives the handler.
+		session := fiberauth.LastCookie(c, "sessionid")
 		if err := toAllauth(c); err != nil {
 			return err
 		}

@@ -106,6 +106,55 @@ func TestBrowserFlow(t *testing.T) {
 	goleak.VerifyNone(t, append(fasthttpGoroutines, ignore)...)
 }
 
+// TestLogoutEvictsTheLastCookie: a browser may send two sessionid cookies
+// (one for a parent domain, say). Django, allauth and the middleware use the
+// last one, so the logout ends that session: the proxy must evict that one
+// too, not the first (Fiber's c.Cookies), or the logged-out cookie keeps
+// working from the cache for CacheTTL.
+func TestLogoutEvictsTheLastCookie(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, func(k string) string { return map[string]string{"ADDR": "127.0.0.1:0"}[k] }, &stdout, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run = %v", err)
+		}
+	}()
+	base := waitFor(t, &stdout, regexp.MustCompile(`Open (http://\S+) and log in`), done)
+
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{Proxy: nil}
+	defer tr.CloseIdleConnections()
+	b := &browser{t: t, base: base, client: &http.Client{Transport: tr, Jar: jar, Timeout: 5 * time.Second}}
+	b.expect(http.MethodGet, "/_allauth/browser/v1/config", "", nil, http.StatusOK, `"status": 200`)
+	csrf := b.cookie("csrftoken")
+	b.expect(http.MethodPost, "/_allauth/browser/v1/auth/login", `{"username": "demo", "password": "demo-password"}`, b.csrfHeader(), http.StatusOK, `"username": "demo"`)
+	session := b.cookie("sessionid")
+	if session == "" || csrf == "" {
+		t.Fatal("no sessionid or csrftoken cookie after the login")
+	}
+	const decoy = "decoydecoydecoydecoydecoydecoy00"
+
+	// From here on the browser sends its cookies by hand: two sessionid.
+	b.client.Jar = nil
+	two := http.Header{"Cookie": {"sessionid=" + decoy + "; csrftoken=" + csrf + "; sessionid=" + session}}
+	b.expect(http.MethodGet, "/api/me", "", two, http.StatusOK, demoUser) // the last one: now cached
+	logout := http.Header{"Cookie": two["Cookie"], "X-Csrftoken": {csrf}}
+	b.expect(http.MethodDelete, "/_allauth/browser/v1/auth/session", "", logout, http.StatusUnauthorized, `"is_authenticated": false`)
+	// The session allauth ended is the one evicted: refused at once.
+	b.expect(http.MethodGet, "/api/me", "", http.Header{"Cookie": {"sessionid=" + session}}, http.StatusUnauthorized, "The credential is not valid.")
+	if strings.Contains(stderr.String(), session) {
+		t.Errorf("a log line holds a cookie value:\n%s", stderr.String())
+	}
+}
+
 func TestBadEnv(t *testing.T) {
 	for _, tc := range []struct{ name, value, want string }{
 		{"ADDR", "3000", `ADDR="3000": want host:port`},

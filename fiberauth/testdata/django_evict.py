@@ -11,7 +11,10 @@
 # Evictions are sent after the database transaction commits, by one
 # background thread, in batches: a slow or unreachable Go service never slows
 # a logout. A failure is logged, not retried: the session then ends at the
-# Go side's cache TTL.
+# Go side's cache TTL. When the process exits (a management command, a
+# script) what is still queued is sent first, waiting at most
+# FLUSH_TIMEOUT seconds; what could not be sent by then is logged.
+import atexit
 import hashlib
 import hmac
 import json
@@ -25,6 +28,7 @@ import urllib.request
 TIMESTAMP_HEADER = "X-Allauthgo-Timestamp"
 SIGNATURE_HEADER = "X-Allauthgo-Signature"
 MAX_BATCH = 500  # keys per request: well under the Go side's 64 KiB body limit
+FLUSH_TIMEOUT = 5.0  # seconds an exiting process waits for queued evictions
 
 logger = logging.getLogger("allauthgo")
 
@@ -72,9 +76,12 @@ from django.utils import timezone  # noqa: E402
 _queue = queue.SimpleQueue()
 _worker = None
 _worker_lock = threading.Lock()
+_pending = 0  # evictions queued or being sent
+_idle = threading.Condition()
 
 
 def _send_batches():
+    global _pending
     while True:
         batch = {"session_keys": [], "user_ids": []}
         field, value = _queue.get()
@@ -85,24 +92,47 @@ def _send_batches():
             except queue.Empty:
                 break
             batch[field].append(value)
-        body = encode(**batch)
-        secret = settings.ALLAUTHGO_EVICT_SECRET.encode()
-        for url in settings.ALLAUTHGO_EVICT_URLS:
-            try:
-                post(url, secret, body)
-            except Exception as e:  # an HTTPError's body says why the Go side refused
-                detail = e.read()[:200] if hasattr(e, "read") else b""
-                logger.warning("allauthgo: eviction to %s failed: %s %s", url, e, detail)
+        try:
+            body = encode(**batch)
+            secret = settings.ALLAUTHGO_EVICT_SECRET.encode()
+            for url in settings.ALLAUTHGO_EVICT_URLS:
+                try:
+                    post(url, secret, body)
+                except Exception as e:  # an HTTPError's body says why the Go side refused
+                    detail = e.read()[:200] if hasattr(e, "read") else b""
+                    logger.warning("allauthgo: eviction to %s failed: %s %s", url, e, detail)
+        except Exception:
+            logger.exception("allauthgo: eviction batch not sent")
+        finally:
+            with _idle:
+                _pending -= len(batch["session_keys"]) + len(batch["user_ids"])
+                _idle.notify_all()
+
+
+def _flush_at_exit():
+    # The thread is a daemon, so that a hung Go service never blocks an exit:
+    # without this wait it would die with the process, queue and all.
+    with _idle:
+        if not _idle.wait_for(lambda: _pending <= 0, timeout=FLUSH_TIMEOUT):
+            logger.warning("allauthgo: exiting with %d eviction(s) not sent; those sessions end at the "
+                           "Go side's cache TTL", _pending)
+
+
+atexit.register(_flush_at_exit)
 
 
 def evict(session_keys=(), user_ids=()):
     """Queues an eviction, sent once the current transaction commits."""
+    session_keys, user_ids = [str(k) for k in session_keys], [str(u) for u in user_ids]
+
     def enqueue():
-        global _worker
+        global _worker, _pending
+        with _idle:
+            _pending += len(session_keys) + len(user_ids)
         for k in session_keys:
-            _queue.put(("session_keys", str(k)))
+            _queue.put(("session_keys", k))
         for u in user_ids:
-            _queue.put(("user_ids", str(u)))
+            _queue.put(("user_ids", u))
         with _worker_lock:  # (re)start the thread, e.g. in a forked worker
             if _worker is None or not _worker.is_alive():
                 _worker = threading.Thread(target=_send_batches, daemon=True)

@@ -3,14 +3,19 @@
     python3 evict_driver.py vectors   < {"secret": ..., "cases": [...]}  -> [{"body", "signature"}]
     python3 evict_driver.py post      < {"secret", "url", "session_keys"} -> {"status", "answer"} or {"error"}
     python3 evict_driver.py django    < {"secret", "urls", "events": [...]} -> {"posts": [body, ...]}
+    python3 evict_driver.py exit      < {"secret", "urls", "events": [...]} -> {"fired": n}, then exits
 
 "vectors" and "post" run only the wire-format part of the snippet (above its
 "Django wiring" line); "django" runs all of it over stand-ins for the Django
 and allauth modules it imports, fires the events, and waits until the
-snippet's thread has POSTed them.
+snippet's thread has POSTed them. "exit" does the same but exits at once,
+as a management command or a short script does: whatever reaches the Go side
+is what the snippet itself sends before the interpreter is gone. Its log
+(warnings of the "allauthgo" logger) goes to stderr.
 """
 import datetime
 import json
+import logging
 import os
 import sys
 import threading
@@ -97,12 +102,46 @@ def fake_django(secret, urls, engine):
     return signals
 
 
-def run_django(req):
+def load_snippet(req):
     signals = fake_django(req["secret"], req["urls"], req.get("session_engine", "django.contrib.sessions.backends.db"))
     snippet = types.ModuleType("allauthgo_evict")
     snippet.__file__ = SNIPPET
     with open(SNIPPET) as f:
         exec(compile(f.read(), SNIPPET, "exec"), snippet.__dict__)
+    return signals, snippet
+
+
+def fire(signals, ev):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hour = datetime.timedelta(hours=1)
+    kind = ev["kind"]
+    if kind == "session_deleted":
+        signals["post_delete"].send(Session, instance=Session(
+            session_key=ev["key"], expire_date=now + (hour if ev.get("live", True) else -hour),
+            anonymous=ev.get("anonymous", False)))
+    elif kind == "logged_out":
+        request = types.SimpleNamespace(session=types.SimpleNamespace(session_key=ev["key"]))
+        signals["user_logged_out"].send(User, request=request, user=User(pk=ev["user"]))
+    elif kind == "user_saved":
+        signals["post_save"].send(User, instance=User(pk=ev["user"], is_active=ev["active"]), created=False)
+    elif kind == "user_deleted":
+        signals["post_delete"].send(User, instance=User(pk=ev["user"]))
+    elif kind == "password_changed":
+        signals["password_changed"].send(None, request=None, user=User(pk=ev["user"]))
+    else:
+        raise ValueError(kind)
+
+
+def run_exit(req):
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
+    signals, _ = load_snippet(req)
+    for ev in req["events"]:
+        fire(signals, ev)
+    return {"fired": len(req["events"])}
+
+
+def run_django(req):
+    signals, snippet = load_snippet(req)
 
     posts, done = [], threading.Condition()
     real_post = snippet.post
@@ -121,25 +160,8 @@ def run_django(req):
                 done.notify_all()
     snippet.post = counting_post  # the thread looks post up at call time
 
-    now = datetime.datetime.now(datetime.timezone.utc)
-    hour = datetime.timedelta(hours=1)
     for ev in req["events"]:
-        kind = ev["kind"]
-        if kind == "session_deleted":
-            signals["post_delete"].send(Session, instance=Session(
-                session_key=ev["key"], expire_date=now + (hour if ev.get("live", True) else -hour),
-                anonymous=ev.get("anonymous", False)))
-        elif kind == "logged_out":
-            request = types.SimpleNamespace(session=types.SimpleNamespace(session_key=ev["key"]))
-            signals["user_logged_out"].send(User, request=request, user=User(pk=ev["user"]))
-        elif kind == "user_saved":
-            signals["post_save"].send(User, instance=User(pk=ev["user"], is_active=ev["active"]), created=False)
-        elif kind == "user_deleted":
-            signals["post_delete"].send(User, instance=User(pk=ev["user"]))
-        elif kind == "password_changed":
-            signals["password_changed"].send(None, request=None, user=User(pk=ev["user"]))
-        else:
-            raise ValueError(kind)
+        fire(signals, ev)
         if ev.get("wait"):  # let the thread send before the next event
             with done:
                 done.wait_for(lambda: len(posts) >= ev["wait"], timeout=10)
@@ -170,6 +192,8 @@ def main():
             out = {"error": e.code, "answer": json.loads(e.read())}
     elif mode == "django":
         out = run_django(req)
+    elif mode == "exit":
+        out = run_exit(req)
     else:
         raise ValueError(mode)
     json.dump(out, sys.stdout)
