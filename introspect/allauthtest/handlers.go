@@ -120,6 +120,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.sessionCalls.Add(1)
+		defer s.inFlight.enter()()
 		if s.applyFault(w, r) {
 			return
 		}
