@@ -49,6 +49,7 @@ func Test_Flood_BoundedLookups(t *testing.T) {
 }
 
 func floodBounded(t *testing.T, n, limit int) {
+	t.Helper()
 	const (
 		users   = 20
 		delay   = 100 * time.Millisecond
@@ -367,7 +368,7 @@ func Test_Breaker_RejectionsKeepItClosed(t *testing.T) {
 	srv, m, app := setup(t, fiberauth.Config{Breaker: introspect.BreakerConfig{Failures: 2}, NegativeTTL: -1})
 	srv.SetActive("bob", false)
 	bob := srv.IssueToken("bob")
-	rng := rand.New(rand.NewPCG(14, 2)) //nolint:gosec // test tokens
+	rng := rand.New(rand.NewPCG(14, 2))
 	for range 20 {
 		wantError(t, do(t, app, withToken(randomToken(rng))), http.StatusGone, fiberauth.CodeSessionGone)
 		wantError(t, do(t, app, withToken(bob)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
@@ -385,4 +386,3 @@ func roundAll(ds []time.Duration) []time.Duration {
 	}
 	return out
 }
-
