@@ -55,6 +55,26 @@ type Config struct {
 	// Optional. Default: 2 * time.Second
 	Timeout time.Duration
 
+	// MaxConcurrentLookups bounds the lookups in flight at allauth (cache
+	// misses; concurrent misses for one token share one). A miss beyond it
+	// waits for a slot within Timeout, then gets 503 with Retry-After.
+	// Cache hits never wait. A negative value means unlimited. Ignored when
+	// Client is set (see introspect.Config.MaxConcurrentLookups).
+	//
+	// Optional. Default: 64
+	MaxConcurrentLookups int
+
+	// Breaker tunes the circuit breaker in front of allauth: after 5
+	// consecutive failed lookups (no answer, refused, 429, 5xx, not
+	// allauth's JSON; never a 401 or 410) misses answer at once for a 1 s
+	// cool-down (stale under StaleIfError, else 503 with Retry-After = the
+	// cool-down left), then one probe at a time tests allauth and the first
+	// success closes it. Breaker.Disabled turns it off. Ignored when Client
+	// is set (see introspect.BreakerConfig).
+	//
+	// Optional. Default: on, 5 failures, 1 * time.Second cool-down
+	Breaker introspect.BreakerConfig
+
 	// CacheTTL is how long an authenticated answer is served without asking
 	// allauth again: the longest a logout elsewhere goes unnoticed unless the
 	// token is evicted.

@@ -109,6 +109,9 @@ func build(cfg Config) (*Middleware, error) {
 			Mount:      cfg.Mount,
 			CookieName: cookieName,
 			Timeout:    cfg.Timeout,
+
+			MaxConcurrentLookups: cfg.MaxConcurrentLookups,
+			Breaker:              breakerConfig(cfg),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("fiberauth: %w", err)

@@ -164,6 +164,12 @@ type Metrics struct {
 	// LastError is when a lookup or a readiness probe last failed; zero if
 	// never.
 	LastError time.Time
+	// Protection is the state of the client's overload protections: lookups
+	// in flight and waiting for a slot, those refused for want of one, and
+	// the circuit breaker's state and refusals. Refused lookups made no
+	// request: they are not in Upstream or UpstreamErrors, nor logged one by
+	// one. It is the Client's, shared by every middleware using it.
+	Protection introspect.Protection
 }
 
 // Metrics returns the middleware's counters. It is safe to call at any time,
@@ -190,6 +196,7 @@ func (m *Middleware) Metrics() Metrics {
 	s.UpstreamErrors = o.upstreamErrors.Load()
 	s.LastAnswer = unixTime(o.lastAnswer.Load())
 	s.LastError = unixTime(o.lastError.Load())
+	s.Protection = m.client.Protection()
 	return s
 }
 
@@ -270,6 +277,8 @@ func (m *Middleware) ask(ctx context.Context, kind introspect.Kind, key cache.Ke
 	var auth *introspect.AuthError
 	var up *introspect.UpstreamError
 	switch {
+	case err != nil && refusedLocally(err):
+		// No request was made: counted in Metrics.Protection.
 	case err == nil:
 		m.obs.upstream[Class2xx].observe(took)
 		m.obs.answered(true, end)

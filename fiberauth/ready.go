@@ -107,6 +107,13 @@ type probeResult struct {
 
 func (r *readiness) handle(c *fiber.Ctx) error {
 	now := time.Now()
+	if r.m.client.Protection().Breaker == introspect.BreakerOpen {
+		// allauth failed often enough to open the breaker: down, without
+		// asking it. Once the cool-down is over, the checks below probe it
+		// again, so an unready instance (which gets no traffic to probe
+		// with) still notices recovery.
+		return answerReady(c, "breaker", sinceUnix(now, r.m.obs.lastError.Load()), errBreakerOpen)
+	}
 	good := r.m.obs.lastAnswer.Load()
 	bad := r.m.obs.lastError.Load()
 	if good != 0 && good >= bad && now.Sub(time.Unix(0, good)) <= r.cfg.Window {
@@ -183,6 +190,8 @@ func readyReason(err error) string {
 		return "probe failed"
 	}
 	switch {
+	case errors.Is(err, introspect.ErrBreakerOpen):
+		return "circuit breaker open"
 	case up.Status != 0:
 		return "allauth answered " + strconv.Itoa(up.Status) + ", not its JSON 401"
 	case up.Timeout():

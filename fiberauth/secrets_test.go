@@ -19,6 +19,7 @@ import (
 	"github.com/allauthgo/headless/fiberauth"
 	fiberprom "github.com/allauthgo/headless/fiberauth/prometheus"
 	"github.com/allauthgo/headless/internal/redistest"
+	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -145,6 +146,9 @@ func secretScenarios(t *testing.T, cc cache.Config, beforeEvict func()) []string
 		KeyLookup: "header:X-Session-Token,header:Authorization,cookie:sessionid",
 		Timeout:   300 * time.Millisecond,
 		Cache:     shared,
+		// Six faults in a row would open the breaker, and the lookups after
+		// them must reach allauth; its refusals are in protect_test.go.
+		Breaker: introspect.BreakerConfig{Disabled: true},
 	}))
 	app := handlerApp(t, m.Handler)
 	h := func(p ...pair) answer { return serveDirect(app, p...) }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-resty/resty/v2"
@@ -62,6 +63,16 @@ type Config struct {
 	// UserAgent is sent with every request. Default names this library and
 	// its version.
 	UserAgent string
+	// MaxConcurrentLookups bounds the session lookups in flight at allauth.
+	// A lookup beyond it waits for a slot within its own deadline (Timeout
+	// or the caller's), then fails with an [*UpstreamError] wrapping
+	// [ErrTooManyLookups], without a request. Default 64; a negative value
+	// means unlimited. See [DefaultMaxConcurrentLookups].
+	MaxConcurrentLookups int
+	// Breaker tunes the circuit breaker that fails lookups at once while
+	// allauth keeps failing. The zero value is on with the defaults (5
+	// failures, 1 s cool-down); see [BreakerConfig].
+	Breaker BreakerConfig
 }
 
 // Client asks allauth about credentials. It is safe for concurrent use; one
@@ -75,6 +86,13 @@ type Client struct {
 	timeout     time.Duration
 	maxCredLen  int
 	maxBodySize int
+
+	// Overload protection (protect.go).
+	slots          chan struct{} // a lookup slot each; nil when unlimited
+	breaker        *breaker      // nil when off
+	inFlight       atomic.Int64
+	waiting        atomic.Int64
+	slotRejections atomic.Uint64
 }
 
 // New checks cfg and returns a Client. It returns an error, and no Client,
@@ -108,6 +126,10 @@ func New(cfg Config) (*Client, error) {
 		timeout = DefaultTimeout
 	}
 	c.timeout = timeout
+	if n := cfg.MaxConcurrentLookups; n >= 0 {
+		c.slots = make(chan struct{}, orDefaultInt(n, DefaultMaxConcurrentLookups))
+	}
+	c.breaker = newBreaker(cfg.Breaker)
 
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -157,7 +179,9 @@ func (c *Client) MaxCredentialBytes() int { return c.maxCredLen }
 // request, as allauth would answer it (see [CheckCredential]). allauth's own
 // 401 and 410 are an [*AuthError] matching [ErrUnauthenticated] or
 // [ErrSessionGone]; every other failure, including the caller's context
-// ending, is an [*UpstreamError].
+// ending, is an [*UpstreamError]. So is a lookup refused without a request
+// by the overload protections: no free slot before the deadline
+// ([ErrTooManyLookups]) or an open circuit breaker ([ErrBreakerOpen]).
 func (c *Client) Session(ctx context.Context, cred Credential) (*Session, error) {
 	if err := CheckCredential(cred, c.maxCredLen); err != nil {
 		return nil, err
@@ -165,13 +189,29 @@ func (c *Client) Session(ctx context.Context, cred Credential) (*Session, error)
 	if err := ctx.Err(); err != nil {
 		return nil, &UpstreamError{Reason: "caller gave up", Err: err}
 	}
-	token := trimSpace(cred.Token)
+	if cred.Kind != SessionToken && cred.Kind != Bearer && cred.Kind != Cookie {
+		return nil, fmt.Errorf("introspect: unknown credential kind %d", cred.Kind)
+	}
 
 	// http.Client.Timeout restarts with every attempt; this deadline makes
-	// Timeout bound the whole lookup, the retry after a dial error included.
+	// Timeout bound the whole lookup (the wait for a slot and the retry
+	// after a dial error included).
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
+	done, err := c.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.lookup(ctx, cred)
+	done(classify(parent, err))
+	return s, err
+}
+
+// lookup makes the request for Session.
+func (c *Client) lookup(ctx context.Context, cred Credential) (*Session, error) {
+	token := trimSpace(cred.Token)
 	req := c.http.R().SetContext(ctx)
 	switch cred.Kind {
 	case SessionToken:

@@ -25,6 +25,12 @@
 //	allauthgo_upstream_errors_total                     lookups that failed (no answer, or not
 //	                                                    allauth's JSON 200/401/410)
 //	allauthgo_upstream_last_answer_timestamp_seconds    when allauth last gave one of its own answers
+//	allauthgo_upstream_in_flight                        lookups at allauth now (at most MaxConcurrentLookups)
+//	allauthgo_upstream_waiting                          lookups waiting for a slot now
+//	allauthgo_upstream_rejected_total{reason}           lookups refused without a request: no_slot (none
+//	                                                    free before the deadline), breaker_open
+//	allauthgo_upstream_breaker_state                    the circuit breaker: 0 closed, 1 half-open, 2 open
+//	allauthgo_upstream_breaker_opens_total              times the circuit breaker opened
 //
 // No label holds a token, a user or a path. With a Cache shared by two
 // middlewares (fiberauth.Config.Cache), both Collectors report its cache_*
@@ -60,6 +66,7 @@ type Collector struct {
 	m *fiberauth.Middleware
 
 	requests, upstream, upstreamErrors, lastAnswer, entries, subscribed *prometheus.Desc
+	inFlight, waiting, rejected, breakerState, breakerOpens             *prometheus.Desc
 	counters                                                            []cacheCounter
 }
 
@@ -96,6 +103,17 @@ func New(m *fiberauth.Middleware, config ...Config) *Collector {
 			"Entries held by the in-process cache (authenticated and negative)."),
 		subscribed: desc("cache", "eviction_subscribed",
 			"1 while evictions from other instances arrive by Redis pub/sub and the subscription has proven itself within Recheck; 0 otherwise (in-process copies of shared answers are then rechecked every Recheck)."),
+		inFlight: desc("upstream", "in_flight",
+			"Session lookups at allauth in flight now (at most MaxConcurrentLookups)."),
+		waiting: desc("upstream", "waiting",
+			"Session lookups waiting for a free slot (MaxConcurrentLookups) now."),
+		rejected: desc("upstream", "rejected_total",
+			"Session lookups refused without a request to allauth, by reason: no_slot (none free before the deadline), breaker_open (the circuit breaker was open, or half-open with its probe in flight).",
+			"reason"),
+		breakerState: desc("upstream", "breaker_state",
+			"State of the circuit breaker in front of allauth: 0 closed, 1 half-open (cool-down over, probing), 2 open (misses answered at once)."),
+		breakerOpens: desc("upstream", "breaker_opens_total",
+			"Times the circuit breaker opened (after consecutive failures, or a failed probe)."),
 	}
 	counter := func(name, help string, value func(s *cache.Stats) int64) {
 		c.counters = append(c.counters, cacheCounter{desc: desc("cache", name, help), value: value})
@@ -120,6 +138,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lastAnswer
 	ch <- c.entries
 	ch <- c.subscribed
+	ch <- c.inFlight
+	ch <- c.waiting
+	ch <- c.rejected
+	ch <- c.breakerState
+	ch <- c.breakerOpens
 	for _, cc := range c.counters {
 		ch <- cc.desc
 	}
@@ -148,6 +171,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.lastAnswer, prometheus.GaugeValue,
 			float64(m.LastAnswer.UnixNano())/1e9)
 	}
+	p := &m.Protection
+	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(p.InFlight))
+	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(p.Waiting))
+	ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(p.SlotRejections), "no_slot")
+	ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(p.BreakerRejections), "breaker_open")
+	ch <- prometheus.MustNewConstMetric(c.breakerState, prometheus.GaugeValue, float64(p.Breaker))
+	ch <- prometheus.MustNewConstMetric(c.breakerOpens, prometheus.CounterValue, float64(p.BreakerOpens))
 
 	s := c.m.Stats()
 	for _, cc := range c.counters {

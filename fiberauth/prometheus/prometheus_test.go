@@ -194,7 +194,7 @@ func TestCollectorScrape(t *testing.T) {
 }
 
 // The metrics pass Prometheus' own naming lint, and no label holds a token,
-// a user or a path: only "outcome" and "class", with fixed values.
+// a user or a path: only "outcome", "class" and "reason", with fixed values.
 func TestCollectorLintAndLabels(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, fiberauth.Config{})
@@ -212,6 +212,7 @@ func TestCollectorLintAndLabels(t *testing.T) {
 	allowed := map[string]map[string]bool{
 		"outcome": {"authenticated": true, "anonymous": true, "unauthenticated": true, "gone": true, "upstream_error": true, "skipped": true},
 		"class":   {"2xx": true, "3xx": true, "4xx": true, "5xx": true, "error": true},
+		"reason":  {"no_slot": true, "breaker_open": true},
 	}
 	mfs := gather(t, f.reg)
 	for name, mf := range mfs {

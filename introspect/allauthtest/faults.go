@@ -22,7 +22,10 @@ type Fault struct {
 	RetryAfter string
 	// Delay waits this long before answering. If the client goes away or the
 	// Server is closed first, the wait ends at once and the connection is
-	// closed without an answer, so Close never hangs.
+	// closed without an answer, so Close never hangs. A Delay longer than
+	// any client's timeout (e.g. time.Hour) is an allauth that hangs; a
+	// short one (e.g. 100 ms) a slow allauth, whose concurrency the client
+	// sets (see MaxInFlight).
 	Delay time.Duration
 	// Drop closes the connection without answering (the client sees EOF or a
 	// connection reset).

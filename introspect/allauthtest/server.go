@@ -45,6 +45,7 @@ type Server struct {
 
 	fault        atomic.Pointer[Fault]
 	sessionCalls atomic.Int64
+	inFlight     inFlight // session lookups being served (inflight.go)
 
 	srv       *http.Server
 	handler   http.Handler
@@ -197,5 +198,9 @@ func (s *Server) SessionURL(client string) string {
 // (faults included).
 func (s *Server) SessionCalls() int64 { return s.sessionCalls.Load() }
 
-// ResetCounters sets SessionCalls back to zero.
-func (s *Server) ResetCounters() { s.sessionCalls.Store(0) }
+// ResetCounters sets SessionCalls back to zero, and MaxInFlight to the
+// lookups in flight now.
+func (s *Server) ResetCounters() {
+	s.sessionCalls.Store(0)
+	s.inFlight.peak.Store(s.inFlight.now.Load())
+}
