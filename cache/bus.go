@@ -48,6 +48,10 @@ type bus struct {
 
 	received, malformed atomic.Int64
 
+	// ps is the listener's subscription, closed by close to end a receive
+	// at once: go-redis does not stop a blocked receive when its context
+	// ends, and the receive timeout is Recheck/4 (15 s for a minute).
+	ps     atomic.Pointer[redis.PubSub]
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 }
@@ -76,8 +80,13 @@ func (b *bus) vouches(checkedAt, now, recheck int64) bool {
 // listen runs until close. ping is how often it proves the subscription.
 func (b *bus) listen(ctx context.Context, ping time.Duration) {
 	defer b.done.Done()
-	ps := b.client.Subscribe(ctx, b.channel)
+	ps := b.client.Subscribe(ctx) // no channel yet: no I/O
 	defer func() { _ = ps.Close() }()
+	b.ps.Store(ps)
+	if ctx.Err() != nil {
+		return // close ran before ps was stored, and will not close it
+	}
+	_ = ps.Subscribe(ctx, b.channel) // on failure, the receive below resubscribes
 	// outstanding is when the unanswered PING was sent (0: none), last when
 	// the latest was.
 	var outstanding, last int64
@@ -171,5 +180,8 @@ func (b *bus) subscribed(now, recheck int64) bool {
 
 func (b *bus) close() {
 	b.cancel()
+	if ps := b.ps.Load(); ps != nil {
+		_ = ps.Close() // ends a blocked receive; closing twice is harmless
+	}
 	b.done.Wait()
 }
