@@ -128,7 +128,7 @@ func plant(t *testing.T, storage Storage, c *Cache, k Key, e *Entry) {
 // testReaderLimits proves a reader serves a shared value no longer than its
 // own TTL after allauth answered, whatever the writer claims, and refuses a
 // value written "in the future". prefix is used for every key written.
-func testReaderLimits(t *testing.T, storage Storage, prefix string) {
+func testReaderLimits(t *testing.T, storage Storage, prefix string) { //nolint:thelper // a test body (map and Redis runs): failures must name its lines
 	ctx := context.Background()
 	clk := newFakeClock()
 	reader := newTestCache(t, Config{Storage: storage, Prefix: prefix, TTL: 2 * time.Second, Now: clk.Now, StoreTimeout: time.Second})
@@ -203,7 +203,7 @@ func TestSharedValueReaderLimits(t *testing.T) {
 // miss: planted without a MAC, tampered with, copied from another token's
 // key, written under another secret, copied from another prefix. The
 // legitimate path is a hit. prefix is used for every key written.
-func testSecretValues(t *testing.T, storage Storage, prefix string) {
+func testSecretValues(t *testing.T, storage Storage, prefix string) { //nolint:thelper // a test body (map and Redis runs): failures must name its lines
 	ctx := context.Background()
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	p1, p2 := prefix+"s1:", prefix+"s2:"
@@ -304,7 +304,7 @@ func TestSharedValueSecret(t *testing.T) {
 // testUserIndexRealms proves two caches sharing a Storage and Prefix for two
 // allauth servers (Realm r1, r2) keep apart user indexes: user "1" of each
 // is its own user.
-func testUserIndexRealms(t *testing.T, storage Storage, prefix string) {
+func testUserIndexRealms(t *testing.T, storage Storage, prefix string) { //nolint:thelper // a test body (map and Redis runs): failures must name its lines
 	ctx := context.Background()
 	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: time.Second, UserIndex: true, Realm: "https://r1.example/_allauth"}
 	a := newTestCache(t, cfg)
@@ -425,7 +425,7 @@ func TestStaleAfterGoneWhileStoreRests(t *testing.T) {
 		t.Fatalf("allauth's 410: %+v after %d fetches", r, gone.calls.Load())
 	}
 	if raw := storage.raw(sk); raw != nil {
-		t.Fatal("the refused session is still in the shared store")
+		t.Error("the refused session is still in the shared store")
 	}
 
 	// The store works again; allauth fails. No instance serves the session.
