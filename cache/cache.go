@@ -172,7 +172,7 @@ func New(cfg Config) *Cache {
 // reads the shared tier (once for all concurrent callers) and, failing
 // that, allauth. Get never leaves the process and allocates nothing.
 func (c *Cache) Get(_ context.Context, key Key) (r Result, ok bool) {
-	e, _ := c.local.Get(context.Background(), key)
+	e := c.local.get(key)
 	if e == nil || !c.usable(e, c.nanos()) {
 		c.stats.lookups[key[0]&(numShards-1)].misses.Add(1)
 		return Result{}, false
@@ -209,7 +209,7 @@ func (c *Cache) Remember(key Key, s *introspect.Session, until time.Time) {
 	fresh := min(now+int64(c.ttl), until.UnixNano()-int64(clockResolution))
 	if ttl := fresh - now; ttl > 0 {
 		e := &Entry{Session: s, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh}
-		_ = c.local.Set(context.Background(), key, e, time.Duration(ttl))
+		c.local.set(key, e, time.Duration(ttl))
 	}
 }
 
@@ -244,7 +244,7 @@ func (c *Cache) Load(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fetch) Result {
 	gen := c.evictGen.Load()
 	checked := c.nanos() // before the shared read: see bus.vouches
-	prev, _ := c.local.Get(ctx, key)
+	prev := c.local.get(key)
 	if prev != nil && c.usable(prev, checked) {
 		return prev.result()
 	}
@@ -253,7 +253,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 			// The shared tier is the truth: nothing there means evicted or
 			// expired, so an in-process copy is no stale fallback either.
 			if e == nil && prev != nil {
-				_ = c.local.Delete(ctx, key)
+				c.local.del(key)
 			}
 			prev = e
 			if e != nil && checked < e.FreshUntil {
@@ -299,7 +299,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 				c.purgeShared(ctx, key)
 			}
 		} else if hadSession {
-			_ = c.local.Delete(ctx, key)
+			c.local.del(key)
 			c.purgeShared(ctx, key)
 		}
 		return Result{Err: err}
@@ -385,7 +385,7 @@ func (c *Cache) keepLocal(key Key, e *Entry, checked int64, gen uint64) {
 		return
 	}
 	if ttl := e.keepUntil() - c.nanos(); ttl > 0 {
-		_ = c.local.Set(context.Background(), key, e, time.Duration(ttl))
+		c.local.set(key, e, time.Duration(ttl))
 	}
 }
 
@@ -444,8 +444,8 @@ func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
 // messages from other instances) and reports whether it was there.
 func (c *Cache) dropLocal(key Key) bool {
 	c.evictGen.Add(1)
-	e, _ := c.local.Get(context.Background(), key)
-	_ = c.local.Delete(context.Background(), key)
+	e := c.local.get(key)
+	c.local.del(key)
 	return e != nil
 }
 

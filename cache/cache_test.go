@@ -392,7 +392,7 @@ func TestStaleIfErrorEdges(t *testing.T) {
 	setup := func(t *testing.T, staleIfError time.Duration) (*Cache, *fakeClock, *introspect.Session) {
 		t.Helper()
 		clk := newFakeClock()
-		c := newTestCache(t, Config{TTL: ttl, StaleIfError: staleIfError, Now: clk.Now})
+		c := newTestCache(t, Config{TTL: ttl, StaleIfError: staleIfError, Now: clk.Now}) //nolint:contextcheck // New starts the Cache's own goroutines, not this test's work
 		sess := newSession(t, 1)
 		if r := c.Load(ctx, keyFor(1), time.Time{}, (&fetchCounter{sess: sess}).fetch); r.Session != sess {
 			t.Fatalf("first Load = %+v", r)
@@ -461,7 +461,7 @@ func TestStaleIfErrorEdges(t *testing.T) {
 	}
 	t.Run("allauth's no without negative caching drops the session", func(t *testing.T) {
 		clk := newFakeClock()
-		c := newTestCache(t, Config{TTL: ttl, StaleIfError: sie, NegativeTTL: -1, Now: clk.Now})
+		c := newTestCache(t, Config{TTL: ttl, StaleIfError: sie, NegativeTTL: -1, Now: clk.Now}) //nolint:contextcheck // New starts the Cache's own goroutines, not this test's work
 		c.Load(ctx, keyFor(1), time.Time{}, (&fetchCounter{sess: newSession(t, 1)}).fetch)
 		clk.Add(ttl + 1)
 		if r := c.Load(ctx, keyFor(1), time.Time{}, (&fetchCounter{err: &introspect.AuthError{Status: 410}}).fetch); !errors.Is(r.Err, introspect.ErrSessionGone) {

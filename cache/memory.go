@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,23 +110,23 @@ type memItem struct {
 	expires int64 // Unix nanoseconds
 }
 
-// Get returns the entry under key, even one past its ttl that the janitor has
+// get returns the entry under key, even one past its ttl that the janitor has
 // not removed yet (the Cache checks freshness). It never fails.
-func (s *memoryStore) Get(_ context.Context, key Key) (*Entry, error) {
+func (s *memoryStore) get(key Key) *Entry {
 	sh := s.shard(key)
 	// string(key[:]) does not escape into go-cache, so it is built on the
 	// stack: a hit allocates nothing.
 	if v, ok := sh.tables[kindPos].Get(string(key[:])); ok {
-		return v.(*memItem).entry, nil //nolint:errcheck // only *memItem is ever stored
+		return v.(*memItem).entry //nolint:errcheck // only *memItem is ever stored
 	}
 	if v, ok := sh.tables[kindNeg].Get(string(key[:])); ok {
-		return v.(*memItem).entry, nil //nolint:errcheck // only *memItem is ever stored
+		return v.(*memItem).entry //nolint:errcheck // only *memItem is ever stored
 	}
-	return nil, nil //nolint:nilnil // a miss is not an error, as Store documents
+	return nil
 }
 
-// Set stores e for ttl unless its kind is full (see [memoryStore]).
-func (s *memoryStore) Set(_ context.Context, key Key, e *Entry, ttl time.Duration) error {
+// set stores e for ttl unless its kind is full (see [memoryStore]).
+func (s *memoryStore) set(key Key, e *Entry, ttl time.Duration) {
 	sh := s.shard(key)
 	kind := kindPos
 	if e.negative() {
@@ -138,7 +137,6 @@ func (s *memoryStore) Set(_ context.Context, key Key, e *Entry, ttl time.Duratio
 	if !s.insert(kind, sh.tables[kind], k, e, ttl) {
 		s.rejected.Add(1)
 	}
-	return nil
 }
 
 func (s *memoryStore) insert(kind int, t *gocache.Cache, k string, e *Entry, ttl time.Duration) bool {
@@ -188,13 +186,12 @@ func (s *memoryStore) sweepLocked(kind int, now time.Time) {
 	}
 }
 
-// Delete removes key from both tables.
-func (s *memoryStore) Delete(_ context.Context, key Key) error {
+// del removes key from both tables.
+func (s *memoryStore) del(key Key) {
 	sh := s.shard(key)
 	k := string(key[:])
 	sh.tables[kindPos].Delete(k)
 	sh.tables[kindNeg].Delete(k)
-	return nil
 }
 
 // shard returns the shard of key. Keys are SHA-256 hashes, so their first

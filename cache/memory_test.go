@@ -52,14 +52,11 @@ func TestMemoryStoreBoundUnderFlood(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := floodKeys()
-			ctx := context.Background()
 			before := heapAlloc()
 			s := newMemoryStore(maxEntries)
 			defer s.Close() //nolint:errcheck // memoryStore.Close never fails
 			for i := range n {
-				if err := s.Set(ctx, keyFor(i), tc.entry, time.Hour); err != nil {
-					t.Fatalf("Set: %v", err)
-				}
+				s.set(keyFor(i), tc.entry, time.Hour)
 				if i%10_000 == 0 {
 					if l := s.Len(); l > 2*maxEntries {
 						t.Fatalf("after %d inserts Len = %d > 2*MaxEntries", i+1, l)
@@ -79,7 +76,7 @@ func TestMemoryStoreBoundUnderFlood(t *testing.T) {
 			}
 			// The first maxEntries keys were kept, the rest declined.
 			for _, i := range []int{0, maxEntries - 1, maxEntries, n - 1} {
-				e, _ := s.Get(ctx, keyFor(i))
+				e := s.get(keyFor(i))
 				if (e != nil) != (i < maxEntries) {
 					t.Errorf("key %d held = %v", i, e != nil)
 				}
@@ -145,17 +142,16 @@ func TestMemoryNegativeFloodKeepsSessions(t *testing.T) {
 // can still be replaced.
 func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 	const maxEntries = 100
-	ctx := context.Background()
 	s := newMemoryStore(maxEntries)
 	defer s.Close() //nolint:errcheck // memoryStore.Close never fails
 	sess := &Entry{Session: newSession(t, 1), Status: http.StatusOK}
 
 	for i := range maxEntries {
-		_ = s.Set(ctx, keyFor(i), sess, 20*time.Millisecond)
+		s.set(keyFor(i), sess, 20*time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond) // all of them expire
-	_ = s.Set(ctx, keyFor(1000), sess, time.Hour)
-	if e, _ := s.Get(ctx, keyFor(1000)); e == nil {
+	s.set(keyFor(1000), sess, time.Hour)
+	if e := s.get(keyFor(1000)); e == nil {
 		t.Fatal("new entry not stored although the table only held expired entries")
 	}
 	if l := s.Len(); l != 1 {
@@ -166,13 +162,13 @@ func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 	}
 
 	for i := range maxEntries - 1 {
-		_ = s.Set(ctx, keyFor(2000+i), sess, time.Hour)
+		s.set(keyFor(2000+i), sess, time.Hour)
 	}
 	if l := s.Len(); l != maxEntries {
 		t.Fatalf("Len = %d, want %d", l, maxEntries)
 	}
-	_ = s.Set(ctx, keyFor(5000), sess, time.Hour)
-	if e, _ := s.Get(ctx, keyFor(5000)); e != nil {
+	s.set(keyFor(5000), sess, time.Hour)
+	if e := s.get(keyFor(5000)); e != nil {
 		t.Error("a full table of live entries stored a new one")
 	}
 	if r := s.Rejected(); r != 1 {
@@ -180,16 +176,16 @@ func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 	}
 	// Replacing a held key is not an insert: it succeeds when full.
 	newer := &Entry{Session: newSession(t, 2), Status: http.StatusOK}
-	_ = s.Set(ctx, keyFor(2000), newer, time.Hour)
-	if e, _ := s.Get(ctx, keyFor(2000)); e != newer {
+	s.set(keyFor(2000), newer, time.Hour)
+	if e := s.get(keyFor(2000)); e != newer {
 		t.Error("a held key could not be refreshed in a full table")
 	}
 	if r := s.Rejected(); r != 1 {
 		t.Errorf("Rejected = %d after a refresh, want 1", r)
 	}
 	// The negative table has its own room.
-	_ = s.Set(ctx, keyFor(6000), &Entry{Status: http.StatusUnauthorized}, time.Hour)
-	if e, _ := s.Get(ctx, keyFor(6000)); e == nil || e.Status != http.StatusUnauthorized {
+	s.set(keyFor(6000), &Entry{Status: http.StatusUnauthorized}, time.Hour)
+	if e := s.get(keyFor(6000)); e == nil || e.Status != http.StatusUnauthorized {
 		t.Error("a full authenticated table blocked a negative entry")
 	}
 }
@@ -220,21 +216,20 @@ func TestCacheStatsRejected(t *testing.T) {
 // session for the same key (a logout is seen at once), and a session
 // replaces a cached 401.
 func TestMemoryAnswerReplacesOtherKind(t *testing.T) {
-	ctx := context.Background()
 	s := newMemoryStore(10)
 	defer s.Close() //nolint:errcheck // memoryStore.Close never fails
 	k := keyFor(1)
-	_ = s.Set(ctx, k, &Entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
-	_ = s.Set(ctx, k, &Entry{Status: http.StatusGone}, time.Hour)
-	if e, _ := s.Get(ctx, k); e == nil || e.Status != http.StatusGone || s.Len() != 1 {
+	s.set(k, &Entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
+	s.set(k, &Entry{Status: http.StatusGone}, time.Hour)
+	if e := s.get(k); e == nil || e.Status != http.StatusGone || s.Len() != 1 {
 		t.Fatalf("after a 410: %+v, Len %d", e, s.Len())
 	}
-	_ = s.Set(ctx, k, &Entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
-	if e, _ := s.Get(ctx, k); e == nil || e.Session == nil || s.Len() != 1 {
+	s.set(k, &Entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
+	if e := s.get(k); e == nil || e.Session == nil || s.Len() != 1 {
 		t.Fatalf("after a 200: %+v, Len %d", e, s.Len())
 	}
-	_ = s.Delete(ctx, k)
-	if e, _ := s.Get(ctx, k); e != nil || s.Len() != 0 {
+	s.del(k)
+	if e := s.get(k); e != nil || s.Len() != 0 {
 		t.Fatalf("after Delete: %+v, Len %d", e, s.Len())
 	}
 }

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -65,15 +64,4 @@ type Storage interface {
 	Reset() error
 	// Close closes the storage.
 	Close() error
-}
-
-// store is what each tier offers the Cache. A store reports a miss as
-// (nil, nil); an error means the store itself failed, which the Cache counts
-// and treats as a miss.
-type store interface {
-	Get(ctx context.Context, key Key) (*Entry, error)
-	// Set stores e for at most ttl; the store may decline to keep it (a
-	// full in-process store does).
-	Set(ctx context.Context, key Key, e *Entry, ttl time.Duration) error
-	Delete(ctx context.Context, key Key) error
 }

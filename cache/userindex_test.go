@@ -298,6 +298,7 @@ func TestUserIndexRedis(t *testing.T) {
 	storage := newRedisStorage(t, addr, prefix)
 	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: time.Second, UserIndex: true}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
+	waitSubscribed(t, a, b)
 	loadFor(t, a, 1, 1)
 	loadFor(t, b, 2, 1)
 	loadFor(t, b, 3, 2)
@@ -309,6 +310,9 @@ func TestUserIndexRedis(t *testing.T) {
 	if n, err := b.DeleteUser(ctx, "1"); n != 2 || err != nil {
 		t.Fatalf("DeleteUser = %d, %v", n, err)
 	}
+	// a's in-process copy of key 1 goes when b's eviction message arrives,
+	// which DeleteUser does not wait for.
+	waitEvicted(t, a, keyFor(1))
 	for _, c := range []*Cache{a, b} {
 		if _, ok := peek(c, keyFor(1)); ok {
 			t.Error("key 1 still cached")
