@@ -189,7 +189,7 @@ func Test_Config_ErrorHandler(t *testing.T) {
 		{410, fiberauth.CodeSessionGone, introspect.ErrSessionGone},
 		{503, fiberauth.CodeUpstreamUnavailable, nil},
 	}
-	for i, req := range []*http.Request{get(), withToken("abcdefghijklmnopqrstuvwxyz012345"), withToken(inactive), withToken("bad\x01token")} {
+	for i, req := range []*http.Request{get(), withToken("abcdefghijklmnopqrstuvwxyz012345"), withToken(inactive), withToken("bad token")} {
 		r := do(t, app, req)
 		if r.Status != want[i].status || r.Body != `{"reason":"`+want[i].code+`"}` {
 			t.Errorf("request %d: %d %q", i, r.Status, r.Body)

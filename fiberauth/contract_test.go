@@ -81,6 +81,17 @@ func Test_Contract_Malformed_NoUpstreamCall(t *testing.T) {
 		"4097 bytes":   long,
 	}
 	for name, tok := range tokenCases {
+		if strings.ContainsAny(tok, "\x00\x7f") {
+			// fasthttp refuses control bytes in a header with its own 400
+			// before any middleware runs; the middleware still answers
+			// them as allauth would where they reach it (here: a request
+			// built in process; other servers pass them on).
+			a := serveDirect(tokenApp.Handler(), pair{fiberauth.HeaderSessionToken, tok})
+			if a.Status != http.StatusGone || !strings.Contains(a.Body, fiberauth.CodeSessionGone) {
+				t.Errorf("%s: %d %s", name, a.Status, a.Body)
+			}
+			continue
+		}
 		r := do(t, tokenApp, withToken(tok))
 		wantError(t, r, http.StatusGone, fiberauth.CodeSessionGone)
 		if r.Header.Get("WWW-Authenticate") != "" {

@@ -222,10 +222,14 @@ func Test_Hostile_Input_OverHTTP(t *testing.T) {
 		{"4 KiB + 1 token: over ReadBufferSize", xst + strings.Repeat("a", 4097) + "\r\n", 431, 0},
 		{"1 MiB token: over ReadBufferSize", xst + strings.Repeat("a", 1<<20) + "\r\n", 431, 0},
 		{"1 MiB cookie: over ReadBufferSize", "Cookie: sessionid=" + strings.Repeat("a", 1<<20) + "\r\n", 431, 0},
-		{"NUL inside", xst + tok[:16] + "\x00" + tok[16:] + "\r\n", 410, 0},
-		{"DEL inside", xst + tok[:16] + "\x7f" + tok[16:] + "\r\n", 410, 0},
+		// fasthttp (>= 1.69) refuses control bytes in a header value with
+		// its own 400, before any middleware runs; the middleware's own
+		// check (410, as allauth) is proven in process by
+		// Test_Contract_Malformed_NoUpstreamCall.
+		{"NUL inside", xst + tok[:16] + "\x00" + tok[16:] + "\r\n", 400, 0},
+		{"DEL inside", xst + tok[:16] + "\x7f" + tok[16:] + "\r\n", 400, 0},
 		{"UTF-8", xst + "tökén" + tok + "\r\n", 410, 0},
-		{"bare CR inside", xst + tok[:16] + "\r" + tok[16:] + "\r\n", 410, 0},
+		{"bare CR inside", xst + tok[:16] + "\r" + tok[16:] + "\r\n", 400, 0},
 		{"two headers", xst + tok + "\r\n" + xst + tok + "\r\n", 410, 0},
 		{"CRLF after a valid token: just another header", xst + tok2 + "\r\nX-Admin: 1\r\n", 200, 1},
 		// fasthttp ends the line at the LF and cannot parse the rest; Fiber's
