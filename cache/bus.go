@@ -54,11 +54,12 @@ type bus struct {
 	// heard is when the last PING whose PONG came back was sent.
 	heard atomic.Int64
 
-	received, malformed atomic.Int64
+	received, malformed, applied atomic.Int64
 
-	ps     atomic.Pointer[redis.PubSub] // set once listen has subscribed
-	cancel context.CancelFunc
-	done   sync.WaitGroup
+	ps   atomic.Pointer[redis.PubSub] // set once listen has subscribed
+	stop chan struct{}                // closed by close
+	once sync.Once
+	done sync.WaitGroup
 }
 
 // startBus returns a running bus for storage, or nil when storage is not a
@@ -68,11 +69,10 @@ func startBus(storage Storage, channel string, recheck, timeout time.Duration, n
 	if !ok || rc.Conn() == nil {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b := &bus{client: rc.Conn(), channel: channel, drop: drop, nanos: nanos, timeout: timeout, cancel: cancel}
+	b := &bus{client: rc.Conn(), channel: channel, drop: drop, nanos: nanos, timeout: timeout, stop: make(chan struct{})}
 	_, _ = rand.Read(b.id[:]) // never fails (crypto/rand)
 	b.done.Add(1)
-	go b.listen(ctx, max(recheck/4, time.Millisecond))
+	go b.listen(max(recheck/4, time.Millisecond))
 	return b
 }
 
@@ -84,19 +84,23 @@ func (b *bus) vouches(checkedAt, now, recheck int64) bool {
 }
 
 // listen runs until close. ping is how often it proves the subscription.
-func (b *bus) listen(ctx context.Context, ping time.Duration) {
+func (b *bus) listen(ping time.Duration) {
 	defer b.done.Done()
+	// The listener lives as long as the Cache, not any request: its context
+	// ends at close, which also closes the subscription (ending a receive at
+	// once).
+	ctx := untilStopped(b.stop)
 	// Subscribing dials Redis, which may be down: here, not in New.
 	ps := b.client.Subscribe(ctx, b.channel)
 	defer func() { _ = ps.Close() }()
 	b.ps.Store(ps)
-	if ctx.Err() != nil { // closed before ps was there to close
+	if b.stopped() { // closed before ps was there to close
 		return
 	}
 	// outstanding is when the unanswered PING was sent (0: none), last when
 	// the latest was.
 	var outstanding, last int64
-	for ctx.Err() == nil {
+	for !b.stopped() {
 		msg, err := ps.ReceiveTimeout(ctx, ping)
 		switch m := msg.(type) {
 		case *redis.Subscription:
@@ -121,7 +125,7 @@ func (b *bus) listen(ctx context.Context, ping time.Duration) {
 			b.since.Store(0)
 			outstanding = 0
 			select {
-			case <-ctx.Done():
+			case <-b.stop:
 			case <-time.After(ping):
 			}
 			continue
@@ -161,6 +165,7 @@ func (b *bus) handle(payload string) {
 		copy(k[:], p)
 		b.drop(k)
 	}
+	b.applied.Add(1)
 }
 
 // publish tells every instance to drop keys.
@@ -191,8 +196,33 @@ func (b *bus) subscribed(now, recheck int64) bool {
 
 // close stops the listener, interrupting a receive in progress (it may wait
 // Recheck/4 for a message).
+// untilStopped is a context that ends when stop is closed.
+type untilStopped <-chan struct{}
+
+func (untilStopped) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (u untilStopped) Done() <-chan struct{}     { return u }
+func (untilStopped) Value(any) any               { return nil }
+
+func (u untilStopped) Err() error {
+	select {
+	case <-u:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+func (b *bus) stopped() bool {
+	select {
+	case <-b.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (b *bus) close() {
-	b.cancel()
+	b.once.Do(func() { close(b.stop) })
 	if ps := b.ps.Load(); ps != nil {
 		_ = ps.Close()
 	}

@@ -18,6 +18,9 @@ type Stats struct {
 	// Subscribed is true while evictions from other instances arrive by
 	// Redis pub/sub and the subscription has proven itself within Recheck.
 	Subscribed bool
+	// EvictionsHeard counts eviction messages from other instances applied
+	// to the in-process tier (each drops one or more keys).
+	EvictionsHeard int64
 }
 
 type counters struct {
@@ -52,6 +55,7 @@ func (c *Cache) Stats() Stats {
 	}
 	if c.bus != nil {
 		s.Subscribed = c.bus.subscribed(c.nanos(), c.recheck)
+		s.EvictionsHeard = c.bus.applied.Load()
 	}
 	return s
 }

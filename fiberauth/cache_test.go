@@ -8,7 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -66,8 +66,8 @@ func Test_Cache_Negative(t *testing.T) {
 	inactive := srv.IssueToken("eve")
 	srv.SetActive("eve", false)
 	for range 3 {
-		wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
-		wantError(t, do(t, app, withToken(inactive)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
+		wantError(t, do(t, app, withToken(inactive)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	}
 	wantCalls(t, srv, 2)
 	if s := m.Stats(); s.NegativeHits != 4 {
@@ -81,9 +81,9 @@ func Test_Cache_NegativeExpires(t *testing.T) {
 	srv, _, app := setup(t, fiberauth.Config{NegativeTTL: 200 * time.Millisecond})
 	tok := srv.IssueToken("alice")
 	srv.SetActive("alice", false)
-	wantError(t, do(t, app, withToken(tok)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withToken(tok)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	srv.SetActive("alice", true)
-	wantError(t, do(t, app, withToken(tok)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withToken(tok)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 1)
 	sleepPast(200 * time.Millisecond)
 	wantUser(t, do(t, app, withToken(tok)), "alice")
@@ -95,7 +95,7 @@ func Test_Cache_NegativeOff(t *testing.T) {
 	t.Parallel()
 	srv, _, app := setup(t, fiberauth.Config{NegativeTTL: -1})
 	for range 3 {
-		wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
+		wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
 	}
 	wantCalls(t, srv, 3)
 }
@@ -171,8 +171,8 @@ func Test_Cache_LogoutThenEvict(t *testing.T) {
 	if err := m.Evict(t.Context(), tok); err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, do(t, app, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
-	wantError(t, do(t, app, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
+	wantError(t, do(t, app, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 2)
 }
 
@@ -186,7 +186,7 @@ func Test_Cache_EvictAllKinds(t *testing.T) {
 	key := srv.IssueToken("alice")
 	wantUser(t, do(t, app, withToken(key)), "alice")
 	wantUser(t, do(t, app, withCookie("sessionid", key)), "alice")
-	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 3)
 
 	if err := m.Evict(t.Context(), key); err != nil {
@@ -197,7 +197,7 @@ func Test_Cache_EvictAllKinds(t *testing.T) {
 	}
 	wantUser(t, do(t, app, withToken(key)), "alice")
 	wantUser(t, do(t, app, withCookie("sessionid", key)), "alice")
-	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 6)
 }
 
@@ -205,22 +205,21 @@ func Test_Cache_EvictAllKinds(t *testing.T) {
 // do a key's answers as a token and as a cookie.
 func Test_Cache_ScopedByServerAndKind(t *testing.T) {
 	t.Parallel()
-	shared := cache.New(cache.Config{})
-	defer func() { _ = shared.Close() }()
+	shared := newMemStorage()
 	a := newAllauth(t)
 	b := newAllauth(t)
 	tok := a.IssueToken("alice")
 
-	ma := newMiddleware(t, a, fiberauth.Config{Cache: shared})
-	mb := newMiddleware(t, b, fiberauth.Config{Cache: shared})
+	ma := newMiddleware(t, a, fiberauth.Config{Storage: shared})
+	mb := newMiddleware(t, b, fiberauth.Config{Storage: shared})
 	wantUser(t, do(t, newApp(t, ma.Handler), withToken(tok)), "alice")
-	wantError(t, do(t, newApp(t, mb.Handler), withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, newApp(t, mb.Handler), withToken(tok)), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, b, 1)
 
 	// The same key as a cookie is asked at the browser endpoint, which
 	// answers 401 for it after a logout, not the cached app answer.
-	mc := newMiddleware(t, a, fiberauth.Config{Cache: shared, KeyLookup: "cookie:sessionid"})
+	mc := newMiddleware(t, a, fiberauth.Config{Storage: shared, KeyLookup: "cookie:sessionid"})
 	a.Logout(tok)
-	wantError(t, do(t, newApp(t, mc.Handler), withCookie("sessionid", tok)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, newApp(t, mc.Handler), withCookie("sessionid", tok)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, a, 2)
 }

@@ -1,17 +1,21 @@
 package fiberauth
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/introspect"
 )
 
-// Config defines the config for the middleware. Only BaseURL (or Client) is
-// required; every other field has a working default.
+// Config defines the config for the middleware. Only BaseURL is required;
+// every other field has a working default. The fields between BaseURL and
+// Logger are those of headless.Config, with the same meaning.
 type Config struct {
 	// Next defines a function to skip this middleware when it returns true.
 	//
@@ -19,19 +23,13 @@ type Config struct {
 	Next func(c *fiber.Ctx) bool
 
 	// BaseURL is the Django origin that serves allauth, e.g.
-	// "http://127.0.0.1:8000". Required unless Client is set.
+	// "http://127.0.0.1:8000". Required.
 	BaseURL string
 
 	// Mount is where the Django project includes allauth.headless.urls.
 	//
 	// Optional. Default: "/_allauth"
 	Mount string
-
-	// Client is a ready allauth client; BaseURL, Mount and Timeout are then
-	// ignored. The middleware does not close a Client passed in.
-	//
-	// Optional. Default: a client built from BaseURL.
-	Client *introspect.Client
 
 	// KeyLookup is a comma-separated list of "<source>:<name>" tried in
 	// order; the first that holds a non-blank value is the credential.
@@ -58,8 +56,7 @@ type Config struct {
 	// MaxConcurrentLookups bounds the lookups in flight at allauth (cache
 	// misses; concurrent misses for one token share one). A miss beyond it
 	// waits for a slot within Timeout, then gets 503 with Retry-After.
-	// Cache hits never wait. A negative value means unlimited. Ignored when
-	// Client is set (see introspect.Config.MaxConcurrentLookups).
+	// Cache hits never wait. A negative value means unlimited.
 	//
 	// Optional. Default: 64
 	MaxConcurrentLookups int
@@ -69,8 +66,7 @@ type Config struct {
 	// allauth's JSON; never a 401 or 410) misses answer at once for a 1 s
 	// cool-down (stale under StaleIfError, else 503 with Retry-After = the
 	// cool-down left), then one probe at a time tests allauth and the first
-	// success closes it. Breaker.Disabled turns it off. Ignored when Client
-	// is set (see introspect.BreakerConfig).
+	// success closes it. Breaker.Disabled turns it off.
 	//
 	// Optional. Default: on, 5 failures, 1 * time.Second cool-down
 	Breaker introspect.BreakerConfig
@@ -146,13 +142,6 @@ type Config struct {
 	// Optional. Default: false
 	UserIndex bool
 
-	// Cache is a ready cache, e.g. shared by two middlewares; CacheTTL,
-	// NegativeTTL, MaxEntries, Storage, Prefix, StorageSecret, Recheck,
-	// StaleIfError and UserIndex are then ignored. The middleware does not close a Cache passed in.
-	//
-	// Optional. Default: a cache built from the fields above.
-	Cache *cache.Cache
-
 	// JWT verifies the access tokens of allauth's JWT token strategy in
 	// process: every Bearer value is checked against these keys (see
 	// introspect.JWTConfig) and, if a valid access token, authenticates with
@@ -169,12 +158,6 @@ type Config struct {
 	// Optional. Default: nil (every Bearer token is asked of allauth)
 	JWT *introspect.JWTConfig
 
-	// JWTVerifier is a ready verifier, e.g. shared by two middlewares; JWT is
-	// then ignored.
-	//
-	// Optional. Default: one built from JWT.
-	JWTVerifier *introspect.JWTVerifier
-
 	// JWTStateful also asks allauth about every JWT that verified, as
 	// allauth's HEADLESS_JWT_STATEFUL_VALIDATION_ENABLED does for its own
 	// endpoints, through the cache (never kept past the token's exp): a
@@ -188,7 +171,8 @@ type Config struct {
 	JWTStateful bool
 
 	// Optional lets a request without a credential through as anonymous
-	// (UserFrom returns nil). A credential that allauth rejects still fails.
+	// (UserFrom returns nil), as Middleware.Optional does. A credential that
+	// allauth rejects still fails.
 	//
 	// Optional. Default: false
 	Optional bool
@@ -239,15 +223,17 @@ var ConfigDefault = Config{
 	CacheTTL:       cache.DefaultTTL,
 	NegativeTTL:    cache.DefaultNegativeTTL,
 	MaxEntries:     cache.DefaultMaxEntries,
+	Recheck:        cache.DefaultRecheck,
 	SuccessHandler: func(c *fiber.Ctx) error { return c.Next() },
 	ErrorHandler:   DefaultErrorHandler,
 	ContextKey:     "user",
 }
 
 // HeaderSessionToken is the header allauth's app client sends.
-const HeaderSessionToken = "X-Session-Token"
+const HeaderSessionToken = headless.HeaderSessionToken
 
-// configDefault fills in the defaults.
+// configDefault fills in the door's defaults; headless.New fills in the
+// core's.
 func configDefault(config ...Config) Config {
 	var cfg Config
 	if len(config) > 0 {
@@ -259,18 +245,6 @@ func configDefault(config ...Config) Config {
 	if cfg.AuthScheme == "" {
 		cfg.AuthScheme = ConfigDefault.AuthScheme
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = ConfigDefault.Timeout
-	}
-	if cfg.CacheTTL <= 0 {
-		cfg.CacheTTL = ConfigDefault.CacheTTL
-	}
-	if cfg.NegativeTTL == 0 {
-		cfg.NegativeTTL = ConfigDefault.NegativeTTL
-	}
-	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = ConfigDefault.MaxEntries
-	}
 	if cfg.SuccessHandler == nil {
 		cfg.SuccessHandler = ConfigDefault.SuccessHandler
 	}
@@ -280,8 +254,34 @@ func configDefault(config ...Config) Config {
 	if cfg.ContextKey == "" {
 		cfg.ContextKey = ConfigDefault.ContextKey
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
 	return cfg
+}
+
+// parseKeyLookup turns "header:X-Session-Token,cookie:sessionid" into
+// sources, or says what is wrong with it.
+func parseKeyLookup(lookup, scheme string) ([]headless.Source, error) {
+	var out []headless.Source
+	for _, part := range strings.Split(lookup, ",") {
+		part = strings.TrimSpace(part)
+		where, name, ok := strings.Cut(part, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("fiberauth: KeyLookup entry %q must be \"header:<name>\" or \"cookie:<name>\"", part)
+		}
+		switch strings.ToLower(strings.TrimSpace(where)) {
+		case "header":
+			if strings.EqualFold(name, fiber.HeaderAuthorization) {
+				out = append(out, headless.FromAuthHeader(scheme))
+			} else {
+				out = append(out, headless.FromHeader(name))
+			}
+		case "cookie":
+			out = append(out, headless.FromCookie(name))
+		case "query", "param", "form":
+			return nil, fmt.Errorf("fiberauth: KeyLookup source %q is not supported: a token in a URL or form ends up in logs; use a header or a cookie", where)
+		default:
+			return nil, fmt.Errorf("fiberauth: KeyLookup source %q is unknown; use header or cookie", where)
+		}
+	}
+	return out, nil
 }

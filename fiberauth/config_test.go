@@ -10,7 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -25,7 +25,7 @@ func Test_Config_Panics(t *testing.T) {
 		cfg  fiberauth.Config
 		want []string // all in the panic message
 	}{
-		{"no BaseURL and no Client", fiberauth.Config{}, []string{"BaseURL", "Client"}},
+		{"no BaseURL", fiberauth.Config{}, []string{"BaseURL"}},
 		{"ftp BaseURL", fiberauth.Config{BaseURL: "ftp://x"}, []string{"BaseURL", "http or https"}},
 		{"BaseURL without scheme", fiberauth.Config{BaseURL: "127.0.0.1:8000"}, []string{"BaseURL"}},
 		{"BaseURL without host", fiberauth.Config{BaseURL: "http://"}, []string{"BaseURL", "no host"}},
@@ -38,9 +38,9 @@ func Test_Config_Panics(t *testing.T) {
 		{"unknown source", fiberauth.Config{BaseURL: base, KeyLookup: "body:token"}, []string{"KeyLookup", "body", "unknown"}},
 		{"no name", fiberauth.Config{BaseURL: base, KeyLookup: "header:"}, []string{"KeyLookup", "header:"}},
 		{"trailing comma", fiberauth.Config{BaseURL: base, KeyLookup: "header:X-Session-Token,"}, []string{"KeyLookup"}},
-		{"duplicate", fiberauth.Config{BaseURL: base, KeyLookup: "header:X-Session-Token,header:x-session-token"}, []string{"KeyLookup", "twice"}},
-		{"duplicate Authorization", fiberauth.Config{BaseURL: base, KeyLookup: "header:Authorization,header:authorization"}, []string{"KeyLookup", "twice"}},
-		{"two cookies", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:sessionid,cookie:sid"}, []string{"KeyLookup", "cookie"}},
+		{"duplicate", fiberauth.Config{BaseURL: base, KeyLookup: "header:X-Session-Token,header:x-session-token"}, []string{"X-Session-Token", "twice"}},
+		{"duplicate Authorization", fiberauth.Config{BaseURL: base, KeyLookup: "header:Authorization,header:authorization"}, []string{"Authorization", "twice"}},
+		{"two cookies", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:sessionid,cookie:sid"}, []string{"2 cookies"}},
 		{"bad cookie name", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:a;b"}, []string{"CookieName"}},
 		{"short StorageSecret", fiberauth.Config{BaseURL: base, Storage: failingStorage{}, StorageSecret: []byte("short")}, []string{"StorageSecret", "16 bytes"}},
 		{"StorageSecret without Storage", fiberauth.Config{BaseURL: base, StorageSecret: make([]byte, 32)}, []string{"StorageSecret", "Storage"}},
@@ -93,7 +93,7 @@ func Test_Config_Defaults(t *testing.T) {
 		return c.SendString(u.Username)
 	})
 	wantUser(t, do(t, app, withToken(srv.IssueToken("alice"))), "alice")
-	wantError(t, do(t, app, get()), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, get()), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	if m.Client() == nil {
 		t.Error("Client() is nil")
 	}
@@ -126,7 +126,7 @@ func Test_Config_Next(t *testing.T) {
 	wantCalls(t, srv, 0)
 
 	wantUser(t, do(t, app, withToken(tok)), "alice")
-	wantError(t, do(t, app, get()), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, get()), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 1)
 }
 
@@ -163,9 +163,9 @@ func Test_Config_SuccessHandler(t *testing.T) {
 func Test_Config_ErrorHandler(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
-	var got []*fiberauth.Error
+	var got []*headless.Error
 	m := newMiddleware(t, srv, fiberauth.Config{ErrorHandler: func(c *fiber.Ctx, err error) error {
-		var e *fiberauth.Error
+		var e *headless.Error
 		if !errors.As(err, &e) {
 			return c.SendStatus(http.StatusTeapot)
 		}
@@ -183,11 +183,11 @@ func Test_Config_ErrorHandler(t *testing.T) {
 		code   string
 		cause  error
 	}{
-		{401, fiberauth.CodeNotAuthenticated, introspect.ErrUnauthenticated},
-		{410, fiberauth.CodeSessionGone, introspect.ErrSessionGone},
-		{401, fiberauth.CodeNotAuthenticated, introspect.ErrUnauthenticated},
-		{410, fiberauth.CodeSessionGone, introspect.ErrSessionGone},
-		{503, fiberauth.CodeUpstreamUnavailable, nil},
+		{401, headless.CodeNotAuthenticated, introspect.ErrUnauthenticated},
+		{410, headless.CodeSessionGone, introspect.ErrSessionGone},
+		{401, headless.CodeNotAuthenticated, introspect.ErrUnauthenticated},
+		{410, headless.CodeSessionGone, introspect.ErrSessionGone},
+		{503, headless.CodeUpstreamUnavailable, nil},
 	}
 	for i, req := range []*http.Request{get(), withToken("abcdefghijklmnopqrstuvwxyz012345"), withToken(inactive), withToken("bad token")} {
 		r := do(t, app, req)
@@ -322,7 +322,7 @@ func Test_Config_UserContext(t *testing.T) {
 		app.Get("/", func(c *fiber.Ctx) error {
 			ctx := c.UserContext()
 			u := fiberauth.UserFromContext(ctx)
-			s := fiberauth.SessionFromContext(ctx)
+			s := headless.SessionFromContext(ctx)
 			if !on {
 				if u != nil || s != nil {
 					return c.SendStatus(http.StatusTeapot)
@@ -343,7 +343,7 @@ func Test_Config_UserContext(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if fiberauth.UserFromContext(context.Background()) != nil || fiberauth.SessionFromContext(context.Background()) != nil {
+	if fiberauth.UserFromContext(context.Background()) != nil || headless.SessionFromContext(context.Background()) != nil {
 		t.Error("a bare context has a user")
 	}
 }
@@ -359,40 +359,33 @@ func whoAmI(ctx context.Context) string {
 	return anonymous
 }
 
-// A Client passed in is used and left open; a Cache passed in is used and
-// left open, so two middlewares can share one.
-func Test_Config_ClientAndCachePassedIn(t *testing.T) {
+// One Middleware serves several routes from one cache: Handler requires a
+// user, Optional lets anonymous requests through, and a login seen on one
+// route is a hit on the other.
+func Test_Middleware_HandlerAndOptionalShareOneCache(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
-	client, err := introspect.New(introspect.Config{BaseURL: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseIdleConnections()
-	c := cache.New(cache.Config{})
-	defer func() { _ = c.Close() }()
+	m := newMiddleware(t, srv, fiberauth.Config{})
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	t.Cleanup(func() { _ = app.Shutdown() })
+	app.Get("/private", m.Handler, whoHandler)
+	app.Get("/public", m.Optional, whoHandler)
 
-	m1 := fiberauth.NewMiddleware(fiberauth.Config{Client: client, Cache: c, BaseURL: "ftp://ignored"})
-	m2 := fiberauth.NewMiddleware(fiberauth.Config{Client: client, Cache: c})
-	if m1.Client() != client {
-		t.Error("Client() is not the client passed in")
-	}
 	tok := srv.IssueToken("alice")
-	wantUser(t, do(t, newApp(t, m1.Handler), withToken(tok)), "alice")
-	wantUser(t, do(t, newApp(t, m2.Handler), withToken(tok)), "alice")
+	for _, path := range []string{"/private", "/public"} {
+		if r := do(t, app, getPath(path, fiberauth.HeaderSessionToken, tok)); r.Status != http.StatusOK || r.Body != "alice" {
+			t.Errorf("%s: %d %q", path, r.Status, r.Body)
+		}
+	}
 	wantCalls(t, srv, 1)
-	if m1.Stats() != m2.Stats() || m1.Stats().Hits != 1 || m1.Stats().Fetches != 1 {
-		t.Errorf("stats %+v / %+v", m1.Stats(), m2.Stats())
+	if s := m.Stats(); s.Hits != 1 || s.Fetches != 1 {
+		t.Errorf("stats %+v, want one fetch then one hit", s)
 	}
 
-	// Closing the middlewares leaves the cache usable.
-	if err := m1.Close(); err != nil {
-		t.Fatal(err)
+	if r := do(t, app, getPath("/public")); r.Status != http.StatusOK || r.Body != anonymous {
+		t.Errorf("anonymous on Optional: %d %q", r.Status, r.Body)
 	}
-	if err := m2.Close(); err != nil {
-		t.Fatal(err)
-	}
-	m3 := newMiddleware(t, srv, fiberauth.Config{Client: client, Cache: c})
-	wantUser(t, do(t, newApp(t, m3.Handler), withToken(tok)), "alice")
-	wantCalls(t, srv, 1)
+	wantError(t, do(t, app, getPath("/private")), http.StatusUnauthorized, headless.CodeNotAuthenticated)
+	bad := getPath("/public", fiberauth.HeaderSessionToken, "abcdefghijklmnopqrstuvwxyz012345")
+	wantError(t, do(t, app, bad), http.StatusGone, headless.CodeSessionGone)
 }

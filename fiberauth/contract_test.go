@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -27,7 +28,7 @@ func Test_Contract_NoCredential_401(t *testing.T) {
 		"cookie not in list": withCookie("sessionid", "abcdefghijklmnopqrstuvwxyz012345"),
 	} {
 		r := do(t, app, req)
-		wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 		if r.Body != `{"status": 401, "errors": [{"code": "not_authenticated", "message": "No credential was provided."}]}` {
 			t.Errorf("%s: body = %s", name, r.Body)
 		}
@@ -58,8 +59,8 @@ func Test_Contract_NoCredential_Optional(t *testing.T) {
 	wantUser(t, do(t, app, withToken("  ")), anonymous)
 	wantCalls(t, srv, 0)
 
-	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
-	wantError(t, do(t, app, withToken("bad token")), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
+	wantError(t, do(t, app, withToken("bad token")), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 1)
 }
 
@@ -87,13 +88,13 @@ func Test_Contract_Malformed_NoUpstreamCall(t *testing.T) {
 			// them as allauth would where they reach it (here: a request
 			// built in process; other servers pass them on).
 			a := serveDirect(tokenApp.Handler(), pair{fiberauth.HeaderSessionToken, tok})
-			if a.Status != http.StatusGone || !strings.Contains(a.Body, fiberauth.CodeSessionGone) {
+			if a.Status != http.StatusGone || !strings.Contains(a.Body, headless.CodeSessionGone) {
 				t.Errorf("%s: %d %s", name, a.Status, a.Body)
 			}
 			continue
 		}
 		r := do(t, tokenApp, withToken(tok))
-		wantError(t, r, http.StatusGone, fiberauth.CodeSessionGone)
+		wantError(t, r, http.StatusGone, headless.CodeSessionGone)
 		if r.Header.Get("WWW-Authenticate") != "" {
 			t.Errorf("%s: WWW-Authenticate on a session token answer", name)
 		}
@@ -107,7 +108,7 @@ func Test_Contract_Malformed_NoUpstreamCall(t *testing.T) {
 	}
 	for name, auth := range bearerCases {
 		r := do(t, bearerApp, get("Authorization", auth))
-		wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 		if h := r.Header.Get("WWW-Authenticate"); h != `Bearer error="invalid_token"` {
 			t.Errorf("%s: WWW-Authenticate = %q", name, h)
 		}
@@ -120,7 +121,7 @@ func Test_Contract_Malformed_NoUpstreamCall(t *testing.T) {
 	}
 	for name, v := range cookieCases {
 		r := do(t, cookieApp, withCookie("sessionid", v))
-		wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 		if r.Header.Get("WWW-Authenticate") != "" {
 			t.Errorf("%s: WWW-Authenticate on a cookie answer", name)
 		}
@@ -128,7 +129,7 @@ func Test_Contract_Malformed_NoUpstreamCall(t *testing.T) {
 	wantCalls(t, srv, 0)
 
 	// The limit is inclusive: 4096 bytes are worth asking (allauth: 410).
-	wantError(t, do(t, tokenApp, withToken(long[1:])), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, tokenApp, withToken(long[1:])), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 1)
 }
 
@@ -205,7 +206,7 @@ func Test_Contract_Upstream401(t *testing.T) {
 
 	for name, tok := range map[string]string{"inactive": alice, "pending": pending, "deleted": gone} {
 		r := do(t, app, withToken(tok))
-		wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 		if r.Body != `{"status": 401, "errors": [{"code": "not_authenticated", "message": "The credential is not valid."}]}` {
 			t.Errorf("%s: body = %s", name, r.Body)
 		}
@@ -225,7 +226,7 @@ func Test_Contract_Upstream410(t *testing.T) {
 	wantUser(t, do(t, app, withToken(tok)), "bob")
 
 	r := do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345"))
-	wantError(t, r, http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, r, http.StatusGone, headless.CodeSessionGone)
 	if r.Body != `{"status": 410, "errors": [{"code": "session_gone", "message": "The session is gone; log in again."}]}` {
 		t.Errorf("body = %s", r.Body)
 	}
@@ -233,7 +234,7 @@ func Test_Contract_Upstream410(t *testing.T) {
 	// Logged out: 410 once the cached answer is gone.
 	other := srv.IssueToken("bob")
 	srv.Logout(other)
-	wantError(t, do(t, app, withToken(other)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken(other)), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 3)
 }
 
@@ -295,7 +296,7 @@ func Test_Contract_UpstreamFailure_503(t *testing.T) {
 			if took := time.Since(start); took > 5*time.Second {
 				t.Errorf("answer took %v", took)
 			}
-			wantError(t, r, http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+			wantError(t, r, http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 			if got := r.Header.Get("Retry-After"); got != tc.retryAfter {
 				t.Errorf("Retry-After = %q, want %q", got, tc.retryAfter)
 			}
@@ -325,7 +326,7 @@ func Test_Contract_Refused_503(t *testing.T) {
 	m := newMiddleware(t, srv, fiberauth.Config{})
 	app := newApp(t, m.Handler)
 	r := do(t, app, withToken(tok))
-	wantError(t, r, http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, r, http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	if r.Header.Get("Retry-After") != "1" {
 		t.Errorf("Retry-After = %q", r.Header.Get("Retry-After"))
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -29,7 +30,7 @@ func ExampleEvictHandler() {
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	defer func() { _ = app.Shutdown() }()
 	// The webhook first: Django's POST carries no user credential.
-	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(fiberauth.EvictConfig{Secret: secret}, auth))
+	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, auth))
 	app.Use(auth.Handler)
 	app.Get("/", func(c *fiber.Ctx) error { return c.SendString("hello " + fiberauth.UserFrom(c).Username) })
 
@@ -40,8 +41,8 @@ func ExampleEvictHandler() {
 	ts := time.Now().Unix()
 	req := httptest.NewRequest(http.MethodPost, "/_allauthgo/evict", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(fiberauth.HeaderEvictTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(fiberauth.HeaderEvictSignature, fiberauth.SignEvict(secret, ts, body))
+	req.Header.Set(headless.HeaderEvictTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(headless.HeaderEvictSignature, headless.SignEvict(secret, ts, body))
 	if resp, err := app.Test(req, -1); err == nil {
 		answer, _ := io.ReadAll(resp.Body)
 		fmt.Println(resp.StatusCode, string(answer))

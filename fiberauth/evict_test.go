@@ -20,6 +20,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
 )
@@ -33,7 +34,7 @@ const (
 
 // newEvictApp is an app as the README mounts it: the webhook first, then the
 // middleware on everything else, answering with the user's name.
-func newEvictApp(tb testing.TB, cfg fiberauth.EvictConfig, m *fiberauth.Middleware, more ...*fiberauth.Middleware) *fiber.App {
+func newEvictApp(tb testing.TB, cfg headless.EvictConfig, m *fiberauth.Middleware, more ...*fiberauth.Middleware) *fiber.App {
 	tb.Helper()
 	if cfg.Secret == nil {
 		cfg.Secret = []byte(evictSecret)
@@ -87,8 +88,8 @@ func evictReq(body []byte, headers ...string) *http.Request {
 // signedAt is a request signed with evictSecret at ts.
 func signedAt(body []byte, ts int64) *http.Request {
 	return evictReq(body,
-		fiberauth.HeaderEvictTimestamp, strconv.FormatInt(ts, 10),
-		fiberauth.HeaderEvictSignature, fiberauth.SignEvict([]byte(evictSecret), ts, body))
+		headless.HeaderEvictTimestamp, strconv.FormatInt(ts, 10),
+		headless.HeaderEvictSignature, headless.SignEvict([]byte(evictSecret), ts, body))
 }
 
 // signed is a request signed now.
@@ -133,11 +134,11 @@ func Test_Evict_LogoutEverywhereRedis(t *testing.T) {
 	prefix := redisPrefix(t)
 	st := newRedis(t, prefix)
 	srv := newAllauth(t)
-	shared := cache.New(cache.Config{Storage: st, Prefix: prefix, TTL: time.Minute, StoreTimeout: time.Second})
-	defer func() { _ = shared.Close() }()
-	ma := newMiddleware(t, srv, fiberauth.Config{Cache: shared, KeyLookup: browserLookup})
-	mb := newMiddleware(t, srv, fiberauth.Config{Cache: shared, KeyLookup: browserLookup})
-	a, b := newEvictApp(t, fiberauth.EvictConfig{}, ma), newEvictApp(t, fiberauth.EvictConfig{}, mb)
+	cfg := fiberauth.Config{Storage: st, Prefix: prefix, CacheTTL: time.Minute, KeyLookup: browserLookup}
+	ma := newMiddleware(t, srv, cfg)
+	mb := newMiddleware(t, srv, cfg)
+	a, b := newEvictApp(t, headless.EvictConfig{}, ma), newEvictApp(t, headless.EvictConfig{}, mb)
+	waitSubscribed(t, ma, mb)
 
 	tok, cookie := srv.IssueToken("alice"), srv.IssueCookie("bob")
 	for _, app := range []*fiber.App{a, b} {
@@ -154,9 +155,10 @@ func Test_Evict_LogoutEverywhereRedis(t *testing.T) {
 	wantUser(t, do(t, b, withCookie("sessionid", cookie)), "bob")
 
 	wantEvicted(t, do(t, a, signed(evictBody(t, []string{tok, cookie}, nil))), 2)
+	waitHeard(t, mb, 1) // by Redis pub/sub
 	for name, app := range map[string]*fiber.App{"A": a, "B": b} {
-		wantError(t, do(t, app, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
-		wantError(t, do(t, app, withCookie("sessionid", cookie)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, do(t, app, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
+		wantError(t, do(t, app, withCookie("sessionid", cookie)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 		if d := time.Since(loggedOut); d >= time.Second {
 			t.Errorf("instance %s refused the session %v after the logout", name, d)
 		}
@@ -171,7 +173,7 @@ func Test_Evict_InProcessCachesNeedEachInstance(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
 	ma, mb := newMiddleware(t, srv, fiberauth.Config{}), newMiddleware(t, srv, fiberauth.Config{})
-	a, b := newEvictApp(t, fiberauth.EvictConfig{}, ma), newEvictApp(t, fiberauth.EvictConfig{}, mb)
+	a, b := newEvictApp(t, headless.EvictConfig{}, ma), newEvictApp(t, headless.EvictConfig{}, mb)
 	tok := srv.IssueToken("alice")
 	wantUser(t, do(t, a, withToken(tok)), "alice")
 	wantUser(t, do(t, b, withToken(tok)), "alice")
@@ -179,11 +181,11 @@ func Test_Evict_InProcessCachesNeedEachInstance(t *testing.T) {
 
 	body := evictBody(t, []string{tok}, nil)
 	wantEvicted(t, do(t, a, signed(body)), 1)
-	wantError(t, do(t, a, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, a, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
 	wantUser(t, do(t, b, withToken(tok)), "alice") // B was not told
 	// The same signed request to B: each instance remembers its own replays.
 	wantEvicted(t, do(t, b, signed(body)), 1)
-	wantError(t, do(t, b, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, b, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
 }
 
 // Evicting what nobody cached is a 200 with 0; several middlewares in one
@@ -193,7 +195,7 @@ func Test_Evict_UncachedAndSeveralMiddlewares(t *testing.T) {
 	srv := newAllauth(t)
 	m1 := newMiddleware(t, srv, fiberauth.Config{})
 	m2 := newMiddleware(t, srv, fiberauth.Config{KeyLookup: "cookie:sessionid"})
-	app := newEvictApp(t, fiberauth.EvictConfig{}, m1, m2)
+	app := newEvictApp(t, headless.EvictConfig{}, m1, m2)
 	wantEvicted(t, do(t, app, signed(evictBody(t, []string{"never-seen-anywhere-0123456789ab"}, nil))), 0)
 
 	tok := srv.IssueToken("alice")
@@ -214,7 +216,7 @@ func Test_Evict_Rejections(t *testing.T) {
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{})
 	now := time.Unix(1_800_000_000, 0)
-	cfg := fiberauth.EvictConfig{MaxSkew: 30 * time.Second, Now: func() time.Time { return now }}
+	cfg := headless.EvictConfig{MaxSkew: 30 * time.Second, Now: func() time.Time { return now }}
 	app := newEvictApp(t, cfg, m)
 	// Another method: the handler mounted for every method.
 	all := fiber.New(fiber.Config{DisableStartupMessage: true})
@@ -227,8 +229,8 @@ func Test_Evict_Rejections(t *testing.T) {
 	body := evictBody(t, []string{tok}, nil)
 	ts := now.Unix()
 	tsS := strconv.FormatInt(ts, 10)
-	sig := fiberauth.SignEvict([]byte(evictSecret), ts, body)
-	sigAt := func(ts int64, b []byte) string { return fiberauth.SignEvict([]byte(evictSecret), ts, b) }
+	sig := headless.SignEvict([]byte(evictSecret), ts, body)
+	sigAt := func(ts int64, b []byte) string { return headless.SignEvict([]byte(evictSecret), ts, b) }
 	withCT := func(ct string) *http.Request {
 		r := signedAt(body, ts)
 		if ct == "" {
@@ -239,7 +241,7 @@ func Test_Evict_Rejections(t *testing.T) {
 		return r
 	}
 	big := evictBody(t, []string{strings.Repeat("k", 70<<10)}, nil)
-	wrongSecret := fiberauth.SignEvict([]byte("another-secret-of-enough-length-0123456789"), ts, body)
+	wrongSecret := headless.SignEvict([]byte("another-secret-of-enough-length-0123456789"), ts, body)
 
 	cases := []struct {
 		name   string
@@ -248,33 +250,33 @@ func Test_Evict_Rejections(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"GET", httptest.NewRequest(http.MethodGet, evictPath, http.NoBody), all, 405, fiberauth.CodeEvictMethod},
-		{"PUT", func() *http.Request { r := signedAt(body, ts); r.Method = http.MethodPut; return r }(), all, 405, fiberauth.CodeEvictMethod},
-		{"no content type", withCT(""), app, 415, fiberauth.CodeEvictMediaType},
-		{"text/plain", withCT("text/plain"), app, 415, fiberauth.CodeEvictMediaType},
-		{"form", withCT("application/x-www-form-urlencoded"), app, 415, fiberauth.CodeEvictMediaType},
-		{"oversized body", evictReq(big, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, sigAt(ts, big)), app, 413, fiberauth.CodeEvictTooLarge},
-		{"no headers", evictReq(body), app, 401, fiberauth.CodeEvictUnsigned},
-		{"no signature", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS), app, 401, fiberauth.CodeEvictUnsigned},
-		{"no timestamp", evictReq(body, fiberauth.HeaderEvictSignature, sig), app, 401, fiberauth.CodeEvictUnsigned},
-		{"empty signature", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, " "), app, 401, fiberauth.CodeEvictUnsigned},
-		{"timestamp in ms", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS+"000", fiberauth.HeaderEvictSignature, sigAt(ts*1000, body)), app, 401, fiberauth.CodeEvictBadTimestamp},
-		{"timestamp not a number", evictReq(body, fiberauth.HeaderEvictTimestamp, "yesterday", fiberauth.HeaderEvictSignature, sig), app, 401, fiberauth.CodeEvictBadTimestamp},
-		{"timestamp with a sign", evictReq(body, fiberauth.HeaderEvictTimestamp, "+"+tsS, fiberauth.HeaderEvictSignature, sig), app, 401, fiberauth.CodeEvictBadTimestamp},
-		{"timestamp negative", evictReq(body, fiberauth.HeaderEvictTimestamp, "-5", fiberauth.HeaderEvictSignature, sigAt(-5, body)), app, 401, fiberauth.CodeEvictBadTimestamp},
-		{"timestamp fractional", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS+".5", fiberauth.HeaderEvictSignature, sig), app, 401, fiberauth.CodeEvictBadTimestamp},
-		{"stale past skew", signedAt(body, ts-31), app, 401, fiberauth.CodeEvictStale},
-		{"future past skew", signedAt(body, ts+31), app, 401, fiberauth.CodeEvictStale},
-		{"wrong signature", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, "v1="+strings.Repeat("ab", 32)), app, 401, fiberauth.CodeEvictBadSignature},
-		{"wrong secret", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, wrongSecret), app, 401, fiberauth.CodeEvictBadSignature},
-		{"signature over another body", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, sigAt(ts, evictBody(t, []string{"other"}, nil))), app, 401, fiberauth.CodeEvictBadSignature},
-		{"signature for another timestamp", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, sigAt(ts-1, body)), app, 401, fiberauth.CodeEvictBadSignature},
-		{"body changed after signing", evictReq(append(bytes.Clone(body), ' '), fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, sig), app, 401, fiberauth.CodeEvictBadSignature},
-		{"another scheme", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, "v2="+sig[3:]), app, 401, fiberauth.CodeEvictBadSignature},
-		{"bare hex", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, sig[3:]), app, 401, fiberauth.CodeEvictBadSignature},
-		{"short signature", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, sig[:len(sig)-2]), app, 401, fiberauth.CodeEvictBadSignature},
-		{"not hex", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, "v1="+strings.Repeat("zz", 32)), app, 401, fiberauth.CodeEvictBadSignature},
-		{"two signatures", evictReq(body, fiberauth.HeaderEvictTimestamp, tsS, fiberauth.HeaderEvictSignature, sig+","+sig), app, 401, fiberauth.CodeEvictBadSignature},
+		{"GET", httptest.NewRequest(http.MethodGet, evictPath, http.NoBody), all, 405, headless.CodeEvictMethod},
+		{"PUT", func() *http.Request { r := signedAt(body, ts); r.Method = http.MethodPut; return r }(), all, 405, headless.CodeEvictMethod},
+		{"no content type", withCT(""), app, 415, headless.CodeEvictMediaType},
+		{"text/plain", withCT("text/plain"), app, 415, headless.CodeEvictMediaType},
+		{"form", withCT("application/x-www-form-urlencoded"), app, 415, headless.CodeEvictMediaType},
+		{"oversized body", evictReq(big, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts, big)), app, 413, headless.CodeEvictTooLarge},
+		{"no headers", evictReq(body), app, 401, headless.CodeEvictUnsigned},
+		{"no signature", evictReq(body, headless.HeaderEvictTimestamp, tsS), app, 401, headless.CodeEvictUnsigned},
+		{"no timestamp", evictReq(body, headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictUnsigned},
+		{"empty signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, " "), app, 401, headless.CodeEvictUnsigned},
+		{"timestamp in ms", evictReq(body, headless.HeaderEvictTimestamp, tsS+"000", headless.HeaderEvictSignature, sigAt(ts*1000, body)), app, 401, headless.CodeEvictBadTimestamp},
+		{"timestamp not a number", evictReq(body, headless.HeaderEvictTimestamp, "yesterday", headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictBadTimestamp},
+		{"timestamp with a sign", evictReq(body, headless.HeaderEvictTimestamp, "+"+tsS, headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictBadTimestamp},
+		{"timestamp negative", evictReq(body, headless.HeaderEvictTimestamp, "-5", headless.HeaderEvictSignature, sigAt(-5, body)), app, 401, headless.CodeEvictBadTimestamp},
+		{"timestamp fractional", evictReq(body, headless.HeaderEvictTimestamp, tsS+".5", headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictBadTimestamp},
+		{"stale past skew", signedAt(body, ts-31), app, 401, headless.CodeEvictStale},
+		{"future past skew", signedAt(body, ts+31), app, 401, headless.CodeEvictStale},
+		{"wrong signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v1="+strings.Repeat("ab", 32)), app, 401, headless.CodeEvictBadSignature},
+		{"wrong secret", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, wrongSecret), app, 401, headless.CodeEvictBadSignature},
+		{"signature over another body", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts, evictBody(t, []string{"other"}, nil))), app, 401, headless.CodeEvictBadSignature},
+		{"signature for another timestamp", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts-1, body)), app, 401, headless.CodeEvictBadSignature},
+		{"body changed after signing", evictReq(append(bytes.Clone(body), ' '), headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictBadSignature},
+		{"another scheme", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v2="+sig[3:]), app, 401, headless.CodeEvictBadSignature},
+		{"bare hex", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig[3:]), app, 401, headless.CodeEvictBadSignature},
+		{"short signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig[:len(sig)-2]), app, 401, headless.CodeEvictBadSignature},
+		{"not hex", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v1="+strings.Repeat("zz", 32)), app, 401, headless.CodeEvictBadSignature},
+		{"two signatures", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig+","+sig), app, 401, headless.CodeEvictBadSignature},
 	}
 	for _, tc := range cases {
 		r := do(t, tc.app, tc.req)
@@ -306,7 +308,7 @@ func Test_Evict_Rejections(t *testing.T) {
 		"too long a key":    `{"session_keys": ["` + strings.Repeat("k", 5000) + `"]}`,
 		"too long a userid": `{"user_ids": ["` + strings.Repeat("1", 300) + `"]}`,
 	} {
-		wantRefused(t, do(t, app, signedAt([]byte(b), ts)), http.StatusBadRequest, fiberauth.CodeEvictBadRequest)
+		wantRefused(t, do(t, app, signedAt([]byte(b), ts)), http.StatusBadRequest, headless.CodeEvictBadRequest)
 		_ = name
 	}
 
@@ -316,10 +318,10 @@ func Test_Evict_Rejections(t *testing.T) {
 	late := evictBody(t, []string{"edge-late"}, nil)
 	wantEvicted(t, do(t, app, signedAt(early, ts-30)), 0)
 	wantEvicted(t, do(t, app, signedAt(late, ts+30)), 0)
-	wantRefused(t, do(t, app, signedAt(early, ts-30)), http.StatusUnauthorized, fiberauth.CodeEvictReplayed)
-	wantRefused(t, do(t, app, signedAt(late, ts+30)), http.StatusUnauthorized, fiberauth.CodeEvictReplayed)
+	wantRefused(t, do(t, app, signedAt(early, ts-30)), http.StatusUnauthorized, headless.CodeEvictReplayed)
+	wantRefused(t, do(t, app, signedAt(late, ts+30)), http.StatusUnauthorized, headless.CodeEvictReplayed)
 	wantEvicted(t, do(t, app, signedAt(body, ts)), 1)
-	wantRefused(t, do(t, app, signedAt(body, ts)), http.StatusUnauthorized, fiberauth.CodeEvictReplayed)
+	wantRefused(t, do(t, app, signedAt(body, ts)), http.StatusUnauthorized, headless.CodeEvictReplayed)
 	// The same body at another second is another request.
 	wantEvicted(t, do(t, app, signedAt(body, ts+1)), 0)
 	// A charset parameter is fine.
@@ -335,15 +337,15 @@ func Test_Evict_SecretRotationAndConfig(t *testing.T) {
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{})
 	old := []byte("the-previous-secret-0123456789abcdef")
-	app := newEvictApp(t, fiberauth.EvictConfig{Secret: []byte("the-next-secret-0123456789abcdefgh"), OldSecrets: [][]byte{old}}, m)
+	app := newEvictApp(t, headless.EvictConfig{Secret: []byte("the-next-secret-0123456789abcdefgh"), OldSecrets: [][]byte{old}}, m)
 	body := evictBody(t, []string{"k"}, nil)
 	ts := time.Now().Unix()
 	wantEvicted(t, do(t, app, evictReq(body,
-		fiberauth.HeaderEvictTimestamp, strconv.FormatInt(ts, 10),
-		fiberauth.HeaderEvictSignature, fiberauth.SignEvict(old, ts, body))), 0)
-	wantRefused(t, do(t, app, signed(evictBody(t, []string{"k"}, nil))), http.StatusUnauthorized, fiberauth.CodeEvictBadSignature)
+		headless.HeaderEvictTimestamp, strconv.FormatInt(ts, 10),
+		headless.HeaderEvictSignature, headless.SignEvict(old, ts, body))), 0)
+	wantRefused(t, do(t, app, signed(evictBody(t, []string{"k"}, nil))), http.StatusUnauthorized, headless.CodeEvictBadSignature)
 
-	for name, cfg := range map[string]fiberauth.EvictConfig{
+	for name, cfg := range map[string]headless.EvictConfig{
 		"no secret":       {},
 		"short secret":    {Secret: []byte("short")},
 		"short old":       {Secret: []byte(evictSecret), OldSecrets: [][]byte{[]byte("short")}},
@@ -368,14 +370,14 @@ func Test_Evict_ReplaySetBounded(t *testing.T) {
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{})
 	now := time.Now()
-	app := newEvictApp(t, fiberauth.EvictConfig{MaxReplays: 2, Now: func() time.Time { return now }}, m)
+	app := newEvictApp(t, headless.EvictConfig{MaxReplays: 2, Now: func() time.Time { return now }}, m)
 	var reqs [3][]byte
 	for i := range reqs {
 		reqs[i] = evictBody(t, []string{"k" + strconv.Itoa(i)}, nil)
 		wantEvicted(t, do(t, app, signedAt(reqs[i], now.Unix())), 0)
 	}
-	wantRefused(t, do(t, app, signedAt(reqs[2], now.Unix())), http.StatusUnauthorized, fiberauth.CodeEvictReplayed)
-	wantRefused(t, do(t, app, signedAt(reqs[1], now.Unix())), http.StatusUnauthorized, fiberauth.CodeEvictReplayed)
+	wantRefused(t, do(t, app, signedAt(reqs[2], now.Unix())), http.StatusUnauthorized, headless.CodeEvictReplayed)
+	wantRefused(t, do(t, app, signedAt(reqs[1], now.Unix())), http.StatusUnauthorized, headless.CodeEvictReplayed)
 	wantEvicted(t, do(t, app, signedAt(reqs[0], now.Unix())), 0) // forgotten
 }
 
@@ -385,20 +387,18 @@ func Test_Evict_ReplaySetBounded(t *testing.T) {
 func Test_Evict_StoreFailureAndNoIndex(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
-	broken := cache.New(cache.Config{Storage: failingStorage{}})
-	defer func() { _ = broken.Close() }()
-	mb := newMiddleware(t, srv, fiberauth.Config{Cache: broken})
-	r := do(t, newEvictApp(t, fiberauth.EvictConfig{}, mb), signed(evictBody(t, []string{"k"}, nil)))
-	wantError(t, r, http.StatusServiceUnavailable, fiberauth.CodeEvictStore)
+	mb := newMiddleware(t, srv, fiberauth.Config{Storage: failingStorage{}})
+	r := do(t, newEvictApp(t, headless.EvictConfig{}, mb), signed(evictBody(t, []string{"k"}, nil)))
+	wantError(t, r, http.StatusServiceUnavailable, headless.CodeEvictStore)
 	if r.Header.Get("Retry-After") != "1" {
 		t.Errorf("Retry-After = %q", r.Header.Get("Retry-After"))
 	}
 
 	m := newMiddleware(t, srv, fiberauth.Config{})
-	app := newEvictApp(t, fiberauth.EvictConfig{}, m)
+	app := newEvictApp(t, headless.EvictConfig{}, m)
 	tok := srv.IssueToken("alice")
 	wantUser(t, do(t, app, withToken(tok)), "alice")
-	wantError(t, do(t, app, signed(evictBody(t, []string{tok}, []string{"1"}))), http.StatusNotImplemented, fiberauth.CodeEvictNoUserIndex)
+	wantError(t, do(t, app, signed(evictBody(t, []string{tok}, []string{"1"}))), http.StatusNotImplemented, headless.CodeEvictNoUserIndex)
 	wantUser(t, do(t, app, withToken(tok)), "alice")
 	wantCalls(t, srv, 2) // the session key was evicted all the same
 	if n, err := m.EvictUser(t.Context(), "1"); n != 0 || !errors.Is(err, cache.ErrNoUserIndex) {
@@ -423,7 +423,7 @@ func Test_Evict_UserInProcess(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{KeyLookup: browserLookup, UserIndex: true})
-	app := newEvictApp(t, fiberauth.EvictConfig{}, m)
+	app := newEvictApp(t, headless.EvictConfig{}, m)
 	a1, a2, ac := srv.IssueToken("alice"), srv.IssueToken("alice"), srv.IssueCookie("alice")
 	b1 := srv.IssueToken("bob")
 	wantUser(t, do(t, app, withToken(a1)), "alice")
@@ -436,15 +436,15 @@ func Test_Evict_UserInProcess(t *testing.T) {
 	if n, err := m.EvictUser(t.Context(), "1"); n != 3 || err != nil {
 		t.Fatalf("EvictUser = %d, %v; want 3", n, err)
 	}
-	wantError(t, do(t, app, withToken(a1)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
-	wantError(t, do(t, app, withToken(a2)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
-	wantError(t, do(t, app, withCookie("sessionid", ac)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withToken(a1)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
+	wantError(t, do(t, app, withToken(a2)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
+	wantError(t, do(t, app, withCookie("sessionid", ac)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantUser(t, do(t, app, withToken(b1)), "bob")
 	wantCalls(t, srv, 7)
 
 	srv.SetActive("bob", false)
 	wantEvicted(t, do(t, app, signed(evictBody(t, nil, []string{"2", "99"}))), 1)
-	wantError(t, do(t, app, withToken(b1)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withToken(b1)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 }
 
 // With Redis the user index is shared: a user's sessions cached by two
@@ -455,11 +455,11 @@ func Test_Evict_UserRedis(t *testing.T) {
 	prefix := redisPrefix(t)
 	st := newRedis(t, prefix)
 	srv := newAllauth(t)
-	shared := cache.New(cache.Config{Storage: st, Prefix: prefix, TTL: time.Minute, StoreTimeout: time.Second, UserIndex: true})
-	defer func() { _ = shared.Close() }()
-	ma := newMiddleware(t, srv, fiberauth.Config{Cache: shared})
-	mb := newMiddleware(t, srv, fiberauth.Config{Cache: shared})
-	a, b := newEvictApp(t, fiberauth.EvictConfig{}, ma), newEvictApp(t, fiberauth.EvictConfig{}, mb)
+	cfg := fiberauth.Config{Storage: st, Prefix: prefix, CacheTTL: time.Minute, UserIndex: true}
+	ma := newMiddleware(t, srv, cfg)
+	mb := newMiddleware(t, srv, cfg)
+	a, b := newEvictApp(t, headless.EvictConfig{}, ma), newEvictApp(t, headless.EvictConfig{}, mb)
+	waitSubscribed(t, ma, mb)
 	t1, t2, tb := srv.IssueToken("alice"), srv.IssueToken("alice"), srv.IssueToken("bob")
 	wantUser(t, do(t, a, withToken(t1)), "alice")
 	wantUser(t, do(t, b, withToken(t2)), "alice")
@@ -470,9 +470,10 @@ func Test_Evict_UserRedis(t *testing.T) {
 	srv.SetActive("alice", false)
 	deactivated := time.Now()
 	wantEvicted(t, do(t, b, signed(evictBody(t, nil, []string{"1"}))), 2)
+	waitHeard(t, ma, 1) // by Redis pub/sub
 	for _, app := range []*fiber.App{a, b} {
-		wantError(t, do(t, app, withToken(t1)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
-		wantError(t, do(t, app, withToken(t2)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, do(t, app, withToken(t1)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
+		wantError(t, do(t, app, withToken(t2)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 		wantUser(t, do(t, app, withToken(tb)), "bob")
 	}
 	if d := time.Since(deactivated); d >= time.Second {
@@ -485,6 +486,7 @@ func Test_Evict_UserRedis(t *testing.T) {
 	if n, err := ma.EvictUser(t.Context(), "2"); n != 1 || err != nil {
 		t.Errorf("EvictUser = %d, %v", n, err)
 	}
+	waitHeard(t, mb, 1)
 	wantUser(t, do(t, b, withToken(tb)), "bob")
 	wantCalls(t, srv, 6)
 }
@@ -521,8 +523,8 @@ func Test_EvictSnippet_Vector(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		`TIMESTAMP_HEADER = "` + fiberauth.HeaderEvictTimestamp + `"`,
-		`SIGNATURE_HEADER = "` + fiberauth.HeaderEvictSignature + `"`,
+		`TIMESTAMP_HEADER = "` + headless.HeaderEvictTimestamp + `"`,
+		`SIGNATURE_HEADER = "` + headless.HeaderEvictSignature + `"`,
 		`mac = hmac.new(secret, b"%d." % timestamp + body, hashlib.sha256)`,
 		`return "v1=" + mac.hexdigest()`,
 		`json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()`,
@@ -542,12 +544,12 @@ func Test_EvictSnippet_Vector(t *testing.T) {
 	if got := string(evictBodyNonce(t, v.nonce, v.sessionKeys, v.userIDs)); got != v.body {
 		t.Errorf("Go encodes\n%s\nthe snippet\n%s", got, v.body)
 	}
-	if got := fiberauth.SignEvict([]byte(v.secret), v.timestamp, []byte(v.body)); got != v.signature {
+	if got := headless.SignEvict([]byte(v.secret), v.timestamp, []byte(v.body)); got != v.signature {
 		t.Errorf("SignEvict = %s, the snippet %s", got, v.signature)
 	}
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{UserIndex: true})
-	app := newEvictApp(t, fiberauth.EvictConfig{Now: func() time.Time { return time.Unix(v.timestamp+5, 0) }}, m)
+	app := newEvictApp(t, headless.EvictConfig{Now: func() time.Time { return time.Unix(v.timestamp+5, 0) }}, m)
 	wantEvicted(t, do(t, app, evictReq([]byte(v.body),
 		"X-Allauthgo-Timestamp", strconv.FormatInt(v.timestamp, 10),
 		"X-Allauthgo-Signature", v.signature)), 0)
@@ -623,7 +625,7 @@ func Test_EvictSnippet_Python(t *testing.T) {
 		if want := string(evictBodyNonce(t, c.Nonce, c.SessionKeys, c.UserIDs)); got[i].Body != want {
 			t.Errorf("case %d: snippet body %s, Go %s", i, got[i].Body, want)
 		}
-		if want := fiberauth.SignEvict([]byte(evictSecret), c.Timestamp, []byte(got[i].Body)); got[i].Signature != want {
+		if want := headless.SignEvict([]byte(evictSecret), c.Timestamp, []byte(got[i].Body)); got[i].Signature != want {
 			t.Errorf("case %d: snippet signature %s, Go %s", i, got[i].Signature, want)
 		}
 	}
@@ -640,12 +642,12 @@ func Test_EvictSnippet_Python(t *testing.T) {
 
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{UserIndex: true})
-	app := newEvictApp(t, fiberauth.EvictConfig{Now: func() time.Time { return time.Unix(1700000000, 0) }}, m)
+	app := newEvictApp(t, headless.EvictConfig{Now: func() time.Time { return time.Unix(1700000000, 0) }}, m)
 	wantEvicted(t, do(t, app, evictReq([]byte(uni[0].Body),
-		fiberauth.HeaderEvictTimestamp, "1700000000", fiberauth.HeaderEvictSignature, uni[0].Signature)), 0)
+		headless.HeaderEvictTimestamp, "1700000000", headless.HeaderEvictSignature, uni[0].Signature)), 0)
 
 	// post() against a live webhook.
-	live := newEvictApp(t, fiberauth.EvictConfig{}, m)
+	live := newEvictApp(t, headless.EvictConfig{}, m)
 	url := listen(t, live) + evictPath
 	tok := srv.IssueToken("alice")
 	wantUser(t, do(t, live, withToken(tok)), "alice")
@@ -667,7 +669,7 @@ func Test_EvictSnippet_Python(t *testing.T) {
 		} `json:"answer"`
 	}
 	python3(t, "post", map[string]any{"secret": "not-the-secret-but-long-enough-0123456789", "url": url, "session_keys": []string{tok}}, &refused)
-	if refused.Error != 401 || len(refused.Answer.Errors) != 1 || refused.Answer.Errors[0].Code != fiberauth.CodeEvictBadSignature {
+	if refused.Error != 401 || len(refused.Answer.Errors) != 1 || refused.Answer.Errors[0].Code != headless.CodeEvictBadSignature {
 		t.Fatalf("post with a wrong secret: %+v", refused)
 	}
 }
@@ -678,12 +680,11 @@ func Test_EvictSnippet_Python(t *testing.T) {
 func Test_EvictSnippet_DjangoSignals(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
-	// Two instances over one cache (as over one Redis, without needing it).
-	shared := cache.New(cache.Config{TTL: time.Minute, UserIndex: true})
-	defer func() { _ = shared.Close() }()
-	ma := newMiddleware(t, srv, fiberauth.Config{Cache: shared, KeyLookup: browserLookup})
-	mb := newMiddleware(t, srv, fiberauth.Config{Cache: shared, KeyLookup: browserLookup})
-	a, b := newEvictApp(t, fiberauth.EvictConfig{}, ma), newEvictApp(t, fiberauth.EvictConfig{}, mb)
+	// Two instances over one store (as over one Redis, without needing it).
+	cfg := fiberauth.Config{Storage: newMemStorage(), CacheTTL: time.Minute, Recheck: recheckAlways, UserIndex: true, KeyLookup: browserLookup}
+	ma := newMiddleware(t, srv, cfg)
+	mb := newMiddleware(t, srv, cfg)
+	a, b := newEvictApp(t, headless.EvictConfig{}, ma), newEvictApp(t, headless.EvictConfig{}, mb)
 	urlA, urlB := listen(t, a)+evictPath, listen(t, b)+evictPath
 
 	tok, cookie, bobTok := srv.IssueToken("alice"), srv.IssueCookie("alice"), srv.IssueToken("bob")
@@ -726,7 +727,7 @@ func Test_EvictSnippet_DjangoSignals(t *testing.T) {
 	if out.Posts[0].Body.Nonce != out.Posts[1].Body.Nonce || out.Posts[0].Body.Nonce == out.Posts[2].Body.Nonce {
 		t.Error("one batch is one body for every URL, and each batch has its own nonce")
 	}
-	wantError(t, do(t, b, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, b, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
 	// The password change dropped alice's cookie from the cache: asked again.
 	calls := srv.SessionCalls()
 	wantUser(t, do(t, a, withCookie("sessionid", cookie)), "alice")
@@ -747,7 +748,7 @@ func Test_EvictSnippet_DjangoSignals(t *testing.T) {
 	if len(out.Posts) != 1 || out.Posts[0].Status != http.StatusOK || strings.Join(out.Posts[0].Body.SessionKeys, ",") != tok2 {
 		t.Fatalf("logout with cache sessions: %+v", out.Posts)
 	}
-	wantError(t, do(t, b, withToken(tok2)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, b, withToken(tok2)), http.StatusGone, headless.CodeSessionGone)
 }
 
 // The README reproduces the snippet verbatim, once it has a Revocation
@@ -779,7 +780,7 @@ func countingEvictApp(t *testing.T, m *fiberauth.Middleware) (*fiber.App, *atomi
 			accepted.Add(1)
 		}
 		return err
-	}, fiberauth.EvictHandler(fiberauth.EvictConfig{Secret: []byte(evictSecret)}, m))
+	}, fiberauth.EvictHandler(headless.EvictConfig{Secret: []byte(evictSecret)}, m))
 	app.Use(m.Handler)
 	app.Get("/*", whoHandler)
 	return app, &accepted
@@ -816,7 +817,7 @@ func Test_EvictSnippet_FlushedAtExit(t *testing.T) {
 	if accepted.Load() < 1 {
 		t.Fatal("no eviction reached the webhook before the process exited")
 	}
-	wantError(t, do(t, app, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
 	wantUser(t, do(t, app, withToken(bobTok)), "bob")
 	wantCalls(t, srv, calls+2) // both asked again: both evicted
 }

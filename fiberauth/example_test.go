@@ -9,7 +9,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -38,15 +37,16 @@ func ExampleNew() {
 	allauth.AddUser(allauthtest.User{Username: "alice", Email: "alice@example.com", Password: "alice-pass"})
 	token := allauth.IssueToken("alice") // what the app got from allauth's login
 
-	// New's own cache lives as long as the program. This example hands it a
-	// cache to close, since the package's tests fail on leftover goroutines;
-	// a program just writes fiberauth.New(fiberauth.Config{BaseURL: ...}).
-	sessions := cache.New(cache.Config{})
-	defer func() { _ = sessions.Close() }()
+	// New's cache lives as long as the program. This example makes the
+	// Middleware, to Close it, since the package's tests fail on leftover
+	// goroutines; a program just writes
+	// app.Use(fiberauth.New(fiberauth.Config{BaseURL: ...})).
+	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL})
+	defer func() { _ = m.Close() }()
 
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	defer func() { _ = app.Shutdown() }()
-	app.Use(fiberauth.New(fiberauth.Config{BaseURL: allauth.URL, Cache: sessions}))
+	app.Use(m.Handler)
 	app.Get("/api/me", func(c *fiber.Ctx) error {
 		return c.SendString("hello " + fiberauth.UserFrom(c).Username)
 	})

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -178,7 +179,7 @@ func Test_Faults_Upstream(t *testing.T) {
 						t.Errorf("request %d: %d %q, want 503", i, a.Status, a.Body)
 						return
 					}
-					wantError(t, result{Status: a.Status, Body: a.Body, Header: toHTTPHeader(a.Header)}, 503, fiberauth.CodeUpstreamUnavailable)
+					wantError(t, result{Status: a.Status, Body: a.Body, Header: toHTTPHeader(a.Header)}, 503, headless.CodeUpstreamUnavailable)
 					if ra := a.Header["Retry-After"]; !tc.retryAfter(ra) {
 						t.Errorf("request %d: Retry-After %q", i, ra)
 					}

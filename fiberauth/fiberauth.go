@@ -8,242 +8,188 @@
 //		return c.JSON(fiberauth.UserFrom(c))
 //	})
 //
-// # The contract
-//
-//	allauth's answer / the request        the middleware
-//	no credential                         401, or c.Next() anonymously when Optional
-//	malformed or oversized credential     what allauth answers for it (410 for an app
-//	                                      session token, 401 for a Bearer token or a
-//	                                      cookie), without asking allauth
-//	200, authenticated                    user in Locals (and in c.UserContext() when
-//	                                      Config.UserContext), then c.Next()
-//	401 (not authenticated, inactive,     401
-//	pending flow)
-//	410 (session gone)                    410: apps drop the token, as allauth's spec
-//	                                      tells them
-//	429, 5xx, timeout, refused, not       503 with Retry-After; never 401/410, so apps
-//	allauth's JSON                        keep valid tokens
-//
-// Error bodies follow allauth's envelope, {"status": 401, "errors": [{"code":
-// "...", "message": "..."}]}, with Cache-Control: no-store, and a
-// WWW-Authenticate header (RFC 6750) on 401 when KeyLookup reads the
-// Authorization header.
+// It is a front door of package headless, whose contract it answers: 401
+// without a credential (or anonymous, with Optional), the session on
+// allauth's 200, 401 and 410 as allauth, 503 with Retry-After when allauth
+// fails, in allauth's error envelope with Cache-Control: no-store.
 package fiberauth
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"time"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/internal/doorconfig"
+	"github.com/allauthgo/headless/internal/fasthttpreq"
 	"github.com/allauthgo/headless/introspect"
 )
 
-// Middleware authenticates requests. Use its Handler with app.Use, its Evict
-// to drop a token from the cache, and Close on shutdown. New is the short
-// form for when only the handler is needed.
+// Middleware authenticates requests: Handler requires a user, Optional lets
+// anonymous requests through, and both share one cache. Its Authenticator
+// gives Evict, EvictUser, Stats, Metrics, Ready and Close.
 type Middleware struct {
-	cfg         Config
-	client      *introspect.Client
-	ownClient   bool
-	cache       *cache.Cache
-	ownCache    bool
-	sources     []source
-	scheme      []byte
-	maxCredLen  int
-	contextKey  any // boxed once: boxing a string per request would allocate
-	wantsBearer bool
-	jwt         *introspect.JWTVerifier // nil: every Bearer token is asked of allauth
-	obs         observer                // counters for Metrics and Ready; keep it last (see observer)
+	*headless.Authenticator
+	cfg        Config
+	contextKey any // boxed once: boxing a string per request would allocate
 }
 
 // New creates the middleware handler. It panics with a clear message when
-// the config cannot work (no BaseURL or Client, a URL that is not http(s), a
-// bad KeyLookup), as Fiber's own middleware does. Its cache (two small
+// the config cannot work (no BaseURL, a URL that is not http(s), a bad
+// KeyLookup), as Fiber's own middleware does. Its cache (two small
 // goroutines: a clock and a janitor) lives as long as the process; use
 // NewMiddleware and Close where it must be stopped, as in tests.
 func New(config ...Config) fiber.Handler {
-	return NewMiddleware(config...).Handler
+	m := NewMiddleware(config...)
+	if m.cfg.Optional {
+		return m.Optional
+	}
+	return m.Handler
 }
 
-// NewMiddleware is New, returning the Middleware itself so that its cache can
-// be reached (Evict, Stats) and its resources released (Close). It panics on
-// a config that cannot work, like New.
+// NewMiddleware is New, returning the Middleware itself, so that one cache
+// serves several routes (Handler and Optional), evictions reach it and its
+// resources are released (Close). It panics on a config that cannot work,
+// like New.
 func NewMiddleware(config ...Config) *Middleware {
-	m, err := build(configDefault(config...))
-	if err != nil {
+	cfg := configDefault(config...)
+	core := doorconfig.Core(cfg)
+	var err error
+	if core.Sources, err = parseKeyLookup(cfg.KeyLookup, cfg.AuthScheme); err != nil {
 		panic(err.Error())
 	}
-	return m
-}
-
-func build(cfg Config) (*Middleware, error) {
-	m := &Middleware{cfg: cfg, client: cfg.Client, cache: cfg.Cache, contextKey: cfg.ContextKey}
-	sources, err := parseKeyLookup(cfg.KeyLookup)
+	a, err := headless.New(core)
 	if err != nil {
-		return nil, err
+		panic("fiberauth: " + strings.TrimPrefix(err.Error(), "headless: "))
 	}
-	m.sources = sources
-	m.scheme = []byte(cfg.AuthScheme)
-	cookieName := ""
-	for _, s := range sources {
-		if s.cookie {
-			cookieName = s.name
-		}
-		if s.kind == introspect.Bearer {
-			m.wantsBearer = true
-		}
-	}
-	if m.jwt, err = buildJWT(cfg, m.wantsBearer); err != nil {
-		return nil, err
-	}
-	if m.client == nil {
-		if cfg.BaseURL == "" {
-			return nil, errors.New("fiberauth: Config.BaseURL (the Django origin, e.g. http://127.0.0.1:8000) or Config.Client is required")
-		}
-		m.client, err = introspect.New(introspect.Config{
-			BaseURL:    cfg.BaseURL,
-			Mount:      cfg.Mount,
-			CookieName: cookieName,
-			Timeout:    cfg.Timeout,
-
-			MaxConcurrentLookups: cfg.MaxConcurrentLookups,
-			Breaker:              breakerConfig(cfg),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("fiberauth: %w", err)
-		}
-		m.ownClient = true
-	}
-	m.maxCredLen = m.client.MaxCredentialBytes()
-	for i := range m.sources {
-		m.sources[i].scope = cache.NewScope(m.sources[i].kind, m.client.Endpoint(m.sources[i].kind))
-	}
-	if m.cache == nil {
-		if len(cfg.StorageSecret) > 0 && len(cfg.StorageSecret) < cache.MinSecretLen {
-			return nil, fmt.Errorf("fiberauth: Config.StorageSecret must be at least %d bytes", cache.MinSecretLen)
-		}
-		if len(cfg.StorageSecret) > 0 && cfg.Storage == nil {
-			return nil, errors.New("fiberauth: Config.StorageSecret needs Config.Storage")
-		}
-		var storage cache.Storage
-		if cfg.Storage != nil {
-			storage = cfg.Storage
-		}
-		m.cache = cache.New(cache.Config{
-			TTL:          cfg.CacheTTL,
-			NegativeTTL:  cfg.NegativeTTL,
-			StaleIfError: cfg.StaleIfError,
-			MaxEntries:   cfg.MaxEntries,
-			Storage:      storage,
-			Prefix:       cfg.Prefix,
-			Secret:       cfg.StorageSecret,
-			Recheck:      cfg.Recheck,
-			Realm:        m.client.Endpoint(introspect.SessionToken),
-			UserIndex:    cfg.UserIndex,
-		})
-		m.ownCache = true
-	}
-	return m, nil
+	return &Middleware{Authenticator: a, cfg: cfg, contextKey: cfg.ContextKey}
 }
 
-// Handler is the fiber.Handler. A cache hit allocates nothing.
-func (m *Middleware) Handler(c *fiber.Ctx) error {
+// Handler is the fiber.Handler that requires a user (or, with
+// Config.Optional, lets requests without a credential through). A cache hit
+// allocates nothing.
+func (m *Middleware) Handler(c *fiber.Ctx) error { return m.serve(c, m.cfg.Optional) }
+
+// Optional is Handler for routes open to anonymous requests: a request
+// without a credential goes on with no user (UserFrom returns nil); a
+// credential that allauth refuses still fails.
+func (m *Middleware) Optional(c *fiber.Ctx) error { return m.serve(c, true) }
+
+func (m *Middleware) serve(c *fiber.Ctx, optional bool) error {
 	if m.cfg.Next != nil && m.cfg.Next(c) {
-		m.count(OutcomeSkipped)
+		m.Skip()
 		return c.Next()
 	}
-	src, value, what := m.extract(c)
-	switch what {
-	case foundNone:
-		if m.cfg.Optional {
-			m.count(OutcomeAnonymous)
-			return c.Next()
-		}
-		return m.fail(c, m.errNoCredential())
-	case foundMalformed:
-		return m.fail(c, m.rejection(src.kind, introspect.Rejection(src.kind)))
-	case foundToken:
+	r := m.Authenticate((*request)(c), optional)
+	switch {
+	case r.Err != nil:
+		return m.cfg.ErrorHandler(c, r.Err)
+	case r.Session == nil:
+		return c.Next() // anonymous
 	}
-	if src.kind == introspect.Bearer && m.jwt != nil {
-		// Under allauth's JWT strategy no other Bearer value is valid.
-		return m.authenticateJWT(c, src, value)
-	}
-
-	key := cache.NewKey(src.scope, value)
-	// The store bounds its own wait; c.UserContext (a lookup in Locals) is
-	// only worth its cost on a miss, where it can cut a wait short.
-	r, ok := m.cache.Get(context.Background(), key)
-	if !ok {
-		r = m.load(c.UserContext(), src, key, value, time.Time{})
-	}
-	if r.Session == nil {
-		return m.fail(c, m.outcomeError(src.kind, r.Err))
-	}
-	return m.succeed(c, r.Session)
-}
-
-// load asks allauth through the cache; notAfter, if not zero, caps how long
-// the answer is kept (a JWT's exp). value aliases fasthttp's buffer: it is
-// copied here, because the fetch may outlive this request (other requests for
-// the same key may still be waiting on it).
-func (m *Middleware) load(ctx context.Context, src *source, key cache.Key, value []byte, notAfter time.Time) cache.Result {
-	cred := introspect.Credential{Kind: src.kind, Token: string(value)}
-	return m.cache.Load(ctx, key, notAfter, func(ctx context.Context) (*introspect.Session, error) {
-		return m.ask(ctx, src.kind, key, cred) // records and logs the lookup (observe.go)
-	})
-}
-
-func (m *Middleware) succeed(c *fiber.Ctx, s *introspect.Session) error {
-	m.count(OutcomeAuthenticated)
-	c.Locals(m.contextKey, &s.User)
-	c.Locals(sessionKey{}, s)
+	c.Locals(m.contextKey, &r.Session.User)
+	c.Locals(sessionKey{}, r.Session)
 	if m.cfg.UserContext {
-		c.SetUserContext(context.WithValue(c.UserContext(), sessionKey{}, s))
+		c.SetUserContext(headless.NewContext(c.UserContext(), r.Session))
 	}
 	return m.cfg.SuccessHandler(c)
 }
 
-func (m *Middleware) fail(c *fiber.Ctx, e *Error) error {
-	m.count(outcomeOf(e))
-	return m.cfg.ErrorHandler(c, e)
+// request is a *fiber.Ctx read as a headless.Request, without copying.
+type request fiber.Ctx
+
+func (r *request) Header(name string) ([]byte, int) {
+	return fasthttpreq.Header(&(*fiber.Ctx)(r).Request().Header, name)
 }
 
-// Evict drops a token from the cache, so that the next request carrying it
-// asks allauth. A Django session key is dropped as an app session token and
-// as a browser cookie alike (it is valid as both); a JWT as a Bearer token.
-// Evicting a token nobody cached is fine. With a shared Storage the eviction
-// reaches every instance.
-func (m *Middleware) Evict(ctx context.Context, token string) error {
-	var errs []error
-	for _, kind := range []introspect.Kind{introspect.SessionToken, introspect.Cookie, introspect.Bearer} {
-		key := cache.NewKey(cache.NewScope(kind, m.client.Endpoint(kind)), token)
-		if err := m.cache.Delete(ctx, key); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+func (r *request) Cookie(name string) []byte {
+	return fasthttpreq.LastCookie(&(*fiber.Ctx)(r).Request().Header, name)
 }
 
-// Stats returns the cache's running totals.
-func (m *Middleware) Stats() cache.Stats { return m.cache.Stats() }
+func (r *request) Context() context.Context { return (*fiber.Ctx)(r).UserContext() }
 
-// Client returns the allauth client in use.
-func (m *Middleware) Client() *introspect.Client { return m.client }
+// sessionKey is the private key of the session in Locals.
+type sessionKey struct{}
 
-// Close releases what the middleware made: the cache's goroutines and the
-// client's idle connections. A Client, Cache or Storage passed in is left to
-// its owner. Requests still in flight finish normally.
-func (m *Middleware) Close() error {
-	var err error
-	if m.ownCache {
-		err = m.cache.Close()
+// SessionFrom returns the session the middleware stored for this request, or
+// nil (anonymous, or the middleware did not run). The session is shared with
+// the cache: read it, do not modify it.
+func SessionFrom(c *fiber.Ctx) *introspect.Session {
+	s, _ := c.Locals(sessionKey{}).(*introspect.Session)
+	return s
+}
+
+// UserFrom returns the authenticated user of this request, or nil. Like the
+// session, it is shared with the cache and must not be modified.
+func UserFrom(c *fiber.Ctx) *introspect.User {
+	if s := SessionFrom(c); s != nil {
+		return &s.User
 	}
-	if m.ownClient {
-		m.client.CloseIdleConnections()
+	return nil
+}
+
+// UserFromContext returns the user from a context derived from
+// c.UserContext(), when Config.UserContext is on; otherwise nil.
+func UserFromContext(ctx context.Context) *introspect.User { return headless.UserFromContext(ctx) }
+
+// LastCookie returns a copy of the value of the last cookie named name: the
+// one Django (and the middleware) use when a browser sends two, where
+// c.Cookies returns the first. Use it to evict the cookie a request carried.
+func LastCookie(c *fiber.Ctx, name string) string {
+	return string(fasthttpreq.LastCookie(&c.Request().Header, name))
+}
+
+// DefaultErrorHandler answers in allauth's JSON envelope:
+//
+//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
+//
+// with Cache-Control: no-store, Retry-After on 503 (1 to 300 s) and
+// WWW-Authenticate (RFC 6750) on 401 when KeyLookup reads the Authorization
+// header. An error that is not a *headless.Error is answered as a 500
+// without its text.
+func DefaultErrorHandler(c *fiber.Ctx, err error) error {
+	e := headless.ErrorFrom(err)
+	e.Header(c.Set)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(e.Status).Send(e.Body())
+}
+
+// AppErrorHandler hands the failure to the app's own fiber ErrorHandler as a
+// *fiber.Error (status and message), after setting Cache-Control: no-store
+// and the Retry-After and WWW-Authenticate headers.
+func AppErrorHandler(c *fiber.Ctx, err error) error {
+	var e *headless.Error
+	if !errors.As(err, &e) {
+		return err
 	}
-	return err
+	e.Header(c.Set)
+	return fiber.NewError(e.Status, e.Message)
+}
+
+// EvictHandler is headless.EvictHandler as a fiber.Handler, evicting from
+// the caches of m and more:
+//
+//	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, m))
+//	app.Use(m.Handler) // after the webhook, which carries no user credential
+//
+// It panics when the Secret is shorter than 32 bytes, like NewMiddleware.
+func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) fiber.Handler {
+	as := []*headless.Authenticator{m.Authenticator}
+	for _, o := range more {
+		as = append(as, o.Authenticator)
+	}
+	h, err := headless.EvictHandler(cfg, as...)
+	if err != nil {
+		panic("fiberauth: " + strings.TrimPrefix(err.Error(), "headless: "))
+	}
+	return adaptor.HTTPHandler(h)
+}
+
+// ReadyHandler is the Authenticator's readiness check (see
+// headless.Authenticator.Ready) as a fiber.Handler.
+func (m *Middleware) ReadyHandler(config ...headless.ReadyConfig) fiber.Handler {
+	return adaptor.HTTPHandler(m.Ready(config...))
 }

@@ -129,11 +129,11 @@ func expectedUser(h *fasthttp.RequestHeader, sessions, jwts map[string]string) (
 		}
 	}
 	var cookie []byte
-	h.VisitAllCookie(func(k, v []byte) {
+	for k, v := range h.Cookies() {
 		if string(k) == "sessionid" {
 			cookie = v
 		}
-	})
+	}
 	if c := blank(cookie); len(c) > 0 {
 		return sessions[string(c)], "cookie"
 	}

@@ -53,10 +53,10 @@ func (b *logBuffer) String() string {
 }
 
 // newMiddleware builds a middleware pointed at srv (unless cfg names a
-// Client or a BaseURL already), closed when the test ends.
+// BaseURL already), closed when the test ends.
 func newMiddleware(tb testing.TB, srv *allauthtest.Server, cfg fiberauth.Config) *fiberauth.Middleware {
 	tb.Helper()
-	if cfg.BaseURL == "" && cfg.Client == nil {
+	if cfg.BaseURL == "" {
 		cfg.BaseURL = srv.URL
 	}
 	if cfg.Logger == nil {
@@ -208,3 +208,47 @@ func wantCalls(tb testing.TB, srv *allauthtest.Server, want int64) {
 
 // sleepPast waits d plus a margin for the cache's coarse clock (5 ms ticks).
 func sleepPast(d time.Duration) { time.Sleep(d + 100*time.Millisecond) }
+
+// memStorage is a fiber.Storage in a map: a store several middlewares share,
+// as instances share a Redis, without needing one.
+type memStorage struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func newMemStorage() *memStorage { return &memStorage{m: map[string][]byte{}} }
+
+func (s *memStorage) Get(k string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[k], nil
+}
+
+func (s *memStorage) Set(k string, v []byte, _ time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = append([]byte(nil), v...)
+	return nil
+}
+
+func (s *memStorage) Delete(k string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
+}
+
+func (s *memStorage) Reset() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.m)
+	return nil
+}
+
+func (*memStorage) Close() error { return nil }
+
+// recheckAlways makes an instance read the shared store on every request,
+// so that an eviction on another instance is seen by the very next request
+// (Redis pub/sub does that too, but asynchronously; twotier_test.go proves
+// it).
+const recheckAlways = time.Nanosecond

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -47,8 +48,8 @@ func hostileCases(tok, bobTok, jwt, cookie string) []hostileCase {
 	kib4 := strings.Repeat("a", introspect.DefaultMaxCredentialBytes)
 	mib := strings.Repeat("a", 1<<20)
 	const (
-		na   = fiberauth.CodeNotAuthenticated
-		gone = fiberauth.CodeSessionGone
+		na   = headless.CodeNotAuthenticated
+		gone = headless.CodeSessionGone
 		inv  = `Bearer error="invalid_token"`
 	)
 	h := func(kv ...string) []pair {

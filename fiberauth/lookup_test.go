@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -79,13 +80,13 @@ func Test_Lookup_Bearer_SchemesAndForwarding(t *testing.T) {
 
 	// allauth's 401 for a Bearer token: 401 with an RFC 6750 challenge.
 	r := do(t, app, get("Authorization", "Bearer garbage.jwt.token"))
-	wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	if h := r.Header.Get("WWW-Authenticate"); h != `Bearer error="invalid_token"` {
 		t.Errorf("WWW-Authenticate = %q", h)
 	}
 	// allauth's 410 (the session behind the JWT ended): 410, no challenge.
 	r = do(t, app, get("Authorization", "Bearer ended.jwt.token"))
-	wantError(t, r, http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, r, http.StatusGone, headless.CodeSessionGone)
 	if h := r.Header.Get("WWW-Authenticate"); h != "" {
 		t.Errorf("WWW-Authenticate = %q on a 410", h)
 	}
@@ -104,14 +105,14 @@ func Test_Lookup_Bearer_NotACredential(t *testing.T) {
 
 	for _, auth := range []string{"Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "Bearerx good.jwt.token", "Token good.jwt.token", "good.jwt.token", ""} {
 		r := do(t, app, get("Authorization", auth))
-		wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 		if h := r.Header.Get("WWW-Authenticate"); h != "Bearer" {
 			t.Errorf("%q: WWW-Authenticate = %q, want Bearer", auth, h)
 		}
 	}
 	// Two Authorization headers: refused (which would a proxy pass on?).
 	r := do(t, app, get("Authorization", "Bearer good.jwt.token", "Authorization", "Bearer good.jwt.token"))
-	wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	if h := r.Header.Get("WWW-Authenticate"); h != `Bearer error="invalid_token"` {
 		t.Errorf("two headers: WWW-Authenticate = %q", h)
 	}
@@ -130,7 +131,7 @@ func Test_Lookup_Bearer_CustomScheme(t *testing.T) {
 	if r := do(t, app, get("Authorization", "token good.jwt.token")); r.Status != http.StatusOK || r.Body != "dave" {
 		t.Fatalf("got %d %q", r.Status, r.Body)
 	}
-	wantError(t, do(t, app, get("Authorization", "Bearer good.jwt.token")), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, get("Authorization", "Bearer good.jwt.token")), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	if got := js.received(); !slices.Equal(got, []string{"Bearer good.jwt.token"}) {
 		t.Fatalf("allauth received %q", got)
 	}
@@ -142,7 +143,7 @@ func Test_Lookup_Bearer_AllauthtestRejects(t *testing.T) {
 	t.Parallel()
 	srv, _, app := setup(t, fiberauth.Config{KeyLookup: "header:Authorization"})
 	r := do(t, app, get("Authorization", "Bearer "+srv.IssueToken("alice")))
-	wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	if h := r.Header.Get("WWW-Authenticate"); h != `Bearer error="invalid_token"` {
 		t.Errorf("WWW-Authenticate = %q", h)
 	}
@@ -199,10 +200,10 @@ func Test_Lookup_Cookie_BrowserEndpoint(t *testing.T) {
 
 	out := srv.IssueCookie("bob")
 	srv.Logout(out)
-	wantError(t, do(t, app, withCookie("sessionid", out)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
-	wantError(t, do(t, app, withCookie("sessionid", "abcdefghijklmnopqrstuvwxyz012345")), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withCookie("sessionid", out)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
+	wantError(t, do(t, app, withCookie("sessionid", "abcdefghijklmnopqrstuvwxyz012345")), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	// An X-Session-Token is not read with this KeyLookup.
-	wantError(t, do(t, app, withToken(cookie)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withToken(cookie)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 3)
 
 	// Logout then Evict: the cookie is refused at once, still with a 401.
@@ -211,7 +212,7 @@ func Test_Lookup_Cookie_BrowserEndpoint(t *testing.T) {
 	if err := m.Evict(t.Context(), cookie); err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, do(t, app, withCookie("sessionid", cookie)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withCookie("sessionid", cookie)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 4)
 }
 
@@ -223,7 +224,7 @@ func Test_Lookup_Cookie_CustomName(t *testing.T) {
 
 	cookie := srv.IssueCookie("bob")
 	wantUser(t, do(t, app, withCookie("sid", cookie)), "bob")
-	wantError(t, do(t, app, withCookie("sessionid", cookie)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withCookie("sessionid", cookie)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	req := get()
 	req.Header.Set("Cookie", "theme=dark; sid="+cookie+"; lang=en")
 	wantUser(t, do(t, app, req), "bob")
@@ -240,7 +241,7 @@ func Test_Lookup_CustomHeader(t *testing.T) {
 	tok := srv.IssueToken("alice")
 	wantUser(t, do(t, app, get("X-Auth-Token", tok)), "alice")
 	wantUser(t, do(t, app, get("x-auth-token", tok)), "alice")
-	wantError(t, do(t, app, withToken(tok)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, withToken(tok)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 1)
 
 	lower := newApp(t, newMiddleware(t, srv, fiberauth.Config{KeyLookup: " header : x-session-token "}).Handler)
@@ -264,9 +265,9 @@ func Test_Lookup_DuplicateSessionToken_410(t *testing.T) {
 	srv, _, app := setup(t, fiberauth.Config{})
 	tok := srv.IssueToken("alice")
 	r := do(t, app, get(fiberauth.HeaderSessionToken, tok, fiberauth.HeaderSessionToken, tok))
-	wantError(t, r, http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, r, http.StatusGone, headless.CodeSessionGone)
 	r = do(t, app, get(fiberauth.HeaderSessionToken, tok, "x-session-token", srv.IssueToken("bob")))
-	wantError(t, r, http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, r, http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 0)
 }
 
@@ -302,7 +303,7 @@ func Test_Lookup_Order(t *testing.T) {
 	// skipped in favour of a good second one.
 	bad := withToken(alice)
 	bad.Header.Set("Cookie", `sessionid=tök`)
-	wantError(t, do(t, cookieFirst, bad), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, cookieFirst, bad), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 
 	// Bearer before a session token: the session token is used when no
 	// Bearer header is there; a Basic header is skipped.
@@ -310,7 +311,7 @@ func Test_Lookup_Order(t *testing.T) {
 	wantUser(t, do(t, bearerFirst, get("Authorization", "Basic dXNlcjpwYXNz", fiberauth.HeaderSessionToken, alice)), "alice")
 	// allauthtest refuses every Bearer token, so a Bearer one that wins is a 401.
 	r := do(t, bearerFirst, get("Authorization", "Bearer "+alice, fiberauth.HeaderSessionToken, alice))
-	wantError(t, r, http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, r, http.StatusUnauthorized, headless.CodeNotAuthenticated)
 }
 
 // LastCookie is the middleware's own rule (the last of two cookies, as

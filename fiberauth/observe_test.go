@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect"
@@ -34,22 +35,22 @@ func Test_Observe_Metrics(t *testing.T) {
 	before := time.Now()
 	wantUser(t, do(t, app, withToken(alice)), "alice") // lookup, 200
 	wantUser(t, do(t, app, withToken(alice)), "alice") // hit
-	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
-	wantError(t, do(t, app, get()), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
-	wantError(t, do(t, app, withCookie("sessionid", "x")), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated) // not in KeyLookup: no credential
+	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
+	wantError(t, do(t, app, get()), http.StatusUnauthorized, headless.CodeNotAuthenticated)
+	wantError(t, do(t, app, withCookie("sessionid", "x")), http.StatusUnauthorized, headless.CodeNotAuthenticated) // not in KeyLookup: no credential
 	do(t, app, getPath("/public"))
 	srv.SetFault(allauthtest.Fault{Status: http.StatusTooManyRequests})
-	wantError(t, do(t, app, withToken(srv.IssueToken("bob"))), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, do(t, app, withToken(srv.IssueToken("bob"))), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	srv.SetFault(allauthtest.Fault{})
 
 	s := m.Metrics()
-	want := map[fiberauth.Outcome]uint64{
-		fiberauth.OutcomeAuthenticated:   2,
-		fiberauth.OutcomeGone:            1,
-		fiberauth.OutcomeUnauthenticated: 2,
-		fiberauth.OutcomeSkipped:         1,
-		fiberauth.OutcomeUpstreamError:   1,
-		fiberauth.OutcomeAnonymous:       0,
+	want := map[headless.Outcome]uint64{
+		headless.OutcomeAuthenticated:   2,
+		headless.OutcomeGone:            1,
+		headless.OutcomeUnauthenticated: 2,
+		headless.OutcomeSkipped:         1,
+		headless.OutcomeUpstreamError:   1,
+		headless.OutcomeAnonymous:       0,
 	}
 	for o, n := range want {
 		if s.Requests[o] != n {
@@ -58,19 +59,19 @@ func Test_Observe_Metrics(t *testing.T) {
 	}
 	// 200 and 410 are allauth's own answers; the 429 is a 4xx too, but a
 	// failure.
-	if c := s.Upstream[fiberauth.Class2xx].Count; c != 1 {
+	if c := s.Upstream[headless.Class2xx].Count; c != 1 {
 		t.Errorf("2xx lookups = %d, want 1", c)
 	}
-	if c := s.Upstream[fiberauth.Class4xx].Count; c != 2 {
+	if c := s.Upstream[headless.Class4xx].Count; c != 2 {
 		t.Errorf("4xx lookups = %d, want 2 (410, 429)", c)
 	}
-	if c := s.Upstream[fiberauth.Class5xx].Count + s.Upstream[fiberauth.ClassError].Count + s.Upstream[fiberauth.Class3xx].Count; c != 0 {
+	if c := s.Upstream[headless.Class5xx].Count + s.Upstream[headless.ClassError].Count + s.Upstream[headless.Class3xx].Count; c != 0 {
 		t.Errorf("other lookups = %d, want 0", c)
 	}
 	if s.UpstreamErrors != 1 {
 		t.Errorf("UpstreamErrors = %d, want 1", s.UpstreamErrors)
 	}
-	h := s.Upstream[fiberauth.Class2xx]
+	h := s.Upstream[headless.Class2xx]
 	if h.Sum <= 0 || h.Sum > 2*time.Second || h.Buckets[len(h.Buckets)-1] != h.Count {
 		t.Errorf("2xx histogram = %+v", h)
 	}
@@ -81,12 +82,12 @@ func Test_Observe_Metrics(t *testing.T) {
 
 func Test_Observe_Names(t *testing.T) {
 	t.Parallel()
-	outcomes := map[fiberauth.Outcome]string{
-		fiberauth.OutcomeAuthenticated: "authenticated", fiberauth.OutcomeAnonymous: "anonymous",
-		fiberauth.OutcomeUnauthenticated: "unauthenticated", fiberauth.OutcomeGone: "gone",
-		fiberauth.OutcomeUpstreamError: "upstream_error", fiberauth.OutcomeSkipped: "skipped",
+	outcomes := map[headless.Outcome]string{
+		headless.OutcomeAuthenticated: "authenticated", headless.OutcomeAnonymous: "anonymous",
+		headless.OutcomeUnauthenticated: "unauthenticated", headless.OutcomeGone: "gone",
+		headless.OutcomeUpstreamError: "upstream_error", headless.OutcomeSkipped: "skipped",
 	}
-	var s fiberauth.Metrics
+	var s headless.Metrics
 	if len(s.Requests) != len(outcomes) {
 		t.Errorf("Metrics.Requests has %d outcomes, want %d", len(s.Requests), len(outcomes))
 	}
@@ -96,18 +97,18 @@ func Test_Observe_Names(t *testing.T) {
 		}
 	}
 	for status, class := range map[int]string{0: "error", 200: "2xx", 302: "3xx", 401: "4xx", 410: "4xx", 429: "4xx", 502: "5xx", 999: "error"} {
-		if got := fiberauth.ClassOf(status).String(); got != class {
+		if got := headless.ClassOf(status).String(); got != class {
 			t.Errorf("ClassOf(%d) = %q, want %q", status, got, class)
 		}
 	}
-	b := fiberauth.UpstreamBuckets()
+	b := headless.UpstreamBuckets()
 	for i := 1; i < len(b); i++ {
 		if b[i] <= b[i-1] {
 			t.Errorf("buckets not increasing: %v", b)
 		}
 	}
 	b[0] = time.Hour // a copy: the middleware's buckets stay put
-	if fiberauth.UpstreamBuckets()[0] == time.Hour {
+	if headless.UpstreamBuckets()[0] == time.Hour {
 		t.Error("UpstreamBuckets returns the middleware's own array")
 	}
 }
@@ -160,9 +161,9 @@ func Test_Observe_Logs(t *testing.T) {
 	for range 3 {
 		wantUser(t, do(t, app, withToken(alice)), "alice")
 		wantUser(t, do(t, app, withToken(bob)), "bob")
-		wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
-		wantError(t, do(t, app, get("Authorization", "Bearer not-a-session")), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
-		wantError(t, do(t, app, get()), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
+		wantError(t, do(t, app, get("Authorization", "Bearer not-a-session")), http.StatusUnauthorized, headless.CodeNotAuthenticated)
+		wantError(t, do(t, app, get()), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	}
 	tokens = append(tokens, alice, bob, "abcdefghijklmnopqrstuvwxyz012345", "not-a-session")
 	if s := logs.String(); s != "" {
@@ -174,12 +175,12 @@ func Test_Observe_Logs(t *testing.T) {
 	for range 2 {
 		tok := srv.IssueToken("alice")
 		tokens = append(tokens, tok)
-		wantError(t, do(t, app, withToken(tok)), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+		wantError(t, do(t, app, withToken(tok)), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	}
 	srv.SetFault(allauthtest.Fault{Drop: true})
 	dropped := srv.IssueToken("bob")
 	tokens = append(tokens, dropped)
-	wantError(t, do(t, app, get("Authorization", "Bearer "+dropped)), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, do(t, app, get("Authorization", "Bearer "+dropped)), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 
 	// Ten requests for one token while allauth is slow and failing: one
 	// lookup, one line.
@@ -234,7 +235,7 @@ func Test_Observe_Logs(t *testing.T) {
 		if l.Key != key.Short() {
 			t.Errorf("line %d: key %q, want the hash prefix %q", i, l.Key, key.Short())
 		}
-		if l.Class != wantClasses[i] || l.Status == nil || fiberauth.ClassOf(*l.Status).String() != l.Class {
+		if l.Class != wantClasses[i] || l.Status == nil || headless.ClassOf(*l.Status).String() != l.Class {
 			t.Errorf("line %d: status %v class %q, want class %q", i, l.Status, l.Class, wantClasses[i])
 		}
 		if l.Duration == nil || *l.Duration <= 0 || time.Duration(*l.Duration) > 3*time.Second {
@@ -278,7 +279,7 @@ func Test_Observe_HitAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { h(fctx) }); n != 0 {
 		t.Errorf("a cache hit allocates %v times", n)
 	}
-	if got := m.Metrics().Requests[fiberauth.OutcomeAuthenticated]; got < 1001 {
+	if got := m.Metrics().Requests[headless.OutcomeAuthenticated]; got < 1001 {
 		t.Errorf("authenticated = %d, want every request counted", got)
 	}
 }

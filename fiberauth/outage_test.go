@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -19,8 +20,8 @@ func Test_Outage_CachedUsersServed(t *testing.T) {
 
 	srv.SetFault(allauthtest.Fault{Status: http.StatusServiceUnavailable})
 	wantUser(t, do(t, app, withToken(alice)), "alice")
-	wantError(t, do(t, app, withToken(bob)), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
-	wantError(t, do(t, app, withToken(bob)), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, do(t, app, withToken(bob)), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
+	wantError(t, do(t, app, withToken(bob)), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	wantCalls(t, srv, 3)
 
 	srv.SetFault(allauthtest.Fault{})
@@ -38,7 +39,7 @@ func Test_Outage_ServerClosed(t *testing.T) {
 	srv.Close()
 	wantUser(t, do(t, app, withToken(alice)), "alice")
 	r := do(t, app, withToken(bob))
-	wantError(t, r, http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, r, http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	if r.Header.Get("Retry-After") == "" {
 		t.Error("no Retry-After")
 	}
@@ -80,7 +81,7 @@ func Test_Outage_NoStaleIfError(t *testing.T) {
 	wantUser(t, do(t, app, withToken(tok)), "alice")
 	srv.SetFault(allauthtest.Fault{Status: 503})
 	sleepPast(ttl)
-	wantError(t, do(t, app, withToken(tok)), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, do(t, app, withToken(tok)), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	srv.SetFault(allauthtest.Fault{})
 	wantUser(t, do(t, app, withToken(tok)), "alice")
 }
@@ -97,12 +98,12 @@ func Test_Outage_StaleNeverAfterRejection(t *testing.T) {
 	srv.SetActive("alice", false)
 	srv.Logout(bob)
 	sleepPast(ttl)
-	wantError(t, do(t, app, withToken(alice)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
-	wantError(t, do(t, app, withToken(bob)), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken(alice)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
+	wantError(t, do(t, app, withToken(bob)), http.StatusGone, headless.CodeSessionGone)
 
 	// And a failure after the rejection does not bring the user back.
 	srv.SetFault(allauthtest.Fault{Status: 502})
-	wantError(t, do(t, app, withToken(bob)), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, do(t, app, withToken(bob)), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 }
 
 // A slow allauth is cut at Timeout: the answer is a 503 well before the
@@ -112,7 +113,7 @@ func Test_Outage_Timeout(t *testing.T) {
 	srv, _, app := setup(t, fiberauth.Config{Timeout: 200 * time.Millisecond})
 	srv.SetFault(allauthtest.Fault{Delay: 5 * time.Second})
 	start := time.Now()
-	wantError(t, do(t, app, withToken(srv.IssueToken("alice"))), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, do(t, app, withToken(srv.IssueToken("alice"))), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("took %v with Timeout 200ms", took)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -264,7 +265,7 @@ func Test_Breaker_FastFailAndRecovery(t *testing.T) {
 		Breaker:      introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: clock.Now},
 		Logger:       slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	app := readyApp(t, m, fiberauth.ReadyConfig{})
+	app := readyApp(t, m, headless.ReadyConfig{})
 	alice := srv.IssueToken("alice")
 	wantUser(t, do(t, app, withToken(alice)), "alice")
 	ready(t, app, http.StatusOK, "recent")
@@ -275,7 +276,7 @@ func Test_Breaker_FastFailAndRecovery(t *testing.T) {
 		start := time.Now()
 		r := do(t, app, withToken(srv.IssueToken("bob")))
 		before = append(before, time.Since(start))
-		wantError(t, r, http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+		wantError(t, r, http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	}
 	if p := m.Metrics().Protection; p.Breaker != introspect.BreakerOpen || p.BreakerOpens != 1 {
 		t.Fatalf("after 3 timeouts: %+v", p)
@@ -292,7 +293,7 @@ func Test_Breaker_FastFailAndRecovery(t *testing.T) {
 		start := time.Now()
 		r := do(t, app, withToken(srv.IssueToken("bob")))
 		after = append(after, time.Since(start))
-		wantError(t, r, http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+		wantError(t, r, http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 		if got := r.Header.Get("Retry-After"); got != step.retry {
 			t.Errorf("Retry-After %q, want %q", got, step.retry)
 		}
@@ -354,7 +355,7 @@ func Test_Breaker_Disabled(t *testing.T) {
 	srv, m, app := setup(t, fiberauth.Config{Breaker: introspect.BreakerConfig{Disabled: true}})
 	srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
 	for range 20 {
-		wantError(t, do(t, app, withToken(srv.IssueToken("bob"))), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+		wantError(t, do(t, app, withToken(srv.IssueToken("bob"))), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	}
 	wantCalls(t, srv, 20)
 	if p := m.Metrics().Protection; !p.BreakerDisabled || p.BreakerRejections != 0 {
@@ -370,8 +371,8 @@ func Test_Breaker_RejectionsKeepItClosed(t *testing.T) {
 	bob := srv.IssueToken("bob")
 	rng := rand.New(rand.NewPCG(14, 2))
 	for range 20 {
-		wantError(t, do(t, app, withToken(randomToken(rng))), http.StatusGone, fiberauth.CodeSessionGone)
-		wantError(t, do(t, app, withToken(bob)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+		wantError(t, do(t, app, withToken(randomToken(rng))), http.StatusGone, headless.CodeSessionGone)
+		wantError(t, do(t, app, withToken(bob)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	}
 	wantCalls(t, srv, 40)
 	if p := m.Metrics().Protection; p.Breaker != introspect.BreakerClosed || p.BreakerOpens != 0 {

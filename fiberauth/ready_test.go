@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -23,12 +24,12 @@ type readyBody struct {
 	Reason  string   `json:"reason"`
 }
 
-// readyApp mounts m.Ready(cfg) at /readyz, ahead of the middleware, which
+// readyApp mounts m.ReadyHandler(cfg) at /readyz, ahead of the middleware, which
 // guards every other path.
-func readyApp(t *testing.T, m *fiberauth.Middleware, cfg fiberauth.ReadyConfig) *fiber.App {
+func readyApp(t *testing.T, m *fiberauth.Middleware, cfg headless.ReadyConfig) *fiber.App {
 	t.Helper()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	app.Get("/readyz", m.Ready(cfg))
+	app.Get("/readyz", m.ReadyHandler(cfg))
 	app.Use(m.Handler)
 	app.Get("/*", whoHandler)
 	t.Cleanup(func() { _ = app.Shutdown() })
@@ -61,13 +62,13 @@ func Test_Ready_RecentLookup(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{})
-	app := readyApp(t, m, fiberauth.ReadyConfig{})
+	app := readyApp(t, m, headless.ReadyConfig{})
 	wantUser(t, do(t, app, withToken(srv.IssueToken("alice"))), "alice")
 	for range 5 {
 		ready(t, app, http.StatusOK, "recent")
 	}
 	// allauth's 410 is one of its own answers too.
-	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
 	ready(t, app, http.StatusOK, "recent")
 	wantCalls(t, srv, 2)
 }
@@ -78,7 +79,7 @@ func Test_Ready_ProbeWhenNothingKnown(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{})
-	app := readyApp(t, m, fiberauth.ReadyConfig{Window: 300 * time.Millisecond, ProbeInterval: time.Hour})
+	app := readyApp(t, m, headless.ReadyConfig{Window: 300 * time.Millisecond, ProbeInterval: time.Hour})
 	ready(t, app, http.StatusOK, "probe")
 	wantCalls(t, srv, 1)
 	for range 5 {
@@ -106,7 +107,7 @@ func Test_Ready_DownRateLimited(t *testing.T) {
 	srv := newAllauth(t)
 	srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
 	m := newMiddleware(t, srv, fiberauth.Config{})
-	app := readyApp(t, m, fiberauth.ReadyConfig{ProbeInterval: 200 * time.Millisecond})
+	app := readyApp(t, m, headless.ReadyConfig{ProbeInterval: 200 * time.Millisecond})
 	for range 20 {
 		b := ready(t, app, http.StatusServiceUnavailable, "probe")
 		if !strings.Contains(b.Reason, "502") || strings.Contains(b.Reason, "127.0.0.1") {
@@ -142,10 +143,10 @@ func Test_Ready_LatestLookupFailed(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
 	m := newMiddleware(t, srv, fiberauth.Config{})
-	app := readyApp(t, m, fiberauth.ReadyConfig{ProbeInterval: time.Hour})
+	app := readyApp(t, m, headless.ReadyConfig{ProbeInterval: time.Hour})
 	wantUser(t, do(t, app, withToken(srv.IssueToken("alice"))), "alice")
 	srv.SetFault(allauthtest.Fault{Status: http.StatusServiceUnavailable})
-	wantError(t, do(t, app, withToken(srv.IssueToken("bob"))), http.StatusServiceUnavailable, fiberauth.CodeUpstreamUnavailable)
+	wantError(t, do(t, app, withToken(srv.IssueToken("bob"))), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	ready(t, app, http.StatusServiceUnavailable, "probe")
 	ready(t, app, http.StatusServiceUnavailable, "probe") // the probe's result stands
 	wantCalls(t, srv, 3)
@@ -164,7 +165,7 @@ func Test_Ready_OneProbeInFlight(t *testing.T) {
 	srv := newAllauth(t)
 	srv.SetFault(allauthtest.Fault{Delay: 150 * time.Millisecond})
 	m := newMiddleware(t, srv, fiberauth.Config{})
-	app := readyApp(t, m, fiberauth.ReadyConfig{})
+	app := readyApp(t, m, headless.ReadyConfig{})
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Add(1)
@@ -186,7 +187,7 @@ func Test_Ready_Timeout(t *testing.T) {
 	srv := newAllauth(t)
 	srv.SetFault(allauthtest.Fault{Delay: 5 * time.Second})
 	m := newMiddleware(t, srv, fiberauth.Config{})
-	app := readyApp(t, m, fiberauth.ReadyConfig{Timeout: 100 * time.Millisecond})
+	app := readyApp(t, m, headless.ReadyConfig{Timeout: 100 * time.Millisecond})
 	start := time.Now()
 	b := ready(t, app, http.StatusServiceUnavailable, "probe")
 	if took := time.Since(start); took > 2*time.Second {
@@ -206,7 +207,7 @@ func Test_Ready_CookieEndpoint(t *testing.T) {
 	t.Cleanup(srv.Close)
 	front := newRecordingProxy(t, srv, paths)
 	m := newMiddleware(t, srv, fiberauth.Config{BaseURL: front, KeyLookup: "cookie:sessionid"})
-	app := readyApp(t, m, fiberauth.ReadyConfig{})
+	app := readyApp(t, m, headless.ReadyConfig{})
 	ready(t, app, http.StatusOK, "probe")
 	if p := <-paths; p != srv.Mount()+"/browser/v1/auth/session" {
 		t.Errorf("probed %s, want the browser endpoint", p)

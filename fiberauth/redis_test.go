@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/storage/redis/v3"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/internal/redistest"
@@ -76,11 +77,10 @@ func Test_Redis_SharedAcrossInstances(t *testing.T) {
 	prefix := redisPrefix(t)
 	st := newRedis(t, prefix)
 	srv := newAllauth(t)
-	shared := cache.New(cache.Config{Storage: st, Prefix: prefix, TTL: time.Minute, StoreTimeout: time.Second})
-	defer func() { _ = shared.Close() }()
-	a := newApp(t, newMiddleware(t, srv, fiberauth.Config{Cache: shared}).Handler)
-	mb := newMiddleware(t, srv, fiberauth.Config{Cache: shared})
-	b := newApp(t, mb.Handler)
+	cfg := fiberauth.Config{Storage: st, Prefix: prefix, CacheTTL: time.Minute}
+	ma, mb := newMiddleware(t, srv, cfg), newMiddleware(t, srv, cfg)
+	a, b := newApp(t, ma.Handler), newApp(t, mb.Handler)
+	waitSubscribed(t, ma, mb)
 
 	tok := srv.IssueToken("alice")
 	wantUser(t, do(t, a, withToken(tok)), "alice")
@@ -89,8 +89,8 @@ func Test_Redis_SharedAcrossInstances(t *testing.T) {
 	wantCalls(t, srv, 1)
 
 	// A 410 seen by A is a hit on B too.
-	wantError(t, do(t, a, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
-	wantError(t, do(t, b, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, a, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
+	wantError(t, do(t, b, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 2)
 
 	keys := redisKeys(t, st, prefix)
@@ -110,13 +110,15 @@ func Test_Redis_SharedAcrossInstances(t *testing.T) {
 		}
 	}
 
-	// Logout at allauth, Evict through B: A refuses the token at once.
+	// Logout at allauth, Evict through B: A refuses the token as soon as
+	// the eviction reaches it by pub/sub.
 	srv.Logout(tok)
 	if err := mb.Evict(t.Context(), tok); err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, do(t, a, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
-	wantError(t, do(t, b, withToken(tok)), http.StatusGone, fiberauth.CodeSessionGone)
+	waitHeard(t, ma, 1)
+	wantError(t, do(t, a, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
+	wantError(t, do(t, b, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
 	wantCalls(t, srv, 3)
 }
 
@@ -126,11 +128,10 @@ func Test_Redis_EvictReachesOtherInstance(t *testing.T) {
 	prefix := redisPrefix(t)
 	st := newRedis(t, prefix)
 	srv := newAllauth(t)
-	shared := cache.New(cache.Config{Storage: st, Prefix: prefix, StoreTimeout: time.Second})
-	defer func() { _ = shared.Close() }()
-	ma := newMiddleware(t, srv, fiberauth.Config{Cache: shared})
+	cfg := fiberauth.Config{Storage: st, Prefix: prefix, Recheck: recheckAlways}
+	ma := newMiddleware(t, srv, cfg)
 	a := newApp(t, ma.Handler)
-	b := newApp(t, newMiddleware(t, srv, fiberauth.Config{Cache: shared}).Handler)
+	b := newApp(t, newMiddleware(t, srv, cfg).Handler)
 
 	tok := srv.IssueToken("bob")
 	wantUser(t, do(t, a, withToken(tok)), "bob")
@@ -225,5 +226,5 @@ func Test_Redis_StoreFailureFallsBackToAllauth(t *testing.T) {
 	if s := m.Stats(); s.StoreErrors == 0 {
 		t.Errorf("no store errors counted: %+v", s)
 	}
-	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, fiberauth.CodeSessionGone)
+	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/authprom"
 	"github.com/allauthgo/headless/fiberauth"
-	fiberprom "github.com/allauthgo/headless/fiberauth/prometheus"
 	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -44,7 +44,7 @@ func (c *capture) config(cfg fiberauth.Config) fiberauth.Config {
 	cfg.Logger = slog.New(slog.NewJSONHandler(&c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.ErrorHandler = func(ctx *fiber.Ctx, err error) error {
 		texts := []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)}
-		var e *fiberauth.Error
+		var e *headless.Error
 		if errors.As(err, &e) {
 			texts = append(texts, fmt.Sprintf("%+v", *e))
 		}
@@ -93,7 +93,7 @@ func Test_Secrets_NeverLeak(t *testing.T) {
 	t.Parallel()
 	t.Run("memory", func(t *testing.T) {
 		t.Parallel()
-		secretScenarios(t, cache.Config{}, func() {})
+		secretScenarios(t, nil, "", func() {})
 	})
 	t.Run("Redis", func(t *testing.T) {
 		t.Parallel()
@@ -110,7 +110,7 @@ func Test_Secrets_NeverLeak(t *testing.T) {
 				written[k] = v
 			}
 		}
-		secrets := secretScenarios(t, cache.Config{Storage: st, Prefix: prefix, StoreTimeout: time.Second}, snapshot)
+		secrets := secretScenarios(t, st, prefix, snapshot)
 		snapshot()
 		if len(written) == 0 {
 			t.Fatal("nothing was written to Redis")
@@ -127,10 +127,10 @@ func Test_Secrets_NeverLeak(t *testing.T) {
 	})
 }
 
-// secretScenarios runs the mix against a middleware on a cache made from
-// cc (in process without Storage), calling beforeEvict before the evictions, checks everything it
+// secretScenarios runs the mix against a middleware on storage (nil: in
+// process), calling beforeEvict before the evictions, checks everything it
 // captured and returns the credentials it used, for the caller's own checks.
-func secretScenarios(t *testing.T, cc cache.Config, beforeEvict func()) []string {
+func secretScenarios(t *testing.T, storage fiber.Storage, prefix string, beforeEvict func()) []string {
 	t.Helper()
 	srv := newAllauth(t, allauthtest.WithJWT(allauthtest.JWTConfig{Algorithm: "HS256"}))
 	srv.AddUser(allauthtest.User{ID: 3, Username: "carol", Password: "pw"})
@@ -139,13 +139,14 @@ func secretScenarios(t *testing.T, cc cache.Config, beforeEvict func()) []string
 	var capt capture
 	const ttl = 150 * time.Millisecond
 	// MaxEntries 4: in process, the tables fill and entries are declined.
-	cc.TTL, cc.StaleIfError, cc.MaxEntries = ttl, time.Minute, 4
-	shared := cache.New(cc)
-	t.Cleanup(func() { _ = shared.Close() })
 	m := newMiddleware(t, srv, capt.config(fiberauth.Config{
-		KeyLookup: "header:X-Session-Token,header:Authorization,cookie:sessionid",
-		Timeout:   300 * time.Millisecond,
-		Cache:     shared,
+		KeyLookup:    "header:X-Session-Token,header:Authorization,cookie:sessionid",
+		Timeout:      300 * time.Millisecond,
+		CacheTTL:     ttl,
+		StaleIfError: time.Minute,
+		MaxEntries:   4,
+		Storage:      storage,
+		Prefix:       prefix,
 		// Six faults in a row would open the breaker, and the lookups after
 		// them must reach allauth; its refusals are in protect_test.go.
 		Breaker: introspect.BreakerConfig{Disabled: true},
@@ -230,7 +231,7 @@ func secretScenarios(t *testing.T, cc cache.Config, beforeEvict func()) []string
 
 	// Stats, Metrics and every Prometheus series (names, labels, values).
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(fiberprom.New(m))
+	reg.MustRegister(authprom.New(m.Authenticator))
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)

@@ -8,6 +8,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -24,6 +25,19 @@ func waitSubscribed(tb testing.TB, ms ...*fiberauth.Middleware) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+	}
+}
+
+// waitHeard waits until m has applied n eviction messages from other
+// instances, so that a test goes on only once an eviction has reached it.
+func waitHeard(tb testing.TB, m *fiberauth.Middleware, n int64) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Stats().EvictionsHeard < n {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d eviction messages heard, want %d", m.Stats().EvictionsHeard, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -153,6 +167,6 @@ func TestJWT_VerifiedTokenCached(t *testing.T) {
 	// CacheTTL is a minute; exp comes first and ends the cached answer.
 	exp := time.Unix(int64(claimsOf(t, access)["exp"].(float64)), 0) //nolint:errcheck // test tokens carry a numeric exp
 	time.Sleep(time.Until(exp) + 50*time.Millisecond)
-	wantError(t, do(t, app, bearer(access)), http.StatusUnauthorized, fiberauth.CodeNotAuthenticated)
+	wantError(t, do(t, app, bearer(access)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 0)
 }

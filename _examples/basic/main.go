@@ -30,7 +30,6 @@ import (
 
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
-	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -135,28 +134,24 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		allauthURL = standin.URL
 	}
 
-	// One client and one cache, shared by both middlewares: a token checked
-	// on one route is not checked again on the other.
-	client, err := introspect.New(introspect.Config{BaseURL: allauthURL})
+	// One middleware, one cache, for both routes: a token checked on one
+	// route is not checked again on the other.
+	auth, err := newAuth(allauthURL, cfg.cacheTTL, log) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
 	if err != nil {
 		return &envError{"ALLAUTH_URL", allauthURL, err.Error()}
 	}
-	defer client.CloseIdleConnections()
-	answers := cache.New(cache.Config{TTL: cfg.cacheTTL})
-	defer func() { _ = answers.Close() }()
+	defer func() { _ = auth.Close() }()
 
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 
 	// Protected: no valid session, no answer (401 or 410).
-	requireLogin := fiberauth.New(fiberauth.Config{Client: client, Cache: answers, Logger: log})
-	app.Get("/api/me", requireLogin, func(c *fiber.Ctx) error {
+	app.Get("/api/me", auth.Handler, func(c *fiber.Ctx) error {
 		return c.JSON(fiberauth.UserFrom(c))
 	})
 
 	// Optional: anonymous without a credential; a bad one still fails.
-	optionalLogin := fiberauth.New(fiberauth.Config{Client: client, Cache: answers, Optional: true, Logger: log})
-	app.Get("/api/public", optionalLogin, func(c *fiber.Ctx) error {
+	app.Get("/api/public", auth.Optional, func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"user": fiberauth.UserFrom(c)}) // null when anonymous
 	})
 
@@ -212,4 +207,15 @@ func startStandin(ctx context.Context, addr string) (*allauthtest.Server, error)
 	srv.Start()
 	srv.AddUser(allauthtest.User{Username: demoUser, Email: "demo@example.com", Password: demoPassword})
 	return srv, nil
+}
+
+// newAuth is fiberauth.NewMiddleware, with a bad ALLAUTH_URL reported as an
+// error rather than New's panic (meant for a config written in code).
+func newAuth(allauthURL string, ttl time.Duration, log *slog.Logger) (m *fiberauth.Middleware, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	return fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, CacheTTL: ttl, Logger: log}), nil
 }

@@ -225,7 +225,6 @@ type instance struct {
 	app       *fiber.App
 	ln        net.Listener
 	mw        *fiberauth.Middleware
-	cache     *cache.Cache
 	served    chan error
 }
 
@@ -235,17 +234,16 @@ func startInstance(ctx context.Context, name, addr, allauthURL string, storage f
 	if err != nil {
 		return nil, fmt.Errorf("instance %s on ADDR_%s: %w", name, name, err)
 	}
-	// Its own Cache over the shared storage: what one instance stores or
-	// evicts, the other sees. StoreTimeout is generous for a demo on a busy
-	// machine; the default 50 ms suits a Redis next to the API.
-	c := cache.New(cache.Config{Storage: storage, Prefix: prefix, StoreTimeout: time.Second})
-	mw := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, Cache: c, Logger: log.With("instance", name)})
+	// Its own in-process cache in front of the shared storage: what one
+	// instance stores, the other reads; what one evicts, the other drops at
+	// once (Redis pub/sub).
+	mw := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, Storage: storage, Prefix: prefix, Logger: log.With("instance", name)}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
 
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/api/me", mw.Handler, func(c *fiber.Ctx) error {
 		return c.JSON(fiberauth.UserFrom(c))
 	})
-	inst := &instance{name: name, url: "http://" + ln.Addr().String(), app: app, ln: ln, mw: mw, cache: c, served: make(chan error, 1)}
+	inst := &instance{name: name, url: "http://" + ln.Addr().String(), app: app, ln: ln, mw: mw, served: make(chan error, 1)}
 	go func() { inst.served <- app.Listener(ln) }()
 	return inst, nil
 }
@@ -255,7 +253,7 @@ func startInstance(ctx context.Context, name, addr, allauthURL string, storage f
 func (i *instance) stop(log *slog.Logger) {
 	err := i.app.ShutdownWithTimeout(5 * time.Second)
 	_ = i.ln.Close() // Serve may not have started yet; it then returns at once
-	err = errors.Join(err, <-i.served, i.mw.Close(), i.cache.Close())
+	err = errors.Join(err, <-i.served, i.mw.Close())
 	if err != nil {
 		log.Warn("stop", "instance", i.name, "error", err)
 	}

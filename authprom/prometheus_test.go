@@ -1,4 +1,4 @@
-package fiberprom_test
+package authprom_test
 
 import (
 	"log/slog"
@@ -14,8 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/authprom"
 	"github.com/allauthgo/headless/fiberauth"
-	fiberprom "github.com/allauthgo/headless/fiberauth/prometheus"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -28,7 +29,7 @@ type fixture struct {
 	reg *prometheus.Registry
 }
 
-func newFixture(t *testing.T, cfg fiberauth.Config, pcfg ...fiberprom.Config) *fixture {
+func newFixture(t *testing.T, cfg fiberauth.Config, pcfg ...authprom.Config) *fixture {
 	t.Helper()
 	srv := allauthtest.NewServer()
 	t.Cleanup(srv.Close)
@@ -45,7 +46,7 @@ func newFixture(t *testing.T, cfg fiberauth.Config, pcfg ...fiberprom.Config) *f
 	app.Get("/*", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	t.Cleanup(func() { _ = app.Shutdown() })
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(fiberprom.New(m, pcfg...))
+	reg.MustRegister(authprom.New(m.Authenticator, pcfg...))
 	return &fixture{srv: srv, m: m, app: app, reg: reg}
 }
 
@@ -174,8 +175,8 @@ func TestCollectorScrape(t *testing.T) {
 		if want > 0 && (h.GetSampleSum() <= 0 || h.GetSampleSum() > 10) {
 			t.Errorf("upstream histogram{class=%q} sum = %v s", class, h.GetSampleSum())
 		}
-		if len(h.GetBucket()) != len(fiberauth.UpstreamBuckets()) {
-			t.Errorf("%d buckets, want %d", len(h.GetBucket()), len(fiberauth.UpstreamBuckets()))
+		if len(h.GetBucket()) != len(headless.UpstreamBuckets()) {
+			t.Errorf("%d buckets, want %d", len(h.GetBucket()), len(headless.UpstreamBuckets()))
 		}
 		// Buckets are cumulative and never exceed the count.
 		var prev uint64
@@ -243,7 +244,7 @@ func TestCollectorLintAndLabels(t *testing.T) {
 func TestCollectorConfig(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, fiberauth.Config{Optional: true, Storage: newMemStorage()},
-		fiberprom.Config{Namespace: "auth", ConstLabels: prometheus.Labels{"middleware": "api"}})
+		authprom.Config{Namespace: "auth", ConstLabels: prometheus.Labels{"middleware": "api"}})
 	if got := f.do(t, "/"); got != http.StatusOK {
 		t.Fatalf("anonymous: %d", got)
 	}

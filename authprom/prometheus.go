@@ -1,13 +1,13 @@
-// Package fiberprom exports the metrics of a [fiberauth.Middleware] to
-// Prometheus. It lives apart from fiberauth so that only programs that
-// import it depend on the Prometheus client.
+// Package authprom exports the metrics of a [headless.Authenticator] (the
+// one inside any front door's middleware) to Prometheus. It lives apart so
+// that only programs that import it depend on the Prometheus client.
 //
 //	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: "http://127.0.0.1:8000"})
-//	prometheus.MustRegister(fiberprom.New(m))
+//	prometheus.MustRegister(authprom.New(m.Authenticator))
 //
-// The Collector reads the middleware's counters ([fiberauth.Middleware.Metrics]
-// and [fiberauth.Middleware.Stats]) at scrape time, so it adds nothing to a
-// request. Its metrics (with the default namespace "allauthgo"):
+// The Collector reads the Authenticator's counters
+// ([headless.Authenticator.Metrics] and [headless.Authenticator.Stats]) at
+// scrape time, so it adds nothing to a request. Its metrics (with the default namespace "allauthgo"):
 //
 //	allauthgo_requests_total{outcome}                   requests by outcome: authenticated, anonymous,
 //	                                                    unauthenticated, gone, upstream_error, skipped
@@ -19,7 +19,9 @@
 //	allauthgo_cache_evictions_total                     Evict calls (per credential kind)
 //	allauthgo_cache_store_errors_total                  failures of the cache store (e.g. Redis)
 //	allauthgo_cache_rejected_total                      entries the full in-process cache declined
-//	allauthgo_cache_entries                             entries held now (in process only)
+//	allauthgo_cache_shared_reads_total                  reads of the shared cache (Storage)
+//	allauthgo_cache_entries                             entries held in process now
+//	allauthgo_cache_eviction_subscribed                 1 while evictions arrive by Redis pub/sub
 //	allauthgo_upstream_request_duration_seconds{class}  lookups at allauth by status class:
 //	                                                    2xx, 3xx, 4xx, 5xx, error (no answer)
 //	allauthgo_upstream_errors_total                     lookups that failed (no answer, or not
@@ -32,16 +34,15 @@
 //	allauthgo_upstream_breaker_state                    the circuit breaker: 0 closed, 1 half-open, 2 open
 //	allauthgo_upstream_breaker_opens_total              times the circuit breaker opened
 //
-// No label holds a token, a user or a path. With a Cache shared by two
-// middlewares (fiberauth.Config.Cache), both Collectors report its cache_*
-// metrics: tell them apart with ConstLabels, or register one of them.
-package fiberprom
+// No label holds a token, a user or a path. Two Authenticators in one
+// process are told apart with ConstLabels.
+package authprom
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/cache"
-	"github.com/allauthgo/headless/fiberauth"
 )
 
 // Config tunes a Collector. The zero value uses the defaults.
@@ -63,7 +64,7 @@ const DefaultNamespace = "allauthgo"
 
 // Collector is a prometheus.Collector over one middleware's counters.
 type Collector struct {
-	m *fiberauth.Middleware
+	a *headless.Authenticator
 
 	requests, upstream, upstreamErrors, lastAnswer, entries, subscribed *prometheus.Desc
 	inFlight, waiting, rejected, breakerState, breakerOpens             *prometheus.Desc
@@ -76,7 +77,7 @@ type cacheCounter struct {
 }
 
 // New returns a Collector for m; register it with a prometheus.Registerer.
-func New(m *fiberauth.Middleware, config ...Config) *Collector {
+func New(a *headless.Authenticator, config ...Config) *Collector {
 	var cfg Config
 	if len(config) > 0 {
 		cfg = config[0]
@@ -88,7 +89,7 @@ func New(m *fiberauth.Middleware, config ...Config) *Collector {
 		return prometheus.NewDesc(prometheus.BuildFQName(cfg.Namespace, subsystem, name), help, labels, cfg.ConstLabels)
 	}
 	c := &Collector{
-		m: m,
+		a: a,
 		requests: desc("", "requests_total",
 			"Requests seen by the middleware, by outcome: authenticated, anonymous, unauthenticated (401), gone (410), upstream_error (503), skipped (Config.Next).",
 			"outcome"),
@@ -151,12 +152,12 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector: it reads the middleware's
 // counters.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	m := c.m.Metrics()
+	m := c.a.Metrics()
 	for o := range m.Requests {
 		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue,
-			float64(m.Requests[o]), fiberauth.Outcome(o).String())
+			float64(m.Requests[o]), headless.Outcome(o).String())
 	}
-	bounds := fiberauth.UpstreamBuckets()
+	bounds := headless.UpstreamBuckets()
 	for class := range m.Upstream {
 		h := &m.Upstream[class]
 		buckets := make(map[float64]uint64, len(bounds))
@@ -164,7 +165,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			buckets[b.Seconds()] = h.Buckets[i]
 		}
 		ch <- prometheus.MustNewConstHistogram(c.upstream, h.Count, h.Sum.Seconds(), buckets,
-			fiberauth.StatusClass(class).String())
+			headless.StatusClass(class).String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.upstreamErrors, prometheus.CounterValue, float64(m.UpstreamErrors))
 	if !m.LastAnswer.IsZero() {
@@ -179,7 +180,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.breakerState, prometheus.GaugeValue, float64(p.Breaker))
 	ch <- prometheus.MustNewConstMetric(c.breakerOpens, prometheus.CounterValue, float64(p.BreakerOpens))
 
-	s := c.m.Stats()
+	s := c.a.Stats()
 	for _, cc := range c.counters {
 		ch <- prometheus.MustNewConstMetric(cc.desc, prometheus.CounterValue, float64(cc.value(&s)))
 	}

@@ -1,4 +1,4 @@
-package fiberprom_test
+package authprom_test
 
 import (
 	"net/http"

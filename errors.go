@@ -1,4 +1,4 @@
-package fiberauth
+package headless
 
 import (
 	"errors"
@@ -7,12 +7,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-
 	"github.com/allauthgo/headless/introspect"
 )
 
-// Error is what the middleware hands its ErrorHandler.
+// Error is a refusal: the status the contract answers and why. The front
+// doors hand it to their ErrorHandler, which renders it with Header and
+// Body, so that every door answers alike.
 type Error struct {
 	// Status is the HTTP status to answer: 401, 410 or 503.
 	Status int
@@ -38,7 +38,7 @@ type Error struct {
 	Err error
 }
 
-func (e *Error) Error() string { return "fiberauth: " + e.Message }
+func (e *Error) Error() string { return "headless: " + e.Message }
 
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -56,8 +56,8 @@ var (
 	errNoCredentialBearer = &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "No credential was provided.", Err: introspect.NoCredential(), Bearer: true}
 )
 
-func (m *Middleware) errNoCredential() *Error {
-	if m.wantsBearer {
+func (a *Authenticator) errNoCredential() *Error {
+	if a.wantsBearer {
 		return errNoCredentialBearer
 	}
 	return errNoCredential
@@ -65,7 +65,7 @@ func (m *Middleware) errNoCredential() *Error {
 
 // rejection is the error for allauth's 401 or 410 (cached, live, or decided
 // locally for a malformed credential).
-func (m *Middleware) rejection(kind introspect.Kind, cause error) *Error {
+func (a *Authenticator) rejection(kind introspect.Kind, cause error) *Error {
 	if errors.Is(cause, introspect.ErrSessionGone) {
 		return &Error{
 			Status: http.StatusGone, Code: CodeSessionGone, Message: "The session is gone; log in again.",
@@ -74,15 +74,15 @@ func (m *Middleware) rejection(kind introspect.Kind, cause error) *Error {
 	}
 	return &Error{
 		Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "The credential is not valid.",
-		InvalidToken: true, Kind: kind, Bearer: m.wantsBearer || kind == introspect.Bearer, Err: cause,
+		InvalidToken: true, Kind: kind, Bearer: a.wantsBearer || kind == introspect.Bearer, Err: cause,
 	}
 }
 
 // outcomeError maps a failed lookup to the error answered.
-func (m *Middleware) outcomeError(kind introspect.Kind, err error) *Error {
+func (a *Authenticator) outcomeError(kind introspect.Kind, err error) *Error {
 	var auth *introspect.AuthError
 	if errors.As(err, &auth) {
-		return m.rejection(kind, err)
+		return a.rejection(kind, err)
 	}
 	retry := time.Second
 	var up *introspect.UpstreamError
@@ -96,52 +96,50 @@ func (m *Middleware) outcomeError(kind introspect.Kind, err error) *Error {
 	}
 }
 
-// DefaultErrorHandler answers in allauth's JSON envelope:
-//
-//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
-//
-// with Cache-Control: no-store, Retry-After on 503 (1 to 300 s) and
-// WWW-Authenticate (RFC 6750) on 401 when KeyLookup reads the Authorization
-// header. An error that is not an *Error is answered as a 500 without its
-// text.
-func DefaultErrorHandler(c *fiber.Ctx, err error) error {
-	var e *Error
-	if !errors.As(err, &e) {
-		e = &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "Internal error."}
-	}
-	setHeaders(c, e)
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Status(e.Status).Send(envelope(e))
-}
-
-// AppErrorHandler hands the failure to the app's own fiber ErrorHandler as a
-// *fiber.Error (status and message), after setting Cache-Control: no-store
-// and the Retry-After and WWW-Authenticate headers.
-func AppErrorHandler(c *fiber.Ctx, err error) error {
-	var e *Error
-	if !errors.As(err, &e) {
-		return err
-	}
-	setHeaders(c, e)
-	return fiber.NewError(e.Status, e.Message)
-}
-
-// setHeaders sets what every answer to a failure carries: no caching,
-// Retry-After on 503 (clamped by retrySeconds), and WWW-Authenticate (RFC
-// 6750) on a Bearer 401.
-func setHeaders(c *fiber.Ctx, e *Error) {
-	c.Set(fiber.HeaderCacheControl, "no-store")
+// Header calls set with every header the answer to e carries:
+// Cache-Control: no-store, Retry-After on a 503 (1 to 300 s), and
+// WWW-Authenticate (RFC 6750) on a 401 when Bearer is set. Content-Type is
+// the caller's: Body is JSON.
+func (e *Error) Header(set func(key, value string)) {
+	set("Cache-Control", "no-store")
 	if e.Status == http.StatusServiceUnavailable {
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(e.RetryAfter)))
+		set("Retry-After", strconv.Itoa(retrySeconds(e.RetryAfter)))
 	}
 	if e.Status == http.StatusUnauthorized && e.Bearer {
 		if e.InvalidToken && e.Kind == introspect.Bearer {
-			c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
+			set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		} else {
-			c.Set(fiber.HeaderWWWAuthenticate, `Bearer`)
+			set("WWW-Authenticate", "Bearer")
 		}
 	}
 }
+
+// Body renders allauth's error envelope:
+//
+//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
+func (e *Error) Body() []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"status": `...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, `, "errors": [{"code": `...)
+	b = strconv.AppendQuote(b, e.Code)
+	b = append(b, `, "message": `...)
+	b = strconv.AppendQuote(b, e.Message)
+	b = append(b, `}]}`...)
+	return b
+}
+
+// ErrorFrom returns the *Error in err's chain, or, for any other error a
+// door's error handler is handed, a 500 that does not show err's text.
+func ErrorFrom(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return errInternal
+}
+
+var errInternal = &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "Internal error."}
 
 // maxRetrySeconds bounds the Retry-After clients are told: past a few
 // minutes a client is better off trying again than trusting the number.
@@ -152,18 +150,4 @@ const maxRetrySeconds = 300
 func retrySeconds(d time.Duration) int {
 	s := math.Ceil(d.Seconds())
 	return int(min(max(s, 1), maxRetrySeconds))
-}
-
-// envelope renders allauth's error shape. Code and Message are this
-// package's constants, so they need no JSON escaping beyond strconv.Quote.
-func envelope(e *Error) []byte {
-	b := make([]byte, 0, 128)
-	b = append(b, `{"status": `...)
-	b = strconv.AppendInt(b, int64(e.Status), 10)
-	b = append(b, `, "errors": [{"code": `...)
-	b = strconv.AppendQuote(b, e.Code)
-	b = append(b, `, "message": `...)
-	b = strconv.AppendQuote(b, e.Message)
-	b = append(b, `}]}`...)
-	return b
 }

@@ -1,4 +1,4 @@
-package fiberprom_test
+package authprom_test
 
 import (
 	"github.com/gofiber/fiber/v2"
@@ -6,8 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/allauthgo/headless/authprom"
 	"github.com/allauthgo/headless/fiberauth"
-	fiberprom "github.com/allauthgo/headless/fiberauth/prometheus"
 )
 
 // Register the middleware's Collector and serve /metrics and /readyz ahead
@@ -17,11 +17,11 @@ func ExampleNew() {
 	defer func() { _ = m.Close() }()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(fiberprom.New(m))
+	reg.MustRegister(authprom.New(m.Authenticator))
 
 	app := fiber.New()
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	app.Get("/readyz", m.Ready())
+	app.Get("/readyz", m.ReadyHandler())
 	app.Use(m.Handler)
 	app.Get("/api/me", func(c *fiber.Ctx) error { return c.JSON(fiberauth.UserFrom(c)) })
 	_ = app // app.Listen(":3000")

@@ -1,14 +1,10 @@
-package fiberauth
+package headless
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -141,10 +137,10 @@ type Histogram struct {
 	Buckets [numBuckets]uint64
 }
 
-// Metrics is a snapshot of what the middleware counted since it was made;
-// the cache's own counters are in [Middleware.Stats]. Reading it costs a few
+// Metrics is a snapshot of what the Authenticator counted since it was made;
+// the cache's own counters are in [Authenticator.Stats]. Reading it costs a few
 // atomic loads, so a metrics exporter reads it at scrape time (see package
-// fiberauth/prometheus).
+// authprom).
 type Metrics struct {
 	// Requests counts requests by outcome: Requests[OutcomeGone] is the
 	// number answered 410.
@@ -172,10 +168,10 @@ type Metrics struct {
 	Protection introspect.Protection
 }
 
-// Metrics returns the middleware's counters. It is safe to call at any time,
+// Metrics returns the Authenticator's counters. It is safe to call at any time,
 // from any goroutine.
-func (m *Middleware) Metrics() Metrics {
-	o := &m.obs
+func (a *Authenticator) Metrics() Metrics {
+	o := &a.obs
 	var s Metrics
 	for i := range s.Requests {
 		s.Requests[i] = o.requests[i].n.Load()
@@ -196,7 +192,7 @@ func (m *Middleware) Metrics() Metrics {
 	s.UpstreamErrors = o.upstreamErrors.Load()
 	s.LastAnswer = unixTime(o.lastAnswer.Load())
 	s.LastError = unixTime(o.lastError.Load())
-	s.Protection = m.client.Protection()
+	s.Protection = a.client.Protection()
 	return s
 }
 
@@ -207,8 +203,8 @@ func unixTime(ns int64) time.Time {
 	return time.Unix(0, ns)
 }
 
-// observer holds the middleware's counters. It is the last field of
-// Middleware and starts with a cache line of padding, so that counting a
+// observer holds the Authenticator's counters. It is the last field of
+// Authenticator and starts with a cache line of padding, so that counting a
 // request never writes to a cache line that the read-mostly fields before it
 // (cfg, sources...) sit on; each outcome has its own line too.
 type observer struct {
@@ -240,7 +236,7 @@ func (h *histogram) observe(d time.Duration) {
 }
 
 // count records a request's outcome: one atomic add.
-func (m *Middleware) count(o Outcome) { m.obs.requests[o].n.Add(1) }
+func (a *Authenticator) count(o Outcome) { a.obs.requests[o].n.Add(1) }
 
 // outcomeOf is the outcome of a failure answered with e.
 func outcomeOf(e *Error) Outcome {
@@ -261,45 +257,4 @@ func (o *observer) answered(ok bool, at time.Time) {
 	} else {
 		o.lastError.Store(at.UnixNano())
 	}
-}
-
-// ask is the cache's fetch: it asks allauth about cred (a cache miss, one
-// per coalesced miss) and records the lookup: its duration by status class,
-// when allauth last answered or failed, and, on failure, one log line
-// with the status, its class and the duration, naming the credential by a
-// hash prefix of its cache key, never by the token.
-func (m *Middleware) ask(ctx context.Context, kind introspect.Kind, key cache.Key, cred introspect.Credential) (*introspect.Session, error) {
-	start := time.Now()
-	s, err := m.client.Session(ctx, cred)
-	end := time.Now()
-	took := end.Sub(start)
-
-	var auth *introspect.AuthError
-	var up *introspect.UpstreamError
-	switch {
-	case err != nil && refusedLocally(err):
-		// No request was made: counted in Metrics.Protection.
-	case err == nil:
-		m.obs.upstream[Class2xx].observe(took)
-		m.obs.answered(true, end)
-	case errors.As(err, &auth):
-		if auth.Local {
-			break // decided without a request
-		}
-		m.obs.upstream[ClassOf(auth.Status)].observe(took)
-		m.obs.answered(true, end)
-	case errors.As(err, &up):
-		class := ClassOf(up.Status)
-		m.obs.upstream[class].observe(took)
-		m.obs.upstreamErrors.Add(1)
-		m.obs.answered(false, end)
-		m.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "allauth lookup failed",
-			slog.String("kind", kind.String()),
-			slog.String("key", key.Short()),
-			slog.Int("status", up.Status),
-			slog.String("class", class.String()),
-			slog.Duration("duration", took),
-			slog.String("error", up.Error()))
-	}
-	return s, err
 }

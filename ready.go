@@ -1,4 +1,4 @@
-package fiberauth
+package headless
 
 import (
 	"context"
@@ -8,12 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-
 	"github.com/allauthgo/headless/introspect"
 )
 
-// ReadyConfig tunes [Middleware.Ready]. The zero value uses the defaults.
+// ReadyConfig tunes [Authenticator.Ready]. The zero value uses the defaults.
 type ReadyConfig struct {
 	// Window: when allauth's latest answer to a lookup (or to an earlier
 	// probe) is one of its own (JSON 200, 401 or 410) and this recent, the
@@ -67,7 +65,7 @@ var ReadyConfigDefault = ReadyConfig{
 // every instance turns unready together. Mount it where that is what you
 // want (e.g. a gateway's upstream check), and use the 503s and metrics
 // otherwise.
-func (m *Middleware) Ready(config ...ReadyConfig) fiber.Handler {
+func (a *Authenticator) Ready(config ...ReadyConfig) http.Handler {
 	cfg := ReadyConfigDefault
 	if len(config) > 0 {
 		c := config[0]
@@ -82,15 +80,14 @@ func (m *Middleware) Ready(config ...ReadyConfig) fiber.Handler {
 		}
 	}
 	kind := introspect.SessionToken
-	if len(m.sources) > 0 {
-		kind = m.sources[0].kind // ping the endpoint the middleware uses
+	if len(a.sources) > 0 {
+		kind = a.sources[0].kind // ping the endpoint the Authenticator uses
 	}
-	r := &readiness{m: m, cfg: cfg, kind: kind, slot: make(chan struct{}, 1)}
-	return r.handle
+	return &readiness{a: a, cfg: cfg, kind: kind, slot: make(chan struct{}, 1)}
 }
 
 type readiness struct {
-	m    *Middleware
+	a    *Authenticator
 	cfg  ReadyConfig
 	kind introspect.Kind
 	slot chan struct{} // held by the one probe in flight
@@ -105,22 +102,24 @@ type probeResult struct {
 	err error
 }
 
-func (r *readiness) handle(c *fiber.Ctx) error {
+func (r *readiness) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	now := time.Now()
-	if r.m.client.Protection().Breaker == introspect.BreakerOpen {
+	if r.a.client.Protection().Breaker == introspect.BreakerOpen {
 		// allauth failed often enough to open the breaker: down, without
 		// asking it. Once the cool-down is over, the checks below probe it
 		// again, so an unready instance (which gets no traffic to probe
 		// with) still notices recovery.
-		return answerReady(c, "breaker", sinceUnix(now, r.m.obs.lastError.Load()), errBreakerOpen)
+		answerReady(w, "breaker", sinceUnix(now, r.a.obs.lastError.Load()), errBreakerOpen)
+		return
 	}
-	good := r.m.obs.lastAnswer.Load()
-	bad := r.m.obs.lastError.Load()
+	good := r.a.obs.lastAnswer.Load()
+	bad := r.a.obs.lastError.Load()
 	if good != 0 && good >= bad && now.Sub(time.Unix(0, good)) <= r.cfg.Window {
-		return answerReady(c, "recent", now.Sub(time.Unix(0, good)), nil)
+		answerReady(w, "recent", now.Sub(time.Unix(0, good)), nil)
+		return
 	}
-	p := r.probe(c.UserContext())
-	return answerReady(c, "probe", time.Since(p.at), p.err)
+	p := r.probe(req.Context())
+	answerReady(w, "probe", time.Since(p.at), p.err)
 }
 
 // probe returns a probe result no older than ProbeInterval, probing now if
@@ -140,9 +139,9 @@ func (r *readiness) probe(ctx context.Context) probeResult {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	err := r.m.client.Ping(ctx, r.kind)
+	err := r.a.client.Ping(ctx, r.kind)
 	p := probeResult{at: time.Now(), err: err}
-	r.m.obs.answered(err == nil, p.at)
+	r.a.obs.answered(err == nil, p.at)
 	r.mu.Lock()
 	r.last = p
 	r.mu.Unlock()
@@ -160,7 +159,7 @@ func (r *readiness) cached() (probeResult, bool) {
 }
 
 // answerReady writes the verdict.
-func answerReady(c *fiber.Ctx, checked string, age time.Duration, err error) error {
+func answerReady(w http.ResponseWriter, checked string, age time.Duration, err error) {
 	status, word := http.StatusOK, "up"
 	if err != nil {
 		status, word = http.StatusServiceUnavailable, "down"
@@ -177,9 +176,7 @@ func answerReady(c *fiber.Ctx, checked string, age time.Duration, err error) err
 		b = strconv.AppendQuote(b, readyReason(err))
 	}
 	b = append(b, '}')
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Status(status).Send(b)
+	writeJSON(w, status, b)
 }
 
 // readyReason says briefly why allauth is down, from fixed phrases and the

@@ -1,0 +1,146 @@
+package headless
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/introspect"
+)
+
+// Result is who is calling: an authenticated session, a refusal, or (both
+// nil) an anonymous request that was allowed.
+type Result struct {
+	// Session is the authenticated session, shared with the cache: read it,
+	// do not modify it.
+	Session *introspect.Session
+	// Err is why the request is refused, with the status to answer.
+	Err *Error
+}
+
+// Authenticate decides who sent r. With optional, a request without a
+// credential is anonymous (an empty Result) instead of a 401; a credential
+// that allauth refuses still fails. A cache hit allocates nothing and never
+// calls r.Context.
+func (a *Authenticator) Authenticate(r Request, optional bool) Result {
+	src, value, what := a.extract(r)
+	switch what {
+	case foundNone:
+		if optional {
+			a.count(OutcomeAnonymous)
+			return Result{}
+		}
+		return a.fail(a.errNoCredential())
+	case foundMalformed:
+		return a.fail(a.rejection(src.kind, introspect.Rejection(src.kind)))
+	case foundToken:
+	}
+	key := cache.NewKey(src.scope, value)
+	if src.kind == introspect.Bearer && a.jwt != nil {
+		return a.authenticateJWT(r, src, key, value)
+	}
+	// The in-process tier needs no context: the request's (which some
+	// frameworks pay for) is only asked for on a miss.
+	res, ok := a.cache.Get(context.Background(), key)
+	if !ok {
+		// Only well-formed tokens are ever cached, so a hit proves the
+		// bytes; a miss checks them before anything is asked.
+		if !introspect.WellFormed(src.kind, value, a.maxCredLen) {
+			return a.fail(a.rejection(src.kind, introspect.Rejection(src.kind)))
+		}
+		res = a.load(r.Context(), src, key, value, time.Time{})
+	}
+	if res.Session == nil {
+		return a.fail(a.outcomeError(src.kind, res.Err))
+	}
+	return a.succeed(res.Session)
+}
+
+// Skip counts a request the front door let through without authenticating
+// it (its Next said so), so that Metrics sees every request.
+func (a *Authenticator) Skip() { a.count(OutcomeSkipped) }
+
+// load asks allauth through the cache; notAfter, if not zero, caps how long
+// the answer is kept (a JWT's exp). value aliases the request's buffer: it is
+// copied here, because the fetch may outlive this request (other requests for
+// the same key may still be waiting on it).
+func (a *Authenticator) load(ctx context.Context, src *Source, key cache.Key, value []byte, notAfter time.Time) cache.Result {
+	cred := introspect.Credential{Kind: src.kind, Token: string(value)}
+	return a.cache.Load(ctx, key, notAfter, func(ctx context.Context) (*introspect.Session, error) {
+		return a.ask(ctx, src.kind, key, cred) // records and logs the lookup (lookup.go)
+	})
+}
+
+func (a *Authenticator) succeed(s *introspect.Session) Result {
+	a.count(OutcomeAuthenticated)
+	return Result{Session: s}
+}
+
+func (a *Authenticator) fail(e *Error) Result {
+	a.count(outcomeOf(e))
+	return Result{Err: e}
+}
+
+// buildJWT returns the verifier Config.JWT asks for, or nil.
+func buildJWT(cfg Config, wantsBearer bool) (*introspect.JWTVerifier, error) {
+	if cfg.JWT == nil {
+		if cfg.JWTStateful {
+			return nil, errors.New("headless: Config.JWTStateful needs Config.JWT (the key to verify tokens with)")
+		}
+		return nil, nil
+	}
+	if !wantsBearer {
+		return nil, errors.New("headless: Config.JWT needs a source reading the Authorization header, where JWTs arrive")
+	}
+	v, err := introspect.NewJWTVerifier(*cfg.JWT)
+	if err != nil {
+		return nil, fmt.Errorf("headless: %w", err)
+	}
+	return v, nil
+}
+
+// authenticateJWT checks a Bearer JWT in process and, in stateful mode,
+// asks allauth (through the cache) whether its session still lives. Every
+// Bearer value is answered here, without allauth, unless it is a valid access
+// token: under allauth's JWT strategy nothing else can be valid.
+func (a *Authenticator) authenticateJWT(r Request, src *Source, key cache.Key, value []byte) Result {
+	if !a.cfg.JWTStateful {
+		// A token verified before is answered from the in-process cache:
+		// its signature check costs far more than the rest of the request.
+		if res, ok := a.cache.Get(context.Background(), key); ok && res.Session != nil {
+			return a.succeed(res.Session)
+		}
+	}
+	if !introspect.WellFormed(src.kind, value, a.maxCredLen) {
+		return a.fail(a.rejection(src.kind, introspect.Rejection(src.kind)))
+	}
+	s, err := a.jwt.Verify(string(value))
+	if err != nil {
+		return a.fail(a.rejection(introspect.Bearer, err))
+	}
+	if !a.cfg.JWTStateful {
+		a.cache.Remember(key, s, s.ExpiresAt)
+		return a.succeed(s)
+	}
+	res, ok := a.cache.Get(context.Background(), key)
+	if !ok {
+		// Nothing is cached past exp: a token allauth vouched for must not
+		// outlive its own expiry in the cache.
+		res = a.load(r.Context(), src, key, value, s.ExpiresAt)
+	}
+	if res.Session == nil {
+		return a.fail(a.outcomeError(src.kind, res.Err))
+	}
+	if res.Session.User.ID != s.User.ID {
+		// allauth's session belongs to someone else than sub: never trust
+		// either.
+		return a.fail(a.rejection(introspect.Bearer, introspect.Rejection(introspect.Bearer)))
+	}
+	// The cached session is shared: add this token's claims to a copy.
+	out := *res.Session
+	out.User.Claims = s.User.Claims
+	out.ExpiresAt = s.ExpiresAt
+	return a.succeed(&out)
+}

@@ -1,0 +1,261 @@
+package headless
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/introspect"
+)
+
+// The eviction webhook's headers and signature scheme. A request is signed
+// with a secret shared with Django:
+//
+//	X-Allauthgo-Timestamp: <Unix seconds, decimal>
+//	X-Allauthgo-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+//
+// and carries a JSON body (Content-Type: application/json):
+//
+//	{"nonce": "<random>", "session_keys": ["<Django session key>", ...], "user_ids": ["<allauth user id>", ...]}
+//
+// A session key is an app session token and a browser session cookie value
+// alike: it is dropped as both (and as a Bearer token). A user id drops every
+// entry the user index lists for that user (Config.UserIndex). The nonce
+// only makes two evictions of the same keys within one second differ; any
+// other field is ignored.
+const (
+	HeaderEvictTimestamp = "X-Allauthgo-Timestamp"
+	HeaderEvictSignature = "X-Allauthgo-Signature"
+	evictSignatureScheme = "v1="
+)
+
+// Defaults for [EvictConfig].
+const (
+	DefaultEvictMaxSkew    = 30 * time.Second
+	DefaultEvictMaxBody    = 64 << 10
+	DefaultEvictMaxReplays = 10_000
+	minEvictSecret         = 32
+)
+
+// Codes in the error bodies of the eviction webhook.
+const (
+	CodeEvictMethod       = "method_not_allowed"     // 405: not a POST
+	CodeEvictMediaType    = "unsupported_media_type" // 415: not application/json
+	CodeEvictTooLarge     = "body_too_large"         // 413: over MaxBody
+	CodeEvictUnsigned     = "unsigned"               // 401: a header is missing
+	CodeEvictBadTimestamp = "bad_timestamp"          // 401: not Unix seconds
+	CodeEvictStale        = "stale"                  // 401: timestamp outside ±MaxSkew
+	CodeEvictBadSignature = "bad_signature"          // 401: malformed, or not the HMAC of this body
+	CodeEvictReplayed     = "replayed"               // 401: this signature was already accepted
+	CodeEvictBadRequest   = "bad_request"            // 400: the body is not an eviction
+	CodeEvictNoUserIndex  = "user_index_off"         // 501: user_ids without Config.UserIndex
+	CodeEvictStore        = "store_unavailable"      // 503: the cache could not delete
+)
+
+// EvictConfig configures [EvictHandler].
+type EvictConfig struct {
+	// Secret is shared with Django (ALLAUTHGO_EVICT_SECRET). At least 32
+	// bytes; use random ones, e.g. python -c 'import secrets;
+	// print(secrets.token_urlsafe(32))'. Required.
+	Secret []byte
+
+	// OldSecrets are accepted too, for a rotation: give the new secret to
+	// the Go side with the old one here, then to Django, then drop the old.
+	//
+	// Optional. Default: nil
+	OldSecrets [][]byte
+
+	// MaxSkew is how far a request's timestamp may be from this server's
+	// clock, either way. It is also how long a signature is remembered to
+	// refuse a replay.
+	//
+	// Optional. Default: 30 * time.Second
+	MaxSkew time.Duration
+
+	// MaxBody bounds the body, in bytes; a longer one is refused with 413
+	// before it is authenticated, and no more than MaxBody+1 bytes are read.
+	//
+	// Optional. Default: 64 KiB
+	MaxBody int
+
+	// MaxReplays bounds how many accepted signatures are remembered. When
+	// it is full, the oldest is forgotten first (its request could then be
+	// replayed within MaxSkew, which only evicts the same keys again).
+	//
+	// Optional. Default: 10000
+	MaxReplays int
+
+	// Now is the clock; tests inject one.
+	//
+	// Optional. Default: time.Now
+	Now func() time.Time
+}
+
+// EvictHandler returns the eviction webhook that Django calls when sessions
+// end (django/allauthgo_evict.py is the sending side), as an http.Handler
+// that any router can mount; the front doors wrap it for Fiber:
+//
+//	h, err := headless.EvictHandler(headless.EvictConfig{Secret: secret}, a)
+//	mux.Handle("POST /_allauthgo/evict", h) // it carries no user credential
+//
+// It drops the given session keys and users from the cache of every
+// Authenticator passed (with a shared Storage, from every instance) and
+// answers 200 {"status": 200, "data": {"evicted": <entries that were
+// cached>}}; evicting what nobody cached is a 200 with 0. Refusals use the
+// error envelope: 405 for another method, 415 for a body that is not
+// application/json, 413 for a body over MaxBody, 401 for a request that is
+// unsigned, mis-signed, stale, from the future or replayed (checked in that
+// order, with a constant-time comparison, before the body is parsed), 400 for
+// a body that is no eviction, 501 for user_ids when an Authenticator keeps no
+// user index, and 503 (Retry-After: 1) when the cache could not delete.
+//
+// It returns an error when the Secret is shorter than 32 bytes or no
+// Authenticator is given.
+func EvictHandler(cfg EvictConfig, as ...*Authenticator) (http.Handler, error) {
+	if len(cfg.Secret) < minEvictSecret {
+		return nil, errors.New("headless: EvictConfig.Secret must be at least 32 bytes, shared with Django (ALLAUTHGO_EVICT_SECRET)")
+	}
+	for _, s := range cfg.OldSecrets {
+		if len(s) < minEvictSecret {
+			return nil, errors.New("headless: every EvictConfig.OldSecrets entry must be at least 32 bytes")
+		}
+	}
+	if len(as) == 0 {
+		return nil, errors.New("headless: EvictHandler needs the Authenticator(s) whose caches it evicts from")
+	}
+	if cfg.MaxSkew <= 0 {
+		cfg.MaxSkew = DefaultEvictMaxSkew
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultEvictMaxBody
+	}
+	if cfg.MaxReplays <= 0 {
+		cfg.MaxReplays = DefaultEvictMaxReplays
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	secrets := [][]byte{bytes.Clone(cfg.Secret)}
+	for _, s := range cfg.OldSecrets {
+		secrets = append(secrets, bytes.Clone(s))
+	}
+	return &evictor{cfg: cfg, secrets: secrets, as: append([]*Authenticator(nil), as...), replays: newReplaySet(cfg.MaxReplays)}, nil
+}
+
+type evictor struct {
+	cfg     EvictConfig
+	secrets [][]byte
+	as      []*Authenticator
+	replays *replaySet
+}
+
+// evictRequest is the webhook's body.
+type evictRequest struct {
+	SessionKeys []string `json:"session_keys"`
+	UserIDs     []string `json:"user_ids"`
+}
+
+func (e *evictor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		evictFail(w, http.StatusMethodNotAllowed, CodeEvictMethod, "Use POST.")
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		evictFail(w, http.StatusUnsupportedMediaType, CodeEvictMediaType, "The body must be application/json.")
+		return
+	}
+	// The raw body: the signature covers the bytes sent, so no decoding.
+	if r.ContentLength > int64(e.cfg.MaxBody) {
+		evictFail(w, http.StatusRequestEntityTooLarge, CodeEvictTooLarge, "The body is too large.")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(e.cfg.MaxBody)+1))
+	if err != nil {
+		evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "The body could not be read.")
+		return
+	}
+	if len(body) > e.cfg.MaxBody {
+		evictFail(w, http.StatusRequestEntityTooLarge, CodeEvictTooLarge, "The body is too large.")
+		return
+	}
+	if code, msg := e.authenticate(r.Header, body); code != "" {
+		evictFail(w, http.StatusUnauthorized, code, msg)
+		return
+	}
+
+	var req evictRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "The body is not a JSON eviction.")
+		return
+	}
+	if len(req.SessionKeys) == 0 && len(req.UserIDs) == 0 {
+		evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "Nothing to evict: give session_keys or user_ids.")
+		return
+	}
+	for _, s := range req.SessionKeys {
+		if s == "" || len(s) > introspect.DefaultMaxCredentialBytes {
+			evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "A session key is empty or too long.")
+			return
+		}
+	}
+	for _, s := range req.UserIDs {
+		if s == "" || len(s) > 256 {
+			evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "A user id is empty or too long.")
+			return
+		}
+	}
+
+	ctx := r.Context()
+	var n int
+	var storeErr error
+	noIndex := false
+	for _, a := range e.as {
+		k, err := a.evictTokens(ctx, req.SessionKeys...)
+		n += k
+		storeErr = errors.Join(storeErr, err)
+		for _, id := range req.UserIDs {
+			k, err := a.EvictUser(ctx, id)
+			n += k
+			if errors.Is(err, cache.ErrNoUserIndex) {
+				noIndex = true
+			} else {
+				storeErr = errors.Join(storeErr, err)
+			}
+		}
+	}
+	switch {
+	case storeErr != nil:
+		w.Header().Set("Retry-After", "1")
+		evictFail(w, http.StatusServiceUnavailable, CodeEvictStore, "The cache could not delete every entry; retry.")
+		return
+	case noIndex:
+		evictFail(w, http.StatusNotImplemented, CodeEvictNoUserIndex,
+			"user_ids need Config.UserIndex; session_keys were evicted.")
+		return
+	}
+	b := make([]byte, 0, 48)
+	b = append(b, `{"status": 200, "data": {"evicted": `...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, `}}`...)
+	writeJSON(w, http.StatusOK, b)
+}
+
+func evictFail(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, (&Error{Status: status, Code: code, Message: msg}).Body())
+}
+
+// writeJSON answers status with a JSON body that no cache may keep.
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
