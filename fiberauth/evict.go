@@ -105,7 +105,7 @@ type EvictConfig struct {
 }
 
 // EvictHandler returns the eviction webhook that Django calls when sessions
-// end (see testdata/django_evict.py for the sending side):
+// end (see django/allauthgo_evict.py for the sending side):
 //
 //	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(fiberauth.EvictConfig{Secret: secret}, m))
 //	app.Use(m.Handler) // after the webhook, which carries no user credential
