@@ -17,7 +17,7 @@ import (
 )
 
 // Django POSTs a signed eviction when a session ends (see
-// testdata/django_evict.py); here Go code plays Django's part.
+// django/allauthgo_evict.py); here Go code plays Django's part.
 func ExampleEvictHandler() {
 	allauth := allauthtest.NewServer()
 	defer allauth.Close()

@@ -28,7 +28,7 @@ import (
 const (
 	evictPath   = "/_allauthgo/evict"
 	evictSecret = "allauthgo-test-secret-0123456789abcdef"
-	snippetPath = "testdata/django_evict.py"
+	snippetPath = "../django/allauthgo_evict.py"
 	driverPath  = "testdata/evict_driver.py"
 )
 
@@ -751,20 +751,19 @@ func Test_EvictSnippet_DjangoSignals(t *testing.T) {
 	wantError(t, do(t, b, withToken(tok2)), http.StatusGone, headless.CodeSessionGone)
 }
 
-// The README reproduces the snippet verbatim, once it has a Revocation
-// section.
-func Test_EvictSnippet_InREADME(t *testing.T) {
+// docs/revocation.md links the snippet (one source of truth) instead of
+// pasting it, and the file it links exists.
+func Test_EvictSnippet_Linked(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile("../README.md")
-	if err != nil || !strings.Contains(string(readme), "## Revocation") {
-		t.Skip("README.md has no Revocation section yet")
-	}
-	src, err := os.ReadFile(snippetPath)
+	doc, err := os.ReadFile("../docs/revocation.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(readme), strings.TrimSpace(string(src))) {
-		t.Errorf("README.md's Revocation section must reproduce %s verbatim", snippetPath)
+	if !strings.Contains(string(doc), "](../django/allauthgo_evict.py)") {
+		t.Errorf("docs/revocation.md must link %s as ](../django/allauthgo_evict.py)", snippetPath)
+	}
+	if _, err := os.Stat(snippetPath); err != nil {
+		t.Error(err)
 	}
 }
 

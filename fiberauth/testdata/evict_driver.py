@@ -1,4 +1,4 @@
-"""Runs django_evict.py for evict_test.go, without Django installed.
+"""Runs django/allauthgo_evict.py for evict_test.go, without Django installed.
 
     python3 evict_driver.py vectors   < {"secret": ..., "cases": [...]}  -> [{"body", "signature"}]
     python3 evict_driver.py post      < {"secret", "url", "session_keys"} -> {"status", "answer"} or {"error"}
@@ -23,7 +23,7 @@ import time
 import types
 import urllib.error
 
-SNIPPET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "django_evict.py")
+SNIPPET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "django", "allauthgo_evict.py")
 MARKER = "# ---- Django wiring"
 
 
