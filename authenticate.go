@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/credential"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -34,7 +35,7 @@ func (a *Authenticator) Authenticate(r Request, optional bool) Result {
 		}
 		return a.fail(a.errNoCredential())
 	case foundMalformed:
-		return a.fail(a.rejection(src.kind, introspect.Rejection(src.kind)))
+		return a.fail(a.rejection(src.kind, malformed(src.kind)))
 	case foundToken:
 	}
 	key := cache.NewKey(src.scope, value)
@@ -47,8 +48,8 @@ func (a *Authenticator) Authenticate(r Request, optional bool) Result {
 	if !ok {
 		// Only well-formed tokens are ever cached, so a hit proves the
 		// bytes; a miss checks them before anything is asked.
-		if !introspect.WellFormed(src.kind, value, a.maxCredLen) {
-			return a.fail(a.rejection(src.kind, introspect.Rejection(src.kind)))
+		if !credential.WellFormed(uint8(src.kind), value, credential.MaxBytes) {
+			return a.fail(a.rejection(src.kind, malformed(src.kind)))
 		}
 		res = a.load(r.Context(), src, key, value, time.Time{})
 	}
@@ -113,8 +114,8 @@ func (a *Authenticator) authenticateJWT(r Request, src *Source, key cache.Key, v
 			return a.succeed(res.Session)
 		}
 	}
-	if !introspect.WellFormed(src.kind, value, a.maxCredLen) {
-		return a.fail(a.rejection(src.kind, introspect.Rejection(src.kind)))
+	if !credential.WellFormed(uint8(src.kind), value, credential.MaxBytes) {
+		return a.fail(a.rejection(src.kind, malformed(src.kind)))
 	}
 	s, err := a.jwt.Verify(string(value))
 	if err != nil {
@@ -136,7 +137,7 @@ func (a *Authenticator) authenticateJWT(r Request, src *Source, key cache.Key, v
 	if res.Session.User.ID != s.User.ID {
 		// allauth's session belongs to someone else than sub: never trust
 		// either.
-		return a.fail(a.rejection(introspect.Bearer, introspect.Rejection(introspect.Bearer)))
+		return a.fail(a.rejection(introspect.Bearer, malformed(introspect.Bearer)))
 	}
 	// The cached session is shared: add this token's claims to a copy.
 	out := *res.Session

@@ -52,9 +52,25 @@ const (
 // The common errors are built once, since they are answered at the rate
 // clients send bad tokens.
 var (
-	errNoCredential       = &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "No credential was provided.", Err: introspect.NoCredential()}
-	errNoCredentialBearer = &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "No credential was provided.", Err: introspect.NoCredential(), Bearer: true}
+	errNoCredential       = &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "No credential was provided.", Err: errAllauthNoCredential}
+	errNoCredentialBearer = &Error{Status: http.StatusUnauthorized, Code: CodeNotAuthenticated, Message: "No credential was provided.", Err: errAllauthNoCredential, Bearer: true}
+
+	// What allauth answers, decided here without asking it: 401 for no
+	// credential; for one that cannot be valid, 410 for a session token and
+	// 401 for a Bearer token or a cookie.
+	errAllauthNoCredential   = &introspect.AuthError{Status: http.StatusUnauthorized, Local: true}
+	errAllauthMalformedToken = &introspect.AuthError{Status: http.StatusGone, Local: true}
+	errAllauthMalformedOther = &introspect.AuthError{Status: http.StatusUnauthorized, Local: true}
 )
+
+// malformed is allauth's answer to a credential of kind k that cannot be
+// valid.
+func malformed(k introspect.Kind) error {
+	if k == introspect.SessionToken {
+		return errAllauthMalformedToken
+	}
+	return errAllauthMalformedOther
+}
 
 func (a *Authenticator) errNoCredential() *Error {
 	if a.wantsBearer {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless/cache"
-	"github.com/allauthgo/headless/introspect"
+	"github.com/allauthgo/headless/internal/credential"
 )
 
 // The eviction webhook's headers and signature scheme. A request is signed
@@ -200,7 +200,7 @@ func (e *evictor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, s := range req.SessionKeys {
-		if s == "" || len(s) > introspect.DefaultMaxCredentialBytes {
+		if s == "" || len(s) > credential.MaxBytes {
 			evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "A session key is empty or too long.")
 			return
 		}

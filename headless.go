@@ -19,7 +19,6 @@ type Authenticator struct {
 	client      *introspect.Client
 	cache       *cache.Cache
 	sources     []Source
-	maxCredLen  int
 	wantsBearer bool
 	jwt         *introspect.JWTVerifier // nil: every Bearer token is asked of allauth
 	obs         observer                // counters for Metrics and Ready; keep it last (see observer)
@@ -69,7 +68,6 @@ func New(cfg Config) (*Authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("headless: %w", err)
 	}
-	a.maxCredLen = a.client.MaxCredentialBytes()
 	for i := range a.sources {
 		a.sources[i].scope = cache.NewScope(a.sources[i].kind, a.client.Endpoint(a.sources[i].kind))
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/credential"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -165,7 +166,7 @@ func (a *Authenticator) extract(r Request) (src *Source, value []byte, result fo
 		if len(v) == 0 {
 			continue // blank is absent, as allauth treats it
 		}
-		if len(v) > a.maxCredLen {
+		if len(v) > credential.MaxBytes {
 			return s, nil, foundMalformed
 		}
 		return s, v, foundToken

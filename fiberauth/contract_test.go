@@ -72,7 +72,7 @@ func Test_Contract_Malformed_NoUpstreamCall(t *testing.T) {
 	bearerApp := newApp(t, newMiddleware(t, srv, fiberauth.Config{KeyLookup: "header:Authorization"}).Handler)
 	cookieApp := newApp(t, newMiddleware(t, srv, fiberauth.Config{KeyLookup: "cookie:sessionid"}).Handler)
 
-	long := strings.Repeat("a", introspect.DefaultMaxCredentialBytes+1)
+	long := strings.Repeat("a", 4096+1)
 	tokenCases := map[string]string{
 		"NUL inside":   "abc\x00def",
 		"UTF-8":        "tökén-abcdefghijklmnopqrstuvwxyz",

@@ -14,20 +14,22 @@ import (
 	"time"
 
 	"github.com/go-resty/resty/v2"
+
+	"github.com/allauthgo/headless/internal/credential"
 )
 
-// Version is this library's version, sent in the User-Agent.
-const Version = "0.1.0"
+// version is this library's version, sent in the User-Agent.
+const version = "0.1.0"
 
 // Defaults for [Config].
 const (
-	DefaultMount               = "/_allauth"
-	DefaultCookieName          = "sessionid"
+	defaultMount               = "/_allauth"
+	defaultCookieName          = "sessionid"
 	DefaultTimeout             = 2 * time.Second
-	DefaultMaxBodyBytes        = 1 << 20
-	DefaultMaxCredentialBytes  = 4 << 10
-	DefaultMaxIdleConnsPerHost = 256
-	DefaultUserAgent           = "allauthgo-headless/" + Version + " (+https://github.com/allauthgo/headless)"
+	defaultMaxBodyBytes        = 1 << 20
+	defaultMaxCredentialBytes  = credential.MaxBytes
+	defaultMaxIdleConnsPerHost = 256
+	defaultUserAgent           = "allauthgo-headless/" + version + " (+https://github.com/allauthgo/headless)"
 )
 
 // Config says where allauth is and how to talk to it. Only BaseURL is
@@ -67,7 +69,7 @@ type Config struct {
 	// A lookup beyond it waits for a slot within its own deadline (Timeout
 	// or the caller's), then fails with an [*UpstreamError] wrapping
 	// [ErrTooManyLookups], without a request. Default 64; a negative value
-	// means unlimited. See [DefaultMaxConcurrentLookups].
+	// means unlimited. Default 64.
 	MaxConcurrentLookups int
 	// Breaker tunes the circuit breaker that fails lookups at once while
 	// allauth keeps failing. The zero value is on with the defaults (5
@@ -105,7 +107,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	mount := cfg.Mount
 	if mount == "" {
-		mount = DefaultMount
+		mount = defaultMount
 	}
 	if !strings.HasPrefix(mount, "/") || strings.ContainsAny(mount, "?#") {
 		return nil, fmt.Errorf("introspect: Mount %q must be a path starting with /", mount)
@@ -114,9 +116,9 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		appURL:      base + mount + "/app/v1/auth/session",
 		browserURL:  base + mount + "/browser/v1/auth/session",
-		cookieName:  orDefault(cfg.CookieName, DefaultCookieName),
-		maxCredLen:  orDefaultInt(cfg.MaxCredentialBytes, DefaultMaxCredentialBytes),
-		maxBodySize: orDefaultInt(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
+		cookieName:  orDefault(cfg.CookieName, defaultCookieName),
+		maxCredLen:  orDefaultInt(cfg.MaxCredentialBytes, defaultMaxCredentialBytes),
+		maxBodySize: orDefaultInt(cfg.MaxBodyBytes, defaultMaxBodyBytes),
 	}
 	if !validCookieName(c.cookieName) {
 		return nil, fmt.Errorf("introspect: CookieName %q is not a valid cookie name", c.cookieName)
@@ -127,7 +129,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.timeout = timeout
 	if n := cfg.MaxConcurrentLookups; n >= 0 {
-		c.slots = make(chan struct{}, orDefaultInt(n, DefaultMaxConcurrentLookups))
+		c.slots = make(chan struct{}, orDefaultInt(n, defaultMaxConcurrentLookups))
 	}
 	c.breaker = newBreaker(cfg.Breaker)
 
@@ -148,7 +150,7 @@ func New(cfg Config) (*Client, error) {
 	c.http = resty.NewWithClient(hc).
 		SetTimeout(timeout).
 		SetLogger(discardLogger{}).
-		SetHeader("User-Agent", orDefault(cfg.UserAgent, DefaultUserAgent)).
+		SetHeader("User-Agent", orDefault(cfg.UserAgent, defaultUserAgent)).
 		SetHeader("Accept", "application/json").
 		SetResponseBodyLimit(c.maxBodySize).
 		// One retry, and only when the connection failed before a byte of
@@ -169,9 +171,6 @@ func (c *Client) Endpoint(k Kind) string {
 	return c.appURL
 }
 
-// MaxCredentialBytes is the longest credential this client sends.
-func (c *Client) MaxCredentialBytes() int { return c.maxCredLen }
-
 // Session asks allauth who holds cred.
 //
 // It returns a Session only for a well-formed 200 that says the user is
@@ -183,7 +182,7 @@ func (c *Client) MaxCredentialBytes() int { return c.maxCredLen }
 // by the overload protections: no free slot before the deadline
 // ([ErrTooManyLookups]) or an open circuit breaker ([ErrBreakerOpen]).
 func (c *Client) Session(ctx context.Context, cred Credential) (*Session, error) {
-	if err := CheckCredential(cred, c.maxCredLen); err != nil {
+	if err := checkCredential(cred, c.maxCredLen); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -272,7 +271,7 @@ func isDialError(err error) bool {
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 func newTransport(cfg Config) *http.Transport {
-	perHost := orDefaultInt(cfg.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	perHost := orDefaultInt(cfg.MaxIdleConnsPerHost, defaultMaxIdleConnsPerHost)
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
 		Proxy:                  nil, // allauth sits beside us; never route session checks through an env proxy

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+
+	"github.com/allauthgo/headless/internal/credential"
 )
 
 // Kind says how a credential reaches allauth, and so which endpoint answers
@@ -72,72 +74,23 @@ func (c Credential) Format(f fmt.State, verb rune) {
 // trimSpace removes the spaces and tabs that HTTP allows around a header value.
 func trimSpace(s string) string { return strings.Trim(s, " \t") }
 
-// WellFormed reports whether token (already trimmed, non-empty) could be a
-// valid credential of this kind: at most maxLen bytes, all of them allowed
-// for the kind (see [CheckCredential]). It takes a string or a []byte, so a
-// middleware can check a header value without copying it.
-func WellFormed[T ~string | ~[]byte](kind Kind, token T, maxLen int) bool {
-	if len(token) == 0 || len(token) > maxLen {
-		return false
-	}
-	if int(kind) >= len(allowed) {
-		return false
-	}
-	set := &allowed[kind]
-	for i := 0; i < len(token); i++ {
-		if !set[token[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// allowed[kind][b] caches tokenByte: the check runs on every request.
-var allowed = func() (t [Cookie + 1][256]bool) {
-	for k := SessionToken; k <= Cookie; k++ {
-		for b := 0; b < 256; b++ {
-			t[k][b] = tokenByte(k, byte(b))
-		}
-	}
-	return t
-}()
-
-// tokenByte reports whether b may appear in a token of this kind. Every kind
-// is limited to visible ASCII. Cookies also exclude what would split or
-// quote a Cookie header (RFC 6265 cookie-octet), and Bearer tokens are
-// limited to RFC 6750's b64token alphabet, which every JWT fits.
-func tokenByte(kind Kind, b byte) bool {
-	if b < 0x21 || b > 0x7e {
-		return false
-	}
-	switch kind {
-	case Cookie:
-		return b != '"' && b != ',' && b != ';' && b != '\\'
-	case Bearer:
-		return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' ||
-			b == '-' || b == '.' || b == '_' || b == '~' || b == '+' || b == '/' || b == '='
-	default:
-		return true
-	}
-}
-
-// CheckCredential reports, without any network call, the error allauth would
+// checkCredential reports, without any network call, the error allauth would
 // give for a credential that cannot be valid, or nil if it is worth asking.
 // Surrounding spaces and tabs are ignored. An empty (or whitespace-only)
 // token gets the answer for no credential at all: [ErrUnauthenticated]. A
 // token longer than maxLen bytes, or holding bytes outside visible ASCII,
 // gets what allauth answers for an unknown one: [ErrSessionGone] for a
 // session token, [ErrUnauthenticated] for a Bearer token or a cookie.
-// maxLen <= 0 means [DefaultMaxCredentialBytes].
-func CheckCredential(c Credential, maxLen int) error {
+// maxLen <= 0 means defaultMaxCredentialBytes.
+func checkCredential(c Credential, maxLen int) error {
 	if maxLen <= 0 {
-		maxLen = DefaultMaxCredentialBytes
+		maxLen = defaultMaxCredentialBytes
 	}
 	token := trimSpace(c.Token)
 	if token == "" {
 		return errNoCredential
 	}
-	if !WellFormed(c.Kind, token, maxLen) {
+	if !credential.WellFormed(uint8(c.Kind), token, maxLen) {
 		return malformed(c.Kind)
 	}
 	return nil

@@ -156,14 +156,3 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
-
-// Rejection returns the error allauth gives a credential of kind k that it
-// does not know or cannot parse, as decided without asking it:
-// [ErrSessionGone] for a session token, [ErrUnauthenticated] otherwise. The
-// error is shared; callers must not modify it.
-func Rejection(k Kind) error { return malformed(k) }
-
-// NoCredential returns the error allauth gives a request without a
-// credential: [ErrUnauthenticated]. The error is shared; callers must not
-// modify it.
-func NoCredential() error { return errNoCredential }

@@ -22,9 +22,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// DefaultJWTClockSkew is how far apart allauth's clock and ours may be
+// defaultJWTClockSkew is how far apart allauth's clock and ours may be
 // before a token's exp, nbf or iat is held against it.
-const DefaultJWTClockSkew = 30 * time.Second
+const defaultJWTClockSkew = 30 * time.Second
 
 // minRSABits is the smallest RSA key accepted for verification.
 const minRSABits = 2048
@@ -63,10 +63,10 @@ type JWTConfig struct {
 	// secret is given.
 	Algorithms []string
 	// ClockSkew is the tolerance on exp, nbf and iat. 0 means
-	// DefaultJWTClockSkew (30 s); a negative value means none.
+	// 30 s; a negative value means none.
 	ClockSkew time.Duration
 	// MaxTokenBytes bounds a token; a longer one is refused without being
-	// decoded. Default DefaultMaxCredentialBytes (4 KiB).
+	// decoded. Default 4 KiB.
 	MaxTokenBytes int
 	// Now is the clock. Default time.Now; tests inject one.
 	Now func() time.Time
@@ -101,7 +101,7 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 		}
 		keyData = append(append(slices.Clip(keyData), '\n'), b...)
 	}
-	v := &JWTVerifier{byKID: map[string]*rsa.PublicKey{}, maxBytes: orDefaultInt(cfg.MaxTokenBytes, DefaultMaxCredentialBytes)}
+	v := &JWTVerifier{byKID: map[string]*rsa.PublicKey{}, maxBytes: orDefaultInt(cfg.MaxTokenBytes, defaultMaxCredentialBytes)}
 	if len(bytes.TrimSpace(keyData)) > 0 {
 		keys, err := parsePublicKeys(keyData)
 		if err != nil {
@@ -148,7 +148,7 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 
 	skew := cfg.ClockSkew
 	if skew == 0 {
-		skew = DefaultJWTClockSkew
+		skew = defaultJWTClockSkew
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(slices.Clone(algs)),
@@ -190,28 +190,6 @@ func (v *JWTVerifier) Verify(token string) (*Session, error) {
 		User:      User{ID: c.sub, Claims: c.raw},
 		ExpiresAt: c.exp.Time,
 	}, nil
-}
-
-// LooksLikeJWT reports whether token has a JWT's shape: three non-empty
-// base64url segments joined by dots. It does not decode anything.
-func LooksLikeJWT[T ~string | ~[]byte](token T) bool {
-	dots, seg := 0, 0
-	for i := 0; i < len(token); i++ {
-		b := token[i]
-		switch {
-		case b == '.':
-			if seg == 0 || dots == 2 {
-				return false
-			}
-			dots++
-			seg = 0
-		case b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_':
-			seg++
-		default:
-			return false
-		}
-	}
-	return dots == 2 && seg > 0
 }
 
 // key is the jwt.Keyfunc: it hands out only keys of the token's own
@@ -530,7 +508,3 @@ func thumbprint(k *rsa.PublicKey) string {
 	sum := sha256.Sum256([]byte(canon))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
-
-// JWKThumbprint returns the RFC 7638 thumbprint of an RSA public key: the
-// kid allauth puts in the header of tokens it signs with that key.
-func JWKThumbprint(k *rsa.PublicKey) string { return thumbprint(k) }

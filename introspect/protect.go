@@ -11,18 +11,18 @@ import (
 // Defaults for the protections of [Config]: MaxConcurrentLookups and
 // Breaker.
 const (
-	// DefaultMaxConcurrentLookups bounds the lookups in flight at allauth.
+	// defaultMaxConcurrentLookups bounds the lookups in flight at allauth.
 	// A typical Django deployment runs a few gunicorn workers of a few
 	// threads each, answering about 130 session checks a second per worker;
 	// 64 concurrent lookups already queue at such a server, and more only
 	// lengthen its queue until every request times out.
-	DefaultMaxConcurrentLookups = 64
-	// DefaultBreakerFailures is how many consecutive failed lookups open the
+	defaultMaxConcurrentLookups = 64
+	// defaultBreakerFailures is how many consecutive failed lookups open the
 	// breaker.
-	DefaultBreakerFailures = 5
-	// DefaultBreakerCoolDown is how long an open breaker answers at once
+	defaultBreakerFailures = 5
+	// defaultBreakerCoolDown is how long an open breaker answers at once
 	// before it lets one probe through.
-	DefaultBreakerCoolDown = time.Second
+	defaultBreakerCoolDown = time.Second
 	// slotRetryAfter is the Retry-After of a lookup refused for want of a
 	// slot: allauth is busy, not down.
 	slotRetryAfter = time.Second
@@ -269,10 +269,10 @@ func newBreaker(cfg BreakerConfig) *breaker {
 		onChange: cfg.OnStateChange,
 	}
 	if b.failures <= 0 {
-		b.failures = DefaultBreakerFailures
+		b.failures = defaultBreakerFailures
 	}
 	if b.coolDown <= 0 {
-		b.coolDown = DefaultBreakerCoolDown
+		b.coolDown = defaultBreakerCoolDown
 	}
 	if b.now == nil {
 		b.now = time.Now

@@ -46,6 +46,11 @@ func TestInFlight(t *testing.T) {
 	srv.SetFault(allauthtest.Fault{})
 	srv.Close() // ends the delays
 	wg.Wait()
+	// A client sees its connection closed before the handler it was served
+	// by has counted itself out: wait for that.
+	for deadline := time.Now().Add(5 * time.Second); srv.InFlight() != 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if srv.InFlight() != 0 || srv.MaxInFlight() != n {
 		t.Errorf("after the delays: %d in flight, max %d, want 0 and %d", srv.InFlight(), srv.MaxInFlight(), n)
 	}
