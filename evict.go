@@ -35,27 +35,27 @@ const (
 	evictSignatureScheme = "v1="
 )
 
-// Defaults for [EvictConfig].
+// Defaults for EvictConfig, and its shortest secret.
 const (
-	DefaultEvictMaxSkew    = 30 * time.Second
-	DefaultEvictMaxBody    = 64 << 10
-	DefaultEvictMaxReplays = 10_000
+	defaultEvictMaxSkew    = 30 * time.Second
+	defaultEvictMaxBody    = 64 << 10
+	defaultEvictMaxReplays = 10_000
 	minEvictSecret         = 32
 )
 
 // Codes in the error bodies of the eviction webhook.
 const (
-	CodeEvictMethod       = "method_not_allowed"     // 405: not a POST
-	CodeEvictMediaType    = "unsupported_media_type" // 415: not application/json
-	CodeEvictTooLarge     = "body_too_large"         // 413: over MaxBody
-	CodeEvictUnsigned     = "unsigned"               // 401: a header is missing
-	CodeEvictBadTimestamp = "bad_timestamp"          // 401: not Unix seconds
-	CodeEvictStale        = "stale"                  // 401: timestamp outside ±MaxSkew
-	CodeEvictBadSignature = "bad_signature"          // 401: malformed, or not the HMAC of this body
-	CodeEvictReplayed     = "replayed"               // 401: this signature was already accepted
-	CodeEvictBadRequest   = "bad_request"            // 400: the body is not an eviction
-	CodeEvictNoUserIndex  = "user_index_off"         // 501: user_ids without Config.UserIndex
-	CodeEvictStore        = "store_unavailable"      // 503: the cache could not delete
+	codeEvictMethod       = "method_not_allowed"     // 405: not a POST
+	codeEvictMediaType    = "unsupported_media_type" // 415: not application/json
+	codeEvictTooLarge     = "body_too_large"         // 413: over MaxBody
+	codeEvictUnsigned     = "unsigned"               // 401: a header is missing
+	codeEvictBadTimestamp = "bad_timestamp"          // 401: not Unix seconds
+	codeEvictStale        = "stale"                  // 401: timestamp outside ±MaxSkew
+	codeEvictBadSignature = "bad_signature"          // 401: malformed, or not the HMAC of this body
+	codeEvictReplayed     = "replayed"               // 401: this signature was already accepted
+	codeEvictBadRequest   = "bad_request"            // 400: the body is not an eviction
+	codeEvictNoUserIndex  = "user_index_off"         // 501: user_ids without Config.UserIndex
+	codeEvictStore        = "store_unavailable"      // 503: the cache could not delete
 )
 
 // EvictConfig configures [EvictHandler].
@@ -113,7 +113,10 @@ type EvictConfig struct {
 // unsigned, mis-signed, stale, from the future or replayed (checked in that
 // order, with a constant-time comparison, before the body is parsed), 400 for
 // a body that is no eviction, 501 for user_ids when an Authenticator keeps no
-// user index, and 503 (Retry-After: 1) when the cache could not delete.
+// user index, and 503 (Retry-After: 1) when the cache could not delete. The
+// error's code says which (method_not_allowed, unsupported_media_type,
+// body_too_large, unsigned, bad_timestamp, stale, bad_signature, replayed,
+// bad_request, user_index_off, store_unavailable).
 //
 // It returns an error when the Secret is shorter than 32 bytes or no
 // Authenticator is given.
@@ -130,13 +133,13 @@ func EvictHandler(cfg EvictConfig, as ...*Authenticator) (http.Handler, error) {
 		return nil, errors.New("headless: EvictHandler needs the Authenticator(s) whose caches it evicts from")
 	}
 	if cfg.MaxSkew <= 0 {
-		cfg.MaxSkew = DefaultEvictMaxSkew
+		cfg.MaxSkew = defaultEvictMaxSkew
 	}
 	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = DefaultEvictMaxBody
+		cfg.MaxBody = defaultEvictMaxBody
 	}
 	if cfg.MaxReplays <= 0 {
-		cfg.MaxReplays = DefaultEvictMaxReplays
+		cfg.MaxReplays = defaultEvictMaxReplays
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -164,25 +167,25 @@ type evictRequest struct {
 func (e *evictor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		evictFail(w, http.StatusMethodNotAllowed, CodeEvictMethod, "Use POST.")
+		evictFail(w, http.StatusMethodNotAllowed, codeEvictMethod, "Use POST.")
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		evictFail(w, http.StatusUnsupportedMediaType, CodeEvictMediaType, "The body must be application/json.")
+		evictFail(w, http.StatusUnsupportedMediaType, codeEvictMediaType, "The body must be application/json.")
 		return
 	}
 	// The raw body: the signature covers the bytes sent, so no decoding.
 	if r.ContentLength > int64(e.cfg.MaxBody) {
-		evictFail(w, http.StatusRequestEntityTooLarge, CodeEvictTooLarge, "The body is too large.")
+		evictFail(w, http.StatusRequestEntityTooLarge, codeEvictTooLarge, "The body is too large.")
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(e.cfg.MaxBody)+1))
 	if err != nil {
-		evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "The body could not be read.")
+		evictFail(w, http.StatusBadRequest, codeEvictBadRequest, "The body could not be read.")
 		return
 	}
 	if len(body) > e.cfg.MaxBody {
-		evictFail(w, http.StatusRequestEntityTooLarge, CodeEvictTooLarge, "The body is too large.")
+		evictFail(w, http.StatusRequestEntityTooLarge, codeEvictTooLarge, "The body is too large.")
 		return
 	}
 	if code, msg := e.authenticate(r.Header, body); code != "" {
@@ -192,22 +195,22 @@ func (e *evictor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var req evictRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "The body is not a JSON eviction.")
+		evictFail(w, http.StatusBadRequest, codeEvictBadRequest, "The body is not a JSON eviction.")
 		return
 	}
 	if len(req.SessionKeys) == 0 && len(req.UserIDs) == 0 {
-		evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "Nothing to evict: give session_keys or user_ids.")
+		evictFail(w, http.StatusBadRequest, codeEvictBadRequest, "Nothing to evict: give session_keys or user_ids.")
 		return
 	}
 	for _, s := range req.SessionKeys {
 		if s == "" || len(s) > credential.MaxBytes {
-			evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "A session key is empty or too long.")
+			evictFail(w, http.StatusBadRequest, codeEvictBadRequest, "A session key is empty or too long.")
 			return
 		}
 	}
 	for _, s := range req.UserIDs {
 		if s == "" || len(s) > 256 {
-			evictFail(w, http.StatusBadRequest, CodeEvictBadRequest, "A user id is empty or too long.")
+			evictFail(w, http.StatusBadRequest, codeEvictBadRequest, "A user id is empty or too long.")
 			return
 		}
 	}
@@ -233,10 +236,10 @@ func (e *evictor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case storeErr != nil:
 		w.Header().Set("Retry-After", "1")
-		evictFail(w, http.StatusServiceUnavailable, CodeEvictStore, "The cache could not delete every entry; retry.")
+		evictFail(w, http.StatusServiceUnavailable, codeEvictStore, "The cache could not delete every entry; retry.")
 		return
 	case noIndex:
-		evictFail(w, http.StatusNotImplemented, CodeEvictNoUserIndex,
+		evictFail(w, http.StatusNotImplemented, codeEvictNoUserIndex,
 			"user_ids need Config.UserIndex; session_keys were evicted.")
 		return
 	}

@@ -16,24 +16,24 @@ import (
 func (e *evictor) authenticate(h http.Header, body []byte) (code, msg string) {
 	tsRaw, sigRaw := []byte(h.Get(HeaderEvictTimestamp)), []byte(h.Get(HeaderEvictSignature))
 	if len(tsRaw) == 0 || len(sigRaw) == 0 {
-		return CodeEvictUnsigned, "The request is not signed."
+		return codeEvictUnsigned, "The request is not signed."
 	}
 	ts, ok := parseUnixSeconds(tsRaw)
 	if !ok {
-		return CodeEvictBadTimestamp, "The timestamp is not Unix seconds."
+		return codeEvictBadTimestamp, "The timestamp is not Unix seconds."
 	}
 	now := e.cfg.Now()
 	skew := now.Sub(time.Unix(ts, 0))
 	if skew > e.cfg.MaxSkew || skew < -e.cfg.MaxSkew {
-		return CodeEvictStale, "The timestamp is too far from this server's clock."
+		return codeEvictStale, "The timestamp is too far from this server's clock."
 	}
 	var got [sha256.Size]byte
 	if !bytes.HasPrefix(sigRaw, []byte(evictSignatureScheme)) ||
 		hex.DecodedLen(len(sigRaw)-len(evictSignatureScheme)) != len(got) {
-		return CodeEvictBadSignature, "The signature is not v1=<64 hex digits>."
+		return codeEvictBadSignature, "The signature is not v1=<64 hex digits>."
 	}
 	if _, err := hex.Decode(got[:], sigRaw[len(evictSignatureScheme):]); err != nil {
-		return CodeEvictBadSignature, "The signature is not v1=<64 hex digits>."
+		return codeEvictBadSignature, "The signature is not v1=<64 hex digits>."
 	}
 	valid := false
 	for _, secret := range e.secrets {
@@ -42,12 +42,12 @@ func (e *evictor) authenticate(h http.Header, body []byte) (code, msg string) {
 		valid = hmac.Equal(got[:], want[:]) || valid
 	}
 	if !valid {
-		return CodeEvictBadSignature, "The signature does not match the body."
+		return codeEvictBadSignature, "The signature does not match the body."
 	}
 	// Remembered until the timestamp is stale, plus a second of margin.
 	expires := time.Unix(ts, 0).Add(e.cfg.MaxSkew + time.Second).UnixNano()
 	if !e.replays.add(got, expires, now.UnixNano()) {
-		return CodeEvictReplayed, "This request was already accepted."
+		return codeEvictReplayed, "This request was already accepted."
 	}
 	return "", ""
 }

@@ -34,8 +34,8 @@ type ReadyConfig struct {
 	Timeout time.Duration
 }
 
-// ReadyConfigDefault is the default ReadyConfig.
-var ReadyConfigDefault = ReadyConfig{
+// readyConfigDefault is the default ReadyConfig.
+var readyConfigDefault = ReadyConfig{
 	Window:        30 * time.Second,
 	ProbeInterval: 5 * time.Second,
 	Timeout:       800 * time.Millisecond,
@@ -66,7 +66,7 @@ var ReadyConfigDefault = ReadyConfig{
 // want (e.g. a gateway's upstream check), and use the 503s and metrics
 // otherwise.
 func (a *Authenticator) Ready(config ...ReadyConfig) http.Handler {
-	cfg := ReadyConfigDefault
+	cfg := readyConfigDefault
 	if len(config) > 0 {
 		c := config[0]
 		if c.Window > 0 {

@@ -250,33 +250,33 @@ func Test_Evict_Rejections(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"GET", httptest.NewRequest(http.MethodGet, evictPath, http.NoBody), all, 405, headless.CodeEvictMethod},
-		{"PUT", func() *http.Request { r := signedAt(body, ts); r.Method = http.MethodPut; return r }(), all, 405, headless.CodeEvictMethod},
-		{"no content type", withCT(""), app, 415, headless.CodeEvictMediaType},
-		{"text/plain", withCT("text/plain"), app, 415, headless.CodeEvictMediaType},
-		{"form", withCT("application/x-www-form-urlencoded"), app, 415, headless.CodeEvictMediaType},
-		{"oversized body", evictReq(big, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts, big)), app, 413, headless.CodeEvictTooLarge},
-		{"no headers", evictReq(body), app, 401, headless.CodeEvictUnsigned},
-		{"no signature", evictReq(body, headless.HeaderEvictTimestamp, tsS), app, 401, headless.CodeEvictUnsigned},
-		{"no timestamp", evictReq(body, headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictUnsigned},
-		{"empty signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, " "), app, 401, headless.CodeEvictUnsigned},
-		{"timestamp in ms", evictReq(body, headless.HeaderEvictTimestamp, tsS+"000", headless.HeaderEvictSignature, sigAt(ts*1000, body)), app, 401, headless.CodeEvictBadTimestamp},
-		{"timestamp not a number", evictReq(body, headless.HeaderEvictTimestamp, "yesterday", headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictBadTimestamp},
-		{"timestamp with a sign", evictReq(body, headless.HeaderEvictTimestamp, "+"+tsS, headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictBadTimestamp},
-		{"timestamp negative", evictReq(body, headless.HeaderEvictTimestamp, "-5", headless.HeaderEvictSignature, sigAt(-5, body)), app, 401, headless.CodeEvictBadTimestamp},
-		{"timestamp fractional", evictReq(body, headless.HeaderEvictTimestamp, tsS+".5", headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictBadTimestamp},
-		{"stale past skew", signedAt(body, ts-31), app, 401, headless.CodeEvictStale},
-		{"future past skew", signedAt(body, ts+31), app, 401, headless.CodeEvictStale},
-		{"wrong signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v1="+strings.Repeat("ab", 32)), app, 401, headless.CodeEvictBadSignature},
-		{"wrong secret", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, wrongSecret), app, 401, headless.CodeEvictBadSignature},
-		{"signature over another body", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts, evictBody(t, []string{"other"}, nil))), app, 401, headless.CodeEvictBadSignature},
-		{"signature for another timestamp", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts-1, body)), app, 401, headless.CodeEvictBadSignature},
-		{"body changed after signing", evictReq(append(bytes.Clone(body), ' '), headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig), app, 401, headless.CodeEvictBadSignature},
-		{"another scheme", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v2="+sig[3:]), app, 401, headless.CodeEvictBadSignature},
-		{"bare hex", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig[3:]), app, 401, headless.CodeEvictBadSignature},
-		{"short signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig[:len(sig)-2]), app, 401, headless.CodeEvictBadSignature},
-		{"not hex", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v1="+strings.Repeat("zz", 32)), app, 401, headless.CodeEvictBadSignature},
-		{"two signatures", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig+","+sig), app, 401, headless.CodeEvictBadSignature},
+		{"GET", httptest.NewRequest(http.MethodGet, evictPath, http.NoBody), all, 405, "method_not_allowed"},
+		{"PUT", func() *http.Request { r := signedAt(body, ts); r.Method = http.MethodPut; return r }(), all, 405, "method_not_allowed"},
+		{"no content type", withCT(""), app, 415, "unsupported_media_type"},
+		{"text/plain", withCT("text/plain"), app, 415, "unsupported_media_type"},
+		{"form", withCT("application/x-www-form-urlencoded"), app, 415, "unsupported_media_type"},
+		{"oversized body", evictReq(big, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts, big)), app, 413, "body_too_large"},
+		{"no headers", evictReq(body), app, 401, "unsigned"},
+		{"no signature", evictReq(body, headless.HeaderEvictTimestamp, tsS), app, 401, "unsigned"},
+		{"no timestamp", evictReq(body, headless.HeaderEvictSignature, sig), app, 401, "unsigned"},
+		{"empty signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, " "), app, 401, "unsigned"},
+		{"timestamp in ms", evictReq(body, headless.HeaderEvictTimestamp, tsS+"000", headless.HeaderEvictSignature, sigAt(ts*1000, body)), app, 401, "bad_timestamp"},
+		{"timestamp not a number", evictReq(body, headless.HeaderEvictTimestamp, "yesterday", headless.HeaderEvictSignature, sig), app, 401, "bad_timestamp"},
+		{"timestamp with a sign", evictReq(body, headless.HeaderEvictTimestamp, "+"+tsS, headless.HeaderEvictSignature, sig), app, 401, "bad_timestamp"},
+		{"timestamp negative", evictReq(body, headless.HeaderEvictTimestamp, "-5", headless.HeaderEvictSignature, sigAt(-5, body)), app, 401, "bad_timestamp"},
+		{"timestamp fractional", evictReq(body, headless.HeaderEvictTimestamp, tsS+".5", headless.HeaderEvictSignature, sig), app, 401, "bad_timestamp"},
+		{"stale past skew", signedAt(body, ts-31), app, 401, "stale"},
+		{"future past skew", signedAt(body, ts+31), app, 401, "stale"},
+		{"wrong signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v1="+strings.Repeat("ab", 32)), app, 401, "bad_signature"},
+		{"wrong secret", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, wrongSecret), app, 401, "bad_signature"},
+		{"signature over another body", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts, evictBody(t, []string{"other"}, nil))), app, 401, "bad_signature"},
+		{"signature for another timestamp", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sigAt(ts-1, body)), app, 401, "bad_signature"},
+		{"body changed after signing", evictReq(append(bytes.Clone(body), ' '), headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig), app, 401, "bad_signature"},
+		{"another scheme", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v2="+sig[3:]), app, 401, "bad_signature"},
+		{"bare hex", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig[3:]), app, 401, "bad_signature"},
+		{"short signature", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig[:len(sig)-2]), app, 401, "bad_signature"},
+		{"not hex", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, "v1="+strings.Repeat("zz", 32)), app, 401, "bad_signature"},
+		{"two signatures", evictReq(body, headless.HeaderEvictTimestamp, tsS, headless.HeaderEvictSignature, sig+","+sig), app, 401, "bad_signature"},
 	}
 	for _, tc := range cases {
 		r := do(t, tc.app, tc.req)
@@ -308,7 +308,7 @@ func Test_Evict_Rejections(t *testing.T) {
 		"too long a key":    `{"session_keys": ["` + strings.Repeat("k", 5000) + `"]}`,
 		"too long a userid": `{"user_ids": ["` + strings.Repeat("1", 300) + `"]}`,
 	} {
-		wantRefused(t, do(t, app, signedAt([]byte(b), ts)), http.StatusBadRequest, headless.CodeEvictBadRequest)
+		wantRefused(t, do(t, app, signedAt([]byte(b), ts)), http.StatusBadRequest, "bad_request")
 		_ = name
 	}
 
@@ -318,10 +318,10 @@ func Test_Evict_Rejections(t *testing.T) {
 	late := evictBody(t, []string{"edge-late"}, nil)
 	wantEvicted(t, do(t, app, signedAt(early, ts-30)), 0)
 	wantEvicted(t, do(t, app, signedAt(late, ts+30)), 0)
-	wantRefused(t, do(t, app, signedAt(early, ts-30)), http.StatusUnauthorized, headless.CodeEvictReplayed)
-	wantRefused(t, do(t, app, signedAt(late, ts+30)), http.StatusUnauthorized, headless.CodeEvictReplayed)
+	wantRefused(t, do(t, app, signedAt(early, ts-30)), http.StatusUnauthorized, "replayed")
+	wantRefused(t, do(t, app, signedAt(late, ts+30)), http.StatusUnauthorized, "replayed")
 	wantEvicted(t, do(t, app, signedAt(body, ts)), 1)
-	wantRefused(t, do(t, app, signedAt(body, ts)), http.StatusUnauthorized, headless.CodeEvictReplayed)
+	wantRefused(t, do(t, app, signedAt(body, ts)), http.StatusUnauthorized, "replayed")
 	// The same body at another second is another request.
 	wantEvicted(t, do(t, app, signedAt(body, ts+1)), 0)
 	// A charset parameter is fine.
@@ -343,7 +343,7 @@ func Test_Evict_SecretRotationAndConfig(t *testing.T) {
 	wantEvicted(t, do(t, app, evictReq(body,
 		headless.HeaderEvictTimestamp, strconv.FormatInt(ts, 10),
 		headless.HeaderEvictSignature, headless.SignEvict(old, ts, body))), 0)
-	wantRefused(t, do(t, app, signed(evictBody(t, []string{"k"}, nil))), http.StatusUnauthorized, headless.CodeEvictBadSignature)
+	wantRefused(t, do(t, app, signed(evictBody(t, []string{"k"}, nil))), http.StatusUnauthorized, "bad_signature")
 
 	for name, cfg := range map[string]headless.EvictConfig{
 		"no secret":       {},
@@ -376,8 +376,8 @@ func Test_Evict_ReplaySetBounded(t *testing.T) {
 		reqs[i] = evictBody(t, []string{"k" + strconv.Itoa(i)}, nil)
 		wantEvicted(t, do(t, app, signedAt(reqs[i], now.Unix())), 0)
 	}
-	wantRefused(t, do(t, app, signedAt(reqs[2], now.Unix())), http.StatusUnauthorized, headless.CodeEvictReplayed)
-	wantRefused(t, do(t, app, signedAt(reqs[1], now.Unix())), http.StatusUnauthorized, headless.CodeEvictReplayed)
+	wantRefused(t, do(t, app, signedAt(reqs[2], now.Unix())), http.StatusUnauthorized, "replayed")
+	wantRefused(t, do(t, app, signedAt(reqs[1], now.Unix())), http.StatusUnauthorized, "replayed")
 	wantEvicted(t, do(t, app, signedAt(reqs[0], now.Unix())), 0) // forgotten
 }
 
@@ -389,7 +389,7 @@ func Test_Evict_StoreFailureAndNoIndex(t *testing.T) {
 	srv := newAllauth(t)
 	mb := newMiddleware(t, srv, fiberauth.Config{Storage: failingStorage{}})
 	r := do(t, newEvictApp(t, headless.EvictConfig{}, mb), signed(evictBody(t, []string{"k"}, nil)))
-	wantError(t, r, http.StatusServiceUnavailable, headless.CodeEvictStore)
+	wantError(t, r, http.StatusServiceUnavailable, "store_unavailable")
 	if r.Header.Get("Retry-After") != "1" {
 		t.Errorf("Retry-After = %q", r.Header.Get("Retry-After"))
 	}
@@ -398,7 +398,7 @@ func Test_Evict_StoreFailureAndNoIndex(t *testing.T) {
 	app := newEvictApp(t, headless.EvictConfig{}, m)
 	tok := srv.IssueToken("alice")
 	wantUser(t, do(t, app, withToken(tok)), "alice")
-	wantError(t, do(t, app, signed(evictBody(t, []string{tok}, []string{"1"}))), http.StatusNotImplemented, headless.CodeEvictNoUserIndex)
+	wantError(t, do(t, app, signed(evictBody(t, []string{tok}, []string{"1"}))), http.StatusNotImplemented, "user_index_off")
 	wantUser(t, do(t, app, withToken(tok)), "alice")
 	wantCalls(t, srv, 2) // the session key was evicted all the same
 	if n, err := m.EvictUser(t.Context(), "1"); n != 0 || !errors.Is(err, cache.ErrNoUserIndex) {
@@ -669,7 +669,7 @@ func Test_EvictSnippet_Python(t *testing.T) {
 		} `json:"answer"`
 	}
 	python3(t, "post", map[string]any{"secret": "not-the-secret-but-long-enough-0123456789", "url": url, "session_keys": []string{tok}}, &refused)
-	if refused.Error != 401 || len(refused.Answer.Errors) != 1 || refused.Answer.Errors[0].Code != headless.CodeEvictBadSignature {
+	if refused.Error != 401 || len(refused.Answer.Errors) != 1 || refused.Answer.Errors[0].Code != "bad_signature" {
 		t.Fatalf("post with a wrong secret: %+v", refused)
 	}
 }
