@@ -6,7 +6,7 @@
 # AppConfig.ready(). Settings:
 #
 #   ALLAUTHGO_EVICT_URLS = ["http://api-1:3000/_allauthgo/evict"]
-#   ALLAUTHGO_EVICT_SECRET = "..."  # fiberauth.EvictConfig.Secret, 32+ bytes
+#   ALLAUTHGO_EVICT_SECRET = "..."  # headless.EvictConfig.Secret, 32+ bytes
 #
 # Evictions are sent after the database transaction commits, by one
 # background thread, in batches: a slow or unreachable Go service never slows
