@@ -19,6 +19,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gofiber/fiber/v3"
 	"github.com/gofiber/fiber/v3/middleware/adaptor"
@@ -36,6 +37,7 @@ type Middleware struct {
 	*headless.Authenticator
 	cfg        Config
 	contextKey any // boxed once: boxing a string per request would allocate
+	app        atomic.Pointer[appFlag]
 }
 
 // New creates the middleware handler. It panics with a clear message when
@@ -96,11 +98,33 @@ func (m *Middleware) serve(c fiber.Ctx, optional bool) error {
 	case res.Session == nil:
 		return c.Next() // anonymous
 	}
-	c.Locals(m.contextKey, &res.Session.User)
-	// In Locals, which c.Value reads (so UserFromContext(c) works), and in
-	// c.Context() too when the app sets PassLocalsToContext.
-	fiber.StoreInContext(c, sessionKey{}, res.Session)
+	// c.Locals(k, v) would allocate its variadic slice: set what it sets.
+	// Locals are what c.Value reads, so UserFromContext(c) works; the
+	// session also goes in c.Context() when the app asks for it, as
+	// fiber.StoreInContext does.
+	rc := c.RequestCtx()
+	rc.SetUserValue(m.contextKey, &res.Session.User)
+	rc.SetUserValue(sessionKey{}, res.Session)
+	if m.passLocalsToContext(c.App()) {
+		c.SetContext(context.WithValue(c.Context(), sessionKey{}, res.Session))
+	}
 	return m.cfg.SuccessHandler(c)
+}
+
+// appFlag caches an app's PassLocalsToContext: App.Config copies the whole
+// config.
+type appFlag struct {
+	app  *fiber.App
+	pass bool
+}
+
+func (m *Middleware) passLocalsToContext(app *fiber.App) bool {
+	if f := m.app.Load(); f != nil && f.app == app {
+		return f.pass
+	}
+	f := &appFlag{app: app, pass: app.Config().PassLocalsToContext}
+	m.app.Store(f)
+	return f.pass
 }
 
 // request is a fiber.Ctx read as a headless.Request, without copying. It is
