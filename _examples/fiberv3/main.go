@@ -71,7 +71,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	}()
 	// One middleware, one cache, for both routes. The session token, or a
 	// browser's session cookie.
-	auth := fiberauth.NewMiddleware(fiberauth.Config{
+	auth := fiberauth.NewMiddleware(fiberauth.Config{ //nolint:contextcheck // the middleware outlives this call; it takes no request's context
 		BaseURL: allauthURL,
 		Extractor: extractors.Chain(
 			extractors.FromHeader(headless.HeaderSessionToken),

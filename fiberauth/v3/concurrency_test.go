@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,7 +109,9 @@ func Test_Concurrency_EveryAnswerNamesItsOwnUser(t *testing.T) {
 	// seconds under -race.
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	start := time.Now()
-	defer func() { t.Logf("%d requests, %d clients, %d tokens in %v", loadRequests, loadClients, loadTokens, time.Since(start)) }()
+	defer func() {
+		t.Logf("%d requests, %d clients, %d tokens in %v", loadRequests, loadClients, loadTokens, time.Since(start))
+	}()
 
 	var next, mismatches, failures atomic.Int64
 	var firstErr sync.Once
@@ -167,7 +170,7 @@ func TestRecycledCtx(t *testing.T) {
 		mu.Lock()
 		ctxs[fmt.Sprintf("%p", c)] = true
 		if u != nil {
-			keep = append(keep, kept{u, c.Get(headless.HeaderSessionToken)[:0] + u.Username})
+			keep = append(keep, kept{u, strings.Clone(u.Username)})
 		}
 		mu.Unlock()
 		return whoHandler(c)
@@ -176,8 +179,13 @@ func TestRecycledCtx(t *testing.T) {
 
 	alice, bob := srv.IssueToken("alice"), srv.IssueToken("bob")
 	cycle := []struct{ token, want string }{
-		{alice, "alice"}, {"", anonymous}, {bob, "bob"}, {"nosuchtoken0000000000000000000000", "410"},
-		{alice, "alice"}, {bob, "bob"}, {"", anonymous},
+		{alice, "alice"},
+		{"", anonymous},
+		{bob, "bob"},
+		{"nosuchtoken0000000000000000000000", "410"},
+		{alice, "alice"},
+		{bob, "bob"},
+		{"", anonymous},
 	}
 	for _, clients := range []int{1, 8} {
 		client := newHTTPClient(t, clients)

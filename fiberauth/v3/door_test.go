@@ -162,15 +162,23 @@ func panicOf(f func()) (msg string) {
 // nopStorage is a Fiber v3 Storage that keeps nothing.
 type nopStorage struct{}
 
-func (nopStorage) GetWithContext(context.Context, string) ([]byte, error)              { return nil, nil }
-func (nopStorage) Get(string) ([]byte, error)                                          { return nil, nil }
+func (nopStorage) GetWithContext(context.Context, string) ([]byte, error) { return nil, nil }
+
+func (nopStorage) Get(string) ([]byte, error) { return nil, nil }
+
 func (nopStorage) SetWithContext(context.Context, string, []byte, time.Duration) error { return nil }
-func (nopStorage) Set(string, []byte, time.Duration) error                             { return nil }
-func (nopStorage) DeleteWithContext(context.Context, string) error                     { return nil }
-func (nopStorage) Delete(string) error                                                 { return nil }
-func (nopStorage) ResetWithContext(context.Context) error                              { return nil }
-func (nopStorage) Reset() error                                                        { return nil }
-func (nopStorage) Close() error                                                        { return nil }
+
+func (nopStorage) Set(string, []byte, time.Duration) error { return nil }
+
+func (nopStorage) DeleteWithContext(context.Context, string) error { return nil }
+
+func (nopStorage) Delete(string) error { return nil }
+
+func (nopStorage) ResetWithContext(context.Context) error { return nil }
+
+func (nopStorage) Reset() error { return nil }
+
+func (nopStorage) Close() error { return nil }
 
 // TestEveryFieldConverts sets every field of Config and builds a working
 // middleware: the core's fields are copied by name (doorconfig panics on a
