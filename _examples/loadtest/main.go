@@ -1,6 +1,7 @@
 // Command loadtest measures what fiberauth costs, side by side in one run:
 // the same Fiber route bare and protected by each mode's warm hit (the
-// in-process cache, the cache in Redis, a JWT verified locally), allauth's
+// in-process cache, the cache in Redis, a JWT verified locally; and the
+// same bare/protected pair on Fiber v3 through fiberauth/v3), allauth's
 // own session endpoint (the stand-in with a delay standing in for Django),
 // the cost of a cold request, and how many upstream calls bursts of cold
 // requests make.
@@ -40,9 +41,11 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	fiberv3 "github.com/gofiber/fiber/v3"
 	"github.com/gofiber/storage/redis/v3"
 
 	"github.com/allauthgo/headless/fiberauth"
+	fiberauthv3 "github.com/allauthgo/headless/fiberauth/v3"
 	"github.com/allauthgo/headless/internal/redisproc"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -137,22 +140,42 @@ func run(o options, out io.Writer) error {
 	defer func() { _ = app.ShutdownWithTimeout(5 * time.Second) }()
 	base := "http://" + ln.Addr().String()
 
+	// The same pair on Fiber v3, through fiberauth/v3, on its own port.
+	mw3 := fiberauthv3.NewMiddleware(fiberauthv3.Config{
+		BaseURL: standin.URL, Timeout: 5 * time.Second, CacheTTL: time.Hour, Logger: quiet,
+	})
+	defer func() { _ = mw3.Close() }()
+	ok3 := func(c fiberv3.Ctx) error { return c.SendString("ok") }
+	app3 := fiberv3.New()
+	app3.Get("/bare", ok3)
+	app3.Get("/protected", mw3.Handler, ok3)
+	ln3, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = app3.Listener(ln3, fiberv3.ListenConfig{DisableStartupMessage: true}) }()
+	defer func() { _ = app3.ShutdownWithTimeout(5 * time.Second) }()
+	base3 := "http://" + ln3.Addr().String()
+
 	sessionHeader := fiberauth.HeaderSessionToken + ": " + token
 	routes := []route{
 		{name: "bare", what: "no middleware", path: "/bare"},
 		{name: "in-process", what: "X-Session-Token, in-process cache hit", path: "/protected", header: sessionHeader},
 		{name: "Redis", what: "X-Session-Token, hit in Redis (Config.Storage) at " + rd.where, path: "/redis", header: sessionHeader, skip: rd.skip},
 		{name: "JWT", what: "Authorization: Bearer, RS256 verified in process", path: "/jwt", header: fiber.HeaderAuthorization + ": Bearer " + access},
+		{name: "v3 bare", what: "Fiber v3, no middleware", path: "/bare", base: base3},
+		{name: "v3 in-process", what: "Fiber v3 (fiberauth/v3), X-Session-Token, in-process cache hit; ratio to v3 bare", path: "/protected", header: sessionHeader, base: base3},
 	}
+	v3Bare := len(routes) - 2
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
 	defer client.CloseIdleConnections()
 	for _, r := range routes[1:] {
-		if r.skip != "" {
-			continue
+		if r.skip != "" || r.header == "" {
+			continue // nothing to warm on a bare route
 		}
 		name, value, _ := strings.Cut(r.header, ": ")
-		if code, err := getWith(client, base+r.path, name, value); err != nil || code != http.StatusOK {
+		if code, err := getWith(client, r.url(base), name, value); err != nil || code != http.StatusOK {
 			return fmt.Errorf("warm-up request to %s: status %d, %w", r.path, code, err)
 		}
 	}
@@ -167,7 +190,7 @@ func run(o options, out io.Writer) error {
 			if r.skip != "" {
 				continue
 			}
-			res, err := runWrk(wrk, o, base+r.path, r.header)
+			res, err := runWrk(wrk, o, r.url(base), r.header)
 			if err != nil {
 				return err
 			}
@@ -217,7 +240,11 @@ func run(o options, out io.Writer) error {
 			continue
 		}
 		m := median(results[j])
-		lo, mid, hi := ratioToBare(results[j], bare)
+		ref := bare
+		if r.base != "" {
+			ref = results[v3Bare] // a v3 route against the v3 bare route
+		}
+		lo, mid, hi := ratioToBare(results[j], ref)
 		add("| %s | %s | %.0f | %.3f (%.3f–%.3f) | %s | %s |", r.name, r.what, m.rps, mid, lo, hi, m.p50, m.p99)
 	}
 	add("")
@@ -237,9 +264,17 @@ func run(o options, out io.Writer) error {
 }
 
 // route is one route under load: header ("Name: value") carries its
-// credential; skip, if set, is why it is not run.
+// credential; skip, if set, is why it is not run; base, if set, is the
+// server (the Fiber v3 app), else the Fiber v2 app.
 type route struct {
-	name, what, path, header, skip string
+	name, what, path, header, skip, base string
+}
+
+func (r route) url(base string) string {
+	if r.base != "" {
+		return r.base + r.path
+	}
+	return base + r.path
 }
 
 // ratioToBare returns the lowest, median and highest of the rounds'

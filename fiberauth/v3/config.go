@@ -1,0 +1,291 @@
+package fiberauth
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v3"
+	"github.com/gofiber/fiber/v3/extractors"
+
+	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/introspect"
+)
+
+// Config defines the config for the middleware. Only BaseURL is required;
+// every other field has a working default. The fields between BaseURL and
+// Logger are those of headless.Config, with the same meaning.
+type Config struct {
+	// Next defines a function to skip this middleware when it returns true.
+	//
+	// Optional. Default: nil
+	Next func(c fiber.Ctx) bool
+
+	// SuccessHandler runs after the user is stored.
+	//
+	// Optional. Default: func(c fiber.Ctx) error { return c.Next() }
+	SuccessHandler fiber.Handler
+
+	// ErrorHandler answers every failure. Its error is a *headless.Error.
+	// To let the app's own fiber ErrorHandler answer instead, return a
+	// *fiber.Error from it (after headless.ErrorFrom(err).Header(c.Set)).
+	//
+	// Optional. Default: DefaultErrorHandler (allauth's JSON envelope)
+	ErrorHandler fiber.ErrorHandler
+
+	// Extractor says where the credential is: extractors.FromHeader(name)
+	// (an app session token; FromHeader("Authorization") is
+	// FromAuthHeader("Bearer")), extractors.FromAuthHeader(scheme) (a Bearer
+	// token; the scheme is matched case-insensitively, another scheme is no
+	// credential), extractors.FromCookie(name) (a browser session, checked on
+	// allauth's browser endpoint), or extractors.Chain of these, tried in
+	// order. It is translated at New into the core's sources, which read the
+	// request as allauth would (a repeated header is refused, the last of two
+	// cookies counts, a blank value is absent): its Extract function is never
+	// called. New refuses FromQuery, FromForm and FromParam (a token in a URL
+	// or form ends up in logs), FromCustom (its answer could not be checked as
+	// allauth would check it) and FromAuthHeader("") (the raw header is no
+	// token allauth knows).
+	//
+	// Optional. Default: extractors.FromHeader(headless.HeaderSessionToken)
+	Extractor extractors.Extractor
+
+	// BaseURL is the Django origin that serves allauth, e.g.
+	// "http://127.0.0.1:8000". Required.
+	BaseURL string
+
+	// Mount is where the Django project includes allauth.headless.urls.
+	//
+	// Optional. Default: "/_allauth"
+	Mount string
+
+	// Timeout bounds one lookup at allauth, a retry included.
+	//
+	// Optional. Default: 2 * time.Second
+	Timeout time.Duration
+
+	// MaxConcurrentLookups bounds the lookups in flight at allauth (cache
+	// misses; concurrent misses for one token share one). A miss beyond it
+	// waits for a slot within Timeout, then gets 503 with Retry-After.
+	// Cache hits never wait. A negative value means unlimited.
+	//
+	// Optional. Default: 64
+	MaxConcurrentLookups int
+
+	// Breaker tunes the circuit breaker in front of allauth: after 5
+	// consecutive failed lookups (no answer, refused, 429, 5xx, not
+	// allauth's JSON; never a 401 or 410) misses answer at once for a 1 s
+	// cool-down (stale under StaleIfError, else 503 with Retry-After = the
+	// cool-down left), then one probe at a time tests allauth and the first
+	// success closes it. Breaker.Disabled turns it off.
+	//
+	// Optional. Default: on, 5 failures, 1 * time.Second cool-down
+	Breaker introspect.BreakerConfig
+
+	// CacheTTL is how long an authenticated answer is served without asking
+	// allauth again: the longest a logout elsewhere goes unnoticed unless the
+	// token is evicted.
+	//
+	// Optional. Default: 30 * time.Second
+	CacheTTL time.Duration
+
+	// NegativeTTL is how long allauth's 401 or 410 is served. A negative
+	// value turns negative caching off.
+	//
+	// Optional. Default: 5 * time.Second
+	NegativeTTL time.Duration
+
+	// MaxEntries bounds the in-process cache (authenticated and negative
+	// answers, each), with or without Storage.
+	//
+	// Optional. Default: 100000
+	MaxEntries int
+
+	// Storage is a cache shared by several instances (e.g.
+	// gofiber/storage/redis/v3), kept behind the in-process cache: an
+	// in-process miss reads it, a miss there asks allauth and writes both.
+	// With gofiber/storage's Redis driver, Evict, EvictUser and the webhook
+	// reach every instance's in-process cache at once (Redis pub/sub);
+	// otherwise, or while that subscription is down, within Recheck. Keys
+	// are SHA-256 hashes under Prefix. The middleware does not close it.
+	//
+	// Optional. Default: nil (in process only)
+	Storage fiber.Storage
+
+	// Prefix is put before every key written to Storage. Set one per
+	// deployment when two deployments (staging and production, say) share a
+	// Redis and reach their allauth by the same URL: they would otherwise
+	// serve each other's sessions.
+	//
+	// Optional. Default: "allauthgo:"
+	Prefix string
+
+	// StorageSecret authenticates every value written to Storage together
+	// with its key (HMAC-SHA256; at least 16 bytes, e.g. 32 random bytes
+	// shared by the instances). Without it, whoever can write to the Redis
+	// can log in as anyone; with it, a planted, tampered or moved value is a
+	// miss, never a login.
+	//
+	// Optional. Default: nil (values are not authenticated)
+	StorageSecret []byte
+
+	// Recheck bounds how long an instance serves its in-process copy of a
+	// shared answer without Storage vouching for it: how late an eviction on
+	// another instance is seen when Redis pub/sub is not there (another
+	// Storage) or is down. An instance reads Storage at most once per token
+	// per Recheck.
+	//
+	// Optional. Default: 1 * time.Second
+	Recheck time.Duration
+
+	// StaleIfError lets a session that expired less than this long ago be
+	// served while allauth fails (never after a 401 or 410).
+	//
+	// Optional. Default: 0 (off)
+	StaleIfError time.Duration
+
+	// UserIndex keeps a user → cache keys index, so that EvictUser (and
+	// "user_ids" sent to EvictHandler) can drop every cached session of one
+	// user. It costs nothing on a cache hit; each authenticated answer stored
+	// costs an index update (with Storage: one read and one write there).
+	// It keeps at most cache.MaxKeysPerUser keys per user.
+	//
+	// Optional. Default: false
+	UserIndex bool
+
+	// JWT verifies the access tokens of allauth's JWT token strategy in
+	// process: every Bearer value is checked against these keys (see
+	// introspect.JWTConfig) and, if a valid access token, authenticates with
+	// no call to allauth; the user then has ID = sub and the token's Claims.
+	// The answer is kept in process until the earlier of its exp and
+	// CacheTTL, so a repeat skips the signature check. Any other Bearer
+	// value (bad signature, expired, a refresh token, or no JWT at all, e.g.
+	// "header.payload." or four segments) is a 401 with WWW-Authenticate,
+	// also without a call: under allauth's JWT strategy it can never be
+	// valid. Session tokens and cookies are asked of allauth as before.
+	// Needs extractors.FromAuthHeader in Extractor. A logout is only noticed at
+	// the token's exp unless JWTStateful is on.
+	//
+	// Optional. Default: nil (every Bearer token is asked of allauth)
+	JWT *introspect.JWTConfig
+
+	// JWTStateful also asks allauth about every JWT that verified, as
+	// allauth's HEADLESS_JWT_STATEFUL_VALIDATION_ENABLED does for its own
+	// endpoints, through the cache (never kept past the token's exp): a
+	// logout then ends the token within CacheTTL instead of at its exp (300
+	// s by default). The trade: a cache miss costs a call to allauth (which
+	// checks a JWT slowly, about 128 ms), allauth being down means 503s (or
+	// StaleIfError) instead of local answers, and the user is allauth's
+	// (username, email...) with the token's Claims added. Needs JWT.
+	//
+	// Optional. Default: false (signature and claims only)
+	JWTStateful bool
+
+	// Logger receives one line per failed lookup at allauth (never a
+	// token; a short hash prefix correlates lines). Successful and cached
+	// lookups are not logged. The line is at level Warn:
+	//
+	//	msg="allauth lookup failed" kind=session_token key=<12 hex> status=502 class=5xx duration=3.1ms error="..."
+	//
+	// status is 0 and class "error" when allauth did not answer. Pass
+	// slog.New(slog.DiscardHandler) to silence it.
+	//
+	// Optional. Default: slog.Default()
+	Logger *slog.Logger
+
+	// Optional lets a request without a credential through as anonymous
+	// (UserFrom returns nil), as Middleware.Optional does. A credential that
+	// allauth rejects still fails.
+	//
+	// Optional. Default: false
+	Optional bool
+
+	// ContextKey is the Locals key under which the *introspect.User is
+	// stored.
+	//
+	// Optional. Default: "user"
+	ContextKey string
+}
+
+// ConfigDefault is the default config.
+var ConfigDefault = Config{
+	SuccessHandler: func(c fiber.Ctx) error { return c.Next() },
+	ErrorHandler:   DefaultErrorHandler,
+	Extractor:      extractors.FromHeader(headless.HeaderSessionToken),
+	ContextKey:     "user",
+}
+
+// configDefault fills in the door's defaults; headless.New fills in the
+// core's.
+func configDefault(config ...Config) Config {
+	var cfg Config
+	if len(config) > 0 {
+		cfg = config[0]
+	}
+	if cfg.SuccessHandler == nil {
+		cfg.SuccessHandler = ConfigDefault.SuccessHandler
+	}
+	if cfg.ErrorHandler == nil {
+		cfg.ErrorHandler = ConfigDefault.ErrorHandler
+	}
+	if cfg.Extractor.Extract == nil && cfg.Extractor.Chain == nil && cfg.Extractor.Key == "" {
+		cfg.Extractor = ConfigDefault.Extractor // the zero Extractor
+	}
+	if cfg.ContextKey == "" {
+		cfg.ContextKey = ConfigDefault.ContextKey
+	}
+	return cfg
+}
+
+// sources translates an extractor (or a chain of them) into the core's
+// sources, or says why it cannot be one. Only Source, Key, AuthScheme and
+// Chain are read: the core reads the request itself, as allauth would.
+func sources(e extractors.Extractor) ([]headless.Source, error) {
+	if e.Chain != nil {
+		if len(e.Chain) == 0 {
+			return nil, errors.New("fiberauth: Config.Extractor is an empty extractors.Chain: give it FromHeader, FromAuthHeader or FromCookie")
+		}
+		var out []headless.Source
+		for _, x := range e.Chain {
+			s, err := sources(x)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s...)
+		}
+		return out, nil
+	}
+	key := strings.TrimSpace(e.Key)
+	switch e.Source {
+	case extractors.SourceHeader:
+		return []headless.Source{headless.FromHeader(key)}, nil
+	case extractors.SourceAuthHeader:
+		if strings.TrimSpace(e.AuthScheme) == "" {
+			return nil, errors.New(`fiberauth: Config.Extractor: FromAuthHeader("") reads the raw Authorization header, which is no token allauth knows; use FromAuthHeader("Bearer")`)
+		}
+		return []headless.Source{headless.FromAuthHeader(e.AuthScheme)}, nil
+	case extractors.SourceCookie:
+		return []headless.Source{headless.FromCookie(key)}, nil
+	case extractors.SourceQuery, extractors.SourceForm, extractors.SourceParam:
+		return nil, fmt.Errorf("fiberauth: Config.Extractor reads %q from the %s, which is not supported: a token in a URL or form ends up in logs; use a header or a cookie", key, sourceName(e.Source))
+	case extractors.SourceCustom:
+		return nil, fmt.Errorf("fiberauth: Config.Extractor %q is a custom extractor, which is not supported: the middleware must read the credential as allauth would (a repeated header, the last of two cookies, its bytes); use FromHeader, FromAuthHeader or FromCookie", key)
+	default:
+		return nil, fmt.Errorf("fiberauth: Config.Extractor has an unknown source %d", e.Source)
+	}
+}
+
+func sourceName(s extractors.Source) string {
+	switch s {
+	case extractors.SourceQuery:
+		return "query string"
+	case extractors.SourceForm:
+		return "form"
+	case extractors.SourceParam:
+		return "route parameters"
+	default:
+		return "request"
+	}
+}

@@ -1,0 +1,228 @@
+// Package fiberauth is Fiber v3 middleware that trusts a Django allauth
+// headless login: it asks allauth (through a short-lived cache) who holds the
+// request's session token, Bearer token or session cookie, and stores the
+// user in c.Locals.
+//
+//	app.Use(fiberauth.New(fiberauth.Config{BaseURL: "http://127.0.0.1:8000"}))
+//	app.Get("/api/me", func(c fiber.Ctx) error {
+//		return c.JSON(fiberauth.UserFrom(c))
+//	})
+//
+// It is a front door of package headless, whose contract it answers: 401
+// without a credential (or anonymous, with Optional), the session on
+// allauth's 200, 401 and 410 as allauth, 503 with Retry-After when allauth
+// fails, in allauth's error envelope with Cache-Control: no-store. The
+// credential's sources are v3 extractors (Config.Extractor).
+package fiberauth
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gofiber/fiber/v3"
+	"github.com/gofiber/fiber/v3/middleware/adaptor"
+
+	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/internal/doorconfig"
+	"github.com/allauthgo/headless/internal/fasthttpreq"
+	"github.com/allauthgo/headless/introspect"
+)
+
+// Middleware authenticates requests: Handler requires a user, Optional lets
+// anonymous requests through, and both share one cache. Its Authenticator
+// gives Evict, EvictUser, Stats, Metrics, Ready and Close.
+type Middleware struct {
+	*headless.Authenticator
+	cfg        Config
+	contextKey any // boxed once: boxing a string per request would allocate
+	app        atomic.Pointer[appFlag]
+}
+
+// New creates the middleware handler. It panics with a clear message when
+// the config cannot work (no BaseURL, a URL that is not http(s), an
+// Extractor that reads a query, a form or a custom function), as Fiber's own
+// middleware does. Its cache (two small goroutines: a clock and a janitor)
+// lives as long as the process; use NewMiddleware and Close where it must
+// be stopped, as in tests.
+func New(config ...Config) fiber.Handler {
+	m := NewMiddleware(config...)
+	if m.cfg.Optional {
+		return m.Optional
+	}
+	return m.Handler
+}
+
+// NewMiddleware is New, returning the Middleware itself, so that one cache
+// serves several routes (Handler and Optional), evictions reach it and its
+// resources are released (Close). It panics on a config that cannot work,
+// like New.
+func NewMiddleware(config ...Config) *Middleware {
+	cfg := configDefault(config...)
+	core := doorconfig.Core(cfg)
+	var err error
+	if core.Sources, err = sources(cfg.Extractor); err != nil {
+		panic(err.Error())
+	}
+	a, err := headless.New(core)
+	if err != nil {
+		panic("fiberauth: " + strings.TrimPrefix(err.Error(), "headless: "))
+	}
+	return &Middleware{Authenticator: a, cfg: cfg, contextKey: cfg.ContextKey}
+}
+
+// Handler is the fiber.Handler that requires a user (or, with
+// Config.Optional, lets requests without a credential through). A cache hit
+// allocates nothing.
+func (m *Middleware) Handler(c fiber.Ctx) error { return m.serve(c, m.cfg.Optional) }
+
+// Optional is Handler for routes open to anonymous requests: a request
+// without a credential goes on with no user (UserFrom returns nil); a
+// credential that allauth refuses still fails.
+func (m *Middleware) Optional(c fiber.Ctx) error { return m.serve(c, true) }
+
+func (m *Middleware) serve(c fiber.Ctx, optional bool) error {
+	if m.cfg.Next != nil && m.cfg.Next(c) {
+		m.Skip()
+		return c.Next()
+	}
+	r := requests.Get().(*request) //nolint:errcheck,forcetypeassert // the pool holds nothing else
+	r.c = c
+	res := m.Authenticate(r, optional)
+	r.c = nil // Fiber reuses c for other requests: the pool must not keep it
+	requests.Put(r)
+	switch {
+	case res.Err != nil:
+		return m.cfg.ErrorHandler(c, res.Err)
+	case res.Session == nil:
+		return c.Next() // anonymous
+	}
+	// c.Locals(k, v) would allocate its variadic slice: set what it sets.
+	// Locals are what c.Value reads, so UserFromContext(c) works; the
+	// session also goes in c.Context() when the app asks for it, as
+	// fiber.StoreInContext does.
+	rc := c.RequestCtx()
+	rc.SetUserValue(m.contextKey, &res.Session.User)
+	rc.SetUserValue(sessionKey{}, res.Session)
+	if m.passLocalsToContext(c.App()) {
+		c.SetContext(context.WithValue(c.Context(), sessionKey{}, res.Session))
+	}
+	return m.cfg.SuccessHandler(c)
+}
+
+// appFlag caches an app's PassLocalsToContext: App.Config copies the whole
+// config.
+type appFlag struct {
+	app  *fiber.App
+	pass bool
+}
+
+func (m *Middleware) passLocalsToContext(app *fiber.App) bool {
+	if f := m.app.Load(); f != nil && f.app == app {
+		return f.pass
+	}
+	f := &appFlag{app: app, pass: app.Config().PassLocalsToContext}
+	m.app.Store(f)
+	return f.pass
+}
+
+// request is a fiber.Ctx read as a headless.Request, without copying. It is
+// pooled: an interface holding a fresh one per request would allocate.
+type request struct{ c fiber.Ctx }
+
+var requests = sync.Pool{New: func() any { return new(request) }}
+
+func (r *request) Header(name string) ([]byte, int) {
+	return fasthttpreq.Header(&r.c.Request().Header, name)
+}
+
+func (r *request) Cookie(name string) []byte {
+	return fasthttpreq.LastCookie(&r.c.Request().Header, name)
+}
+
+// Context is c.Context(), the request's context.Context as Fiber v3 keeps it
+// (context.Background() unless a middleware such as a tracer set one with
+// c.SetContext), not c itself. c is a context.Context too, but only while
+// the handler runs: Fiber puts it back in a pool when the handler returns
+// and hands it to the next request, and its Value then reads that request's
+// Locals (or nil). The cache may run a lookup past the request that started
+// it (detached with context.WithoutCancel, so that the other requests
+// waiting for the same token get their answer), so the context it is given
+// must not alias c. c's Done is nil anyway: it would cancel nothing.
+func (r *request) Context() context.Context { return r.c.Context() }
+
+// sessionKey is the private key of the session in Locals.
+type sessionKey struct{}
+
+// SessionFrom returns the session the middleware stored for this request, or
+// nil (anonymous, or the middleware did not run). The session is shared with
+// the cache: read it, do not modify it. It stays valid after the handler
+// returns.
+func SessionFrom(c fiber.Ctx) *introspect.Session {
+	s, _ := c.Locals(sessionKey{}).(*introspect.Session)
+	return s
+}
+
+// UserFrom returns the authenticated user of this request, or nil. Like the
+// session, it is shared with the cache and must not be modified.
+func UserFrom(c fiber.Ctx) *introspect.User {
+	if s := SessionFrom(c); s != nil {
+		return &s.User
+	}
+	return nil
+}
+
+// UserFromContext returns the authenticated user from a context.Context, or
+// nil. It works with c itself (a fiber.Ctx is a context.Context whose Value
+// reads Locals) and with any context derived from c (context.WithValue(c,
+// ...), context.WithTimeout(c, ...)), while the handler runs; with
+// c.Context() and what derives from it when the app sets
+// fiber.Config.PassLocalsToContext (it costs an allocation per request); and with a
+// context made by headless.NewContext.
+func UserFromContext(ctx context.Context) *introspect.User {
+	if s, ok := ctx.Value(sessionKey{}).(*introspect.Session); ok && s != nil {
+		return &s.User
+	}
+	return headless.UserFromContext(ctx)
+}
+
+// DefaultErrorHandler answers in allauth's JSON envelope:
+//
+//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
+//
+// with Cache-Control: no-store, Retry-After on 503 (1 to 300 s) and
+// WWW-Authenticate (RFC 6750) on 401 when the Extractor reads the
+// Authorization header. An error that is not a *headless.Error is answered
+// as a 500 without its text.
+func DefaultErrorHandler(c fiber.Ctx, err error) error {
+	e := headless.ErrorFrom(err)
+	e.Header(c.Set)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(e.Status).Send(e.Body())
+}
+
+// EvictHandler is headless.EvictHandler as a fiber.Handler, evicting from
+// the caches of m and more:
+//
+//	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, m))
+//	app.Use(m.Handler) // after the webhook, which carries no user credential
+//
+// It panics when the Secret is shorter than 32 bytes, like NewMiddleware.
+func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) fiber.Handler {
+	as := []*headless.Authenticator{m.Authenticator}
+	for _, o := range more {
+		as = append(as, o.Authenticator)
+	}
+	h, err := headless.EvictHandler(cfg, as...)
+	if err != nil {
+		panic("fiberauth: " + strings.TrimPrefix(err.Error(), "headless: "))
+	}
+	return adaptor.HTTPHandler(h)
+}
+
+// ReadyHandler is the Authenticator's readiness check (see
+// headless.Authenticator.Ready) as a fiber.Handler.
+func (m *Middleware) ReadyHandler(config ...headless.ReadyConfig) fiber.Handler {
+	return adaptor.HTTPHandler(m.Ready(config...))
+}
