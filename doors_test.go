@@ -6,14 +6,20 @@ import (
 	"testing"
 
 	fiberv2 "github.com/gofiber/fiber/v2"
+	fiberv3 "github.com/gofiber/fiber/v3"
+	"github.com/gofiber/fiber/v3/extractors"
 
 	"github.com/allauthgo/headless/fiberauth"
+	fiberauthv3 "github.com/allauthgo/headless/fiberauth/v3"
 )
 
 // The doors the conformance table runs against, each built from a
 // doorConfig the way its users would write it.
 func init() {
-	doors = append(doors, door{name: "fiberauth (Fiber v2)", build: buildFiberV2})
+	doors = append(doors,
+		door{name: "fiberauth (Fiber v2)", build: buildFiberV2},
+		door{name: "fiberauth/v3 (Fiber v3)", build: buildFiberV3},
+	)
 }
 
 func buildFiberV2(t *testing.T, cfg doorConfig) roundTrip {
@@ -38,6 +44,47 @@ func buildFiberV2(t *testing.T, cfg doorConfig) roundTrip {
 	return func(t *testing.T, req *http.Request) answer {
 		t.Helper()
 		resp, err := app.Test(req, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		return readAnswer(t, resp)
+	}
+}
+
+func buildFiberV3(t *testing.T, cfg doorConfig) roundTrip {
+	t.Helper()
+	var ex []extractors.Extractor
+	for _, s := range cfg.sources {
+		where, name, _ := strings.Cut(s, ":")
+		switch {
+		case where == "cookie":
+			ex = append(ex, extractors.FromCookie(name))
+		case name == "Authorization":
+			ex = append(ex, extractors.FromAuthHeader("Bearer"))
+		default:
+			ex = append(ex, extractors.FromHeader(name))
+		}
+	}
+	m := fiberauthv3.NewMiddleware(fiberauthv3.Config{
+		BaseURL:   cfg.baseURL,
+		Extractor: extractors.Chain(ex...),
+		Optional:  cfg.optional,
+		JWT:       cfg.jwt,
+		Logger:    cfg.logger,
+	})
+	closeAtEnd(t, m)
+	app := fiberv3.New(fiberv3.Config{ReadBufferSize: 16 << 10})
+	app.Use(m.Handler)
+	app.Get("/", func(c fiberv3.Ctx) error {
+		if u := fiberauthv3.UserFrom(c); u != nil {
+			return c.SendString(who(u.ID, u.Username))
+		}
+		return c.SendString(who("", ""))
+	})
+	return func(t *testing.T, req *http.Request) answer {
+		t.Helper()
+		resp, err := app.Test(req, fiberv3.TestConfig{Timeout: 0})
 		if err != nil {
 			t.Fatal(err)
 		}

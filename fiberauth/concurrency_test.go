@@ -157,6 +157,16 @@ func (f *loadFixture) run(tb testing.TB, url string, n int) (mismatches, failure
 	return mis.Load(), fail.Load()
 }
 
+// loadConfig is cfg for the load tests, which prove identities, not speed:
+// under -race on a busy machine a lookup may take seconds, and a 503 from a
+// timeout or the breaker would fail a test about who is named.
+func loadConfig(cfg fiberauth.Config) fiberauth.Config {
+	cfg.CacheTTL = 10 * time.Minute
+	cfg.Timeout = time.Minute
+	cfg.Breaker = introspect.BreakerConfig{Disabled: true}
+	return cfg
+}
+
 // The safety proof: 256 concurrent clients, 10,000 tokens of 10,000 users,
 // 200,000 requests over real loopback HTTP. Every answer names its own user,
 // and allauth is asked exactly once per token.
@@ -165,7 +175,7 @@ func Test_Concurrency_EveryAnswerNamesItsOwnUser(t *testing.T) {
 		t.Skip("200,000 requests; skipped with -short")
 	}
 	f := newLoadFixture(t)
-	m := newMiddleware(t, f.srv, fiberauth.Config{CacheTTL: 10 * time.Minute})
+	m := newMiddleware(t, f.srv, loadConfig(fiberauth.Config{}))
 	app := fiber.New(lightConfig)
 	app.Use(m.Handler)
 	app.Get("/r/:n", func(c *fiber.Ctx) error {
@@ -200,7 +210,7 @@ func Test_Concurrency_KeptUsersStayValid(t *testing.T) {
 	}
 	const n = 2 * loadTokens // every token twice: once fetched, once from the cache
 	f := newLoadFixture(t)
-	m := newMiddleware(t, f.srv, fiberauth.Config{CacheTTL: 10 * time.Minute, UserContext: true})
+	m := newMiddleware(t, f.srv, loadConfig(fiberauth.Config{UserContext: true}))
 	type kept struct {
 		local, from, fromCtx *introspect.User
 		sess                 *introspect.Session

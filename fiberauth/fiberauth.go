@@ -185,11 +185,11 @@ func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) 
 	if err != nil {
 		panic("fiberauth: " + strings.TrimPrefix(err.Error(), "headless: "))
 	}
-	return adaptor.HTTPHandler(h)
+	return adaptor.HTTPHandler(fasthttpreq.Detached(h))
 }
 
 // ReadyHandler is the Authenticator's readiness check (see
 // headless.Authenticator.Ready) as a fiber.Handler.
 func (m *Middleware) ReadyHandler(config ...headless.ReadyConfig) fiber.Handler {
-	return adaptor.HTTPHandler(m.Ready(config...))
+	return adaptor.HTTPHandler(fasthttpreq.Detached(m.Ready(config...)))
 }

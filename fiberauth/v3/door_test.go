@@ -427,7 +427,7 @@ func TestEvictAndReady(t *testing.T) {
 		return do(t, app, req)
 	}
 	r = evict("v1=00")
-	if r.Status != http.StatusUnauthorized || !strings.Contains(r.Body, headless.CodeEvictBadSignature) {
+	if r.Status != http.StatusUnauthorized || !strings.Contains(r.Body, "bad_signature") {
 		t.Errorf("mis-signed eviction: %d %q", r.Status, r.Body)
 	}
 	r = evict("")

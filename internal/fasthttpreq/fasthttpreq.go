@@ -3,7 +3,12 @@
 // on fasthttp).
 package fasthttpreq
 
-import "github.com/valyala/fasthttp"
+import (
+	"context"
+	"net/http"
+
+	"github.com/valyala/fasthttp"
+)
 
 // Header returns the first value of the named header and how many times it
 // occurs. The value aliases fasthttp's buffer.
@@ -28,4 +33,15 @@ func LastCookie(h *fasthttp.RequestHeader, name string) []byte {
 		}
 	}
 	return v
+}
+
+// Detached serves h with a request context that is never canceled. Fiber's
+// net/http adaptor makes the fasthttp RequestCtx the request's context, and
+// a cancelable context derived from it (a timeout on a Redis call, say)
+// reads the server's shutdown channel without a lock, which races with the
+// server's Shutdown. The core's handlers bound their own waits.
+func Detached(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
+	})
 }
