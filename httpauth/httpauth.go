@@ -21,10 +21,13 @@
 // fails, in allauth's error envelope with Cache-Control: no-store, byte for
 // byte as the Fiber doors answer.
 //
-// A cache hit costs two allocations (about 300 bytes): the copy of the
-// *http.Request that r.WithContext makes, which net/http gives no way around,
-// and one 32-byte context node carrying the session. Reading the credential
-// allocates nothing.
+// A cache hit costs two allocations, 344 bytes: the copy of the
+// *http.Request that r.WithContext makes (320 bytes; net/http keeps the
+// context in the Request, so there is no way around it), and one 24-byte
+// context node carrying the session, half of what context.WithValue would
+// take. Reading the credential allocates nothing. On a 2-core AMD EPYC, a hit
+// adds about 0.65 µs to a bare handler's 14 ns, half of it the Request copy
+// (BenchmarkMiddleware).
 package httpauth
 
 import (
