@@ -12,8 +12,8 @@ import (
 // headless.SessionFromContext finds the session too, and is half the size of
 // the node context.WithValue allocates (see newContext).
 type sessionContext struct {
-	context.Context
-	session *introspect.Session
+	context.Context //nolint:containedctx // a context wraps its parent
+	session         *introspect.Session
 }
 
 func (c *sessionContext) Value(key any) any {
@@ -45,8 +45,8 @@ var sessionKey = func() any {
 
 // keyRecorder records the key it is asked for.
 type keyRecorder struct {
-	context.Context
-	key any
+	context.Context //nolint:containedctx // a context wraps its parent
+	key             any
 }
 
 func (r *keyRecorder) Value(key any) any {

@@ -347,7 +347,7 @@ func TestServeMux(t *testing.T) {
 	mux.Handle("GET /api/public", m.Optional(whoHandler))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	tok := srv.IssueToken("alice")
-	req := func(path string, token string) *http.Request {
+	req := func(path, token string) *http.Request {
 		r := get()
 		r.URL.Path = path
 		if token != "" {
@@ -360,8 +360,8 @@ func TestServeMux(t *testing.T) {
 	wantUser(t, do(mux, req("/api/public", "")), anonymous)
 	wantUser(t, do(mux, req("/healthz", "")), "ok")
 
-	var use func(http.Handler) http.Handler = m.Handler // what chi's r.Use takes
-	all := use(mux)
+	use := func(mw func(http.Handler) http.Handler) http.Handler { return mw(mux) } // chi's r.Use
+	all := use(m.Handler)
 	wantUser(t, do(all, req("/api/public", tok)), "alice")
 	wantError(t, do(all, req("/healthz", "")), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 1)

@@ -39,7 +39,7 @@ func (q request) Context() context.Context { return q.r.Context() }
 // values are only read (headless copies what it keeps beyond Authenticate:
 // the token it asks allauth about, the cache key it derives).
 func bytesOf(s string) []byte {
-	return unsafe.Slice(unsafe.StringData(s), len(s)) //nolint:gosec // G103: read-only view, see above
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // lastCookie returns the value of the last cookie named name across all the
