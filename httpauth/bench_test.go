@@ -1,7 +1,6 @@
 package httpauth_test
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -85,13 +84,6 @@ func BenchmarkContext(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			sink = headless.UserFromContext(req.WithContext(headless.NewContext(req.Context(), s)).Context())
-		}
-	})
-	b.Run("WithContext only", func(b *testing.B) {
-		b.ReportAllocs()
-		ctx := context.Background()
-		for b.Loop() {
-			_ = req.WithContext(ctx)
 		}
 	})
 	_ = sink
