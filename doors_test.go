@@ -1,7 +1,9 @@
 package headless_test
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -9,8 +11,10 @@ import (
 	fiberv3 "github.com/gofiber/fiber/v3"
 	"github.com/gofiber/fiber/v3/extractors"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	fiberauthv3 "github.com/allauthgo/headless/fiberauth/v3"
+	"github.com/allauthgo/headless/httpauth"
 )
 
 // The doors the conformance table runs against, each built from a
@@ -19,6 +23,7 @@ func init() {
 	doors = append(doors,
 		door{name: "fiberauth (Fiber v2)", build: buildFiberV2},
 		door{name: "fiberauth/v3 (Fiber v3)", build: buildFiberV3},
+		door{name: "httpauth (net/http)", build: buildHTTP},
 	)
 }
 
@@ -90,5 +95,45 @@ func buildFiberV3(t *testing.T, cfg doorConfig) roundTrip {
 		}
 		defer func() { _ = resp.Body.Close() }()
 		return readAnswer(t, resp)
+	}
+}
+
+func buildHTTP(t *testing.T, cfg doorConfig) roundTrip {
+	t.Helper()
+	var sources []headless.Source
+	for _, s := range cfg.sources {
+		where, name, _ := strings.Cut(s, ":")
+		switch {
+		case where == "cookie":
+			sources = append(sources, headless.FromCookie(name))
+		case name == "Authorization":
+			sources = append(sources, headless.FromAuthHeader("Bearer"))
+		default:
+			sources = append(sources, headless.FromHeader(name))
+		}
+	}
+	m, err := httpauth.NewMiddleware(httpauth.Config{
+		BaseURL:  cfg.baseURL,
+		Sources:  sources,
+		Optional: cfg.optional,
+		JWT:      cfg.jwt,
+		Logger:   cfg.logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAtEnd(t, m)
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u := httpauth.UserFrom(r.Context()); u != nil {
+			_, _ = io.WriteString(w, who(u.ID, u.Username))
+			return
+		}
+		_, _ = io.WriteString(w, who("", ""))
+	}))
+	return func(t *testing.T, req *http.Request) answer {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return answer{status: rec.Code, header: rec.Header(), body: rec.Body.String()}
 	}
 }

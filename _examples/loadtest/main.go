@@ -1,7 +1,8 @@
 // Command loadtest measures what fiberauth costs, side by side in one run:
 // the same Fiber route bare and protected by each mode's warm hit (the
-// in-process cache, the cache in Redis, a JWT verified locally; and the
-// same bare/protected pair on Fiber v3 through fiberauth/v3), allauth's
+// in-process cache, the cache in Redis, a JWT verified locally), the same
+// bare/protected pair on Fiber v3 (fiberauth/v3) and on a net/http server
+// (httpauth), each against its own server's bare route, allauth's
 // own session endpoint (the stand-in with a delay standing in for Django),
 // the cost of a cold request, and how many upstream calls bursts of cold
 // requests make.
@@ -46,6 +47,7 @@ import (
 
 	"github.com/allauthgo/headless/fiberauth"
 	fiberauthv3 "github.com/allauthgo/headless/fiberauth/v3"
+	"github.com/allauthgo/headless/httpauth"
 	"github.com/allauthgo/headless/internal/redisproc"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -157,25 +159,50 @@ func run(o options, out io.Writer) error {
 	defer func() { _ = app3.ShutdownWithTimeout(5 * time.Second) }()
 	base3 := "http://" + ln3.Addr().String()
 
+	// The net/http pair: a std mux on net/http's server, bare and behind
+	// httpauth, with the same settings.
+	nhMW, err := httpauth.NewMiddleware(httpauth.Config{BaseURL: standin.URL, Timeout: 5 * time.Second, CacheTTL: time.Hour, Logger: quiet})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nhMW.Close() }()
+	nhOK := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	mux := http.NewServeMux()
+	mux.Handle("GET /bare", nhOK)
+	mux.Handle("GET /protected", nhMW.Handler(nhOK))
+	nhLn, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	nhSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = nhSrv.Serve(nhLn) }()
+	defer func() { _ = nhSrv.Close() }()
+	nhBase := "http://" + nhLn.Addr().String()
+
 	sessionHeader := fiberauth.HeaderSessionToken + ": " + token
 	routes := []route{
 		{name: "bare", what: "no middleware", path: "/bare"},
 		{name: "in-process", what: "X-Session-Token, in-process cache hit", path: "/protected", header: sessionHeader},
 		{name: "Redis", what: "X-Session-Token, hit in Redis (Config.Storage) at " + rd.where, path: "/redis", header: sessionHeader, skip: rd.skip},
 		{name: "JWT", what: "Authorization: Bearer, RS256 verified in process", path: "/jwt", header: fiber.HeaderAuthorization + ": Bearer " + access},
-		{name: "v3 bare", what: "Fiber v3, no middleware", path: "/bare", base: base3},
-		{name: "v3 in-process", what: "Fiber v3 (fiberauth/v3), X-Session-Token, in-process cache hit; ratio to v3 bare", path: "/protected", header: sessionHeader, base: base3},
+		{name: "v3 bare", what: "Fiber v3, no middleware", base: base3, path: "/bare", bare: 4},
+		{name: "v3 in-process", what: "Fiber v3 + fiberauth/v3, X-Session-Token, in-process cache hit", base: base3, path: "/protected", header: sessionHeader, bare: 4},
+		{name: "net/http bare", what: "net/http server, std mux, no middleware", base: nhBase, path: "/bare", bare: 6},
+		{name: "net/http in-process", what: "net/http + httpauth, X-Session-Token, in-process cache hit", base: nhBase, path: "/protected", header: sessionHeader, bare: 6},
 	}
-	v3Bare := len(routes) - 2
-
+	for i := range routes {
+		if routes[i].base == "" {
+			routes[i].base = base
+		}
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
 	defer client.CloseIdleConnections()
-	for _, r := range routes[1:] {
-		if r.skip != "" || r.header == "" {
-			continue // nothing to warm on a bare route
+	for _, r := range routes {
+		if r.skip != "" || r.header == "" { // the bare routes need no warming
+			continue
 		}
 		name, value, _ := strings.Cut(r.header, ": ")
-		if code, err := getWith(client, r.url(base), name, value); err != nil || code != http.StatusOK {
+		if code, err := getWith(client, r.base+r.path, name, value); err != nil || code != http.StatusOK {
 			return fmt.Errorf("warm-up request to %s: status %d, %w", r.path, code, err)
 		}
 	}
@@ -190,7 +217,7 @@ func run(o options, out io.Writer) error {
 			if r.skip != "" {
 				continue
 			}
-			res, err := runWrk(wrk, o, r.url(base), r.header)
+			res, err := runWrk(wrk, o, r.base+r.path, r.header)
 			if err != nil {
 				return err
 			}
@@ -202,6 +229,12 @@ func run(o options, out io.Writer) error {
 	}
 	if s := mw.Stats(); s.Fetches != 1 {
 		return fmt.Errorf("the in-process runs asked allauth %d times, want 1 (warm cache)", s.Fetches)
+	}
+	if s := nhMW.Stats(); s.Fetches != 1 {
+		return fmt.Errorf("the net/http runs asked allauth %d times, want 1 (warm cache)", s.Fetches)
+	}
+	if s := mw3.Stats(); s.Fetches != 1 {
+		return fmt.Errorf("the Fiber v3 runs asked allauth %d times, want 1 (warm cache)", s.Fetches)
 	}
 
 	// allauth's own endpoint, with Django's latency.
@@ -232,7 +265,7 @@ func run(o options, out io.Writer) error {
 	add("| p50 latency | %s | %s | %+.1f%% | |", mb.p50, mp.p50, pct(mp.p50, mb.p50))
 	add("| p99 latency | %s | %s | %+.1f%% | ≤ +10%% |", mb.p99, mp.p99, pct(mp.p99, mb.p99))
 	add("")
-	add("| route (warm) | what a request does | requests/s | ratio to bare (rounds) | p50 | p99 |")
+	add("| route (warm) | what a request does | requests/s | ratio to its server's bare route (rounds) | p50 | p99 |")
 	add("|---|---|---|---|---|---|")
 	for j, r := range routes {
 		if r.skip != "" {
@@ -240,11 +273,7 @@ func run(o options, out io.Writer) error {
 			continue
 		}
 		m := median(results[j])
-		ref := bare
-		if r.base != "" {
-			ref = results[v3Bare] // a v3 route against the v3 bare route
-		}
-		lo, mid, hi := ratioToBare(results[j], ref)
+		lo, mid, hi := ratioToBare(results[j], results[r.bare])
 		add("| %s | %s | %.0f | %.3f (%.3f–%.3f) | %s | %s |", r.name, r.what, m.rps, mid, lo, hi, m.p50, m.p99)
 	}
 	add("")
@@ -263,18 +292,12 @@ func run(o options, out io.Writer) error {
 	return err
 }
 
-// route is one route under load: header ("Name: value") carries its
-// credential; skip, if set, is why it is not run; base, if set, is the
-// server (the Fiber v3 app), else the Fiber v2 app.
+// route is one route under load, at base+path: header ("Name: value")
+// carries its credential; skip, if set, is why it is not run; bare is the
+// index of the bare route of the same server, its ratio's denominator.
 type route struct {
-	name, what, path, header, skip, base string
-}
-
-func (r route) url(base string) string {
-	if r.base != "" {
-		return r.base + r.path
-	}
-	return base + r.path
+	name, what, base, path, header, skip string
+	bare                                 int
 }
 
 // ratioToBare returns the lowest, median and highest of the rounds'

@@ -1,0 +1,186 @@
+package httpauth
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/introspect"
+)
+
+// Config configures the middleware. Only BaseURL is required; every other
+// field has a working default. The fields between BaseURL and Logger are
+// those of headless.Config, with the same meaning (and the same as in
+// fiberauth.Config).
+type Config struct {
+	// Next defines a function to skip this middleware when it returns true.
+	//
+	// Optional. Default: nil
+	Next func(r *http.Request) bool
+
+	// Sources are where a request's credential is looked for, in order;
+	// the first that holds a non-blank value is the credential (see
+	// headless.FromHeader, headless.FromAuthHeader and headless.FromCookie).
+	//
+	// Optional. Default: headless.FromHeader(headless.HeaderSessionToken)
+	Sources []headless.Source
+
+	// Optional lets a request without a credential through as anonymous
+	// (UserFrom returns nil), as Middleware.Optional does. A credential that
+	// allauth rejects still fails.
+	//
+	// Optional. Default: false
+	Optional bool
+
+	// ErrorHandler answers every failure. Its error is a *headless.Error
+	// (see headless.ErrorFrom); it must write the answer and not call the
+	// next handler.
+	//
+	// Optional. Default: DefaultErrorHandler (allauth's JSON envelope)
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+	// BaseURL is the Django origin that serves allauth, e.g.
+	// "http://127.0.0.1:8000". Required.
+	BaseURL string
+
+	// Mount is where the Django project includes allauth.headless.urls.
+	//
+	// Optional. Default: "/_allauth"
+	Mount string
+
+	// Timeout bounds one lookup at allauth, a retry included.
+	//
+	// Optional. Default: 2 * time.Second
+	Timeout time.Duration
+
+	// MaxConcurrentLookups bounds the lookups in flight at allauth (cache
+	// misses; concurrent misses for one token share one). A miss beyond it
+	// waits for a slot within Timeout, then gets 503 with Retry-After.
+	// Cache hits never wait. A negative value means unlimited.
+	//
+	// Optional. Default: 64
+	MaxConcurrentLookups int
+
+	// Breaker tunes the circuit breaker in front of allauth: after 5
+	// consecutive failed lookups (no answer, refused, 429, 5xx, not
+	// allauth's JSON; never a 401 or 410) misses answer at once for a 1 s
+	// cool-down (stale under StaleIfError, else 503 with Retry-After = the
+	// cool-down left), then one probe at a time tests allauth and the first
+	// success closes it. Breaker.Disabled turns it off.
+	//
+	// Optional. Default: on, 5 failures, 1 * time.Second cool-down
+	Breaker introspect.BreakerConfig
+
+	// CacheTTL is how long an authenticated answer is served without asking
+	// allauth again: the longest a logout elsewhere goes unnoticed unless the
+	// token is evicted.
+	//
+	// Optional. Default: 30 * time.Second
+	CacheTTL time.Duration
+
+	// NegativeTTL is how long allauth's 401 or 410 is served. A negative
+	// value turns negative caching off.
+	//
+	// Optional. Default: 5 * time.Second
+	NegativeTTL time.Duration
+
+	// MaxEntries bounds the in-process cache (authenticated and negative
+	// answers, each), with or without Storage.
+	//
+	// Optional. Default: 100000
+	MaxEntries int
+
+	// Storage is a cache shared by several instances (e.g.
+	// gofiber/storage/redis/v3), kept behind the in-process cache: an
+	// in-process miss reads it, a miss there asks allauth and writes both.
+	// With gofiber/storage's Redis driver, Evict, EvictUser and the webhook
+	// reach every instance's in-process cache at once (Redis pub/sub);
+	// otherwise, or while that subscription is down, within Recheck. Keys
+	// are SHA-256 hashes under Prefix. The middleware does not close it.
+	//
+	// Optional. Default: nil (in process only)
+	Storage cache.Storage
+
+	// Prefix is put before every key written to Storage. Set one per
+	// deployment when two deployments (staging and production, say) share a
+	// Redis and reach their allauth by the same URL: they would otherwise
+	// serve each other's sessions.
+	//
+	// Optional. Default: "allauthgo:"
+	Prefix string
+
+	// StorageSecret authenticates every value written to Storage together
+	// with its key (HMAC-SHA256; at least 16 bytes, e.g. 32 random bytes
+	// shared by the instances). Without it, whoever can write to the Redis
+	// can log in as anyone; with it, a planted, tampered or moved value is a
+	// miss, never a login.
+	//
+	// Optional. Default: nil (values are not authenticated)
+	StorageSecret []byte
+
+	// Recheck bounds how long an instance serves its in-process copy of a
+	// shared answer without Storage vouching for it: how late an eviction on
+	// another instance is seen when Redis pub/sub is not there (another
+	// Storage) or is down. An instance reads Storage at most once per token
+	// per Recheck.
+	//
+	// Optional. Default: 1 * time.Second
+	Recheck time.Duration
+
+	// StaleIfError lets a session that expired less than this long ago be
+	// served while allauth fails (never after a 401 or 410).
+	//
+	// Optional. Default: 0 (off)
+	StaleIfError time.Duration
+
+	// UserIndex keeps a user → cache keys index, so that EvictUser (and
+	// "user_ids" sent to headless.EvictHandler) can drop every cached session of one
+	// user. It costs nothing on a cache hit; each authenticated answer stored
+	// costs an index update (with Storage: one read and one write there).
+	// It keeps at most cache.MaxKeysPerUser keys per user.
+	//
+	// Optional. Default: false
+	UserIndex bool
+
+	// JWT verifies the access tokens of allauth's JWT token strategy in
+	// process: every Bearer value is checked against these keys (see
+	// introspect.JWTConfig) and, if a valid access token, authenticates with
+	// no call to allauth; the user then has ID = sub and the token's Claims.
+	// The answer is kept in process until the earlier of its exp and
+	// CacheTTL, so a repeat skips the signature check. Any other Bearer
+	// value (bad signature, expired, a refresh token, or no JWT at all, e.g.
+	// "header.payload." or four segments) is a 401 with WWW-Authenticate,
+	// also without a call: under allauth's JWT strategy it can never be
+	// valid. Session tokens and cookies are asked of allauth as before.
+	// Needs a headless.FromAuthHeader source in Sources. A logout is only
+	// noticed at the token's exp unless JWTStateful is on.
+	//
+	// Optional. Default: nil (every Bearer token is asked of allauth)
+	JWT *introspect.JWTConfig
+
+	// JWTStateful also asks allauth about every JWT that verified, as
+	// allauth's HEADLESS_JWT_STATEFUL_VALIDATION_ENABLED does for its own
+	// endpoints, through the cache (never kept past the token's exp): a
+	// logout then ends the token within CacheTTL instead of at its exp (300
+	// s by default). The trade: a cache miss costs a call to allauth (which
+	// checks a JWT slowly, about 128 ms), allauth being down means 503s (or
+	// StaleIfError) instead of local answers, and the user is allauth's
+	// (username, email...) with the token's Claims added. Needs JWT.
+	//
+	// Optional. Default: false (signature and claims only)
+	JWTStateful bool
+
+	// Logger receives one line per failed lookup at allauth (never a
+	// token; a short hash prefix correlates lines). Successful and cached
+	// lookups are not logged. The line is at level Warn:
+	//
+	//	msg="allauth lookup failed" kind=session_token key=<12 hex> status=502 class=5xx duration=3.1ms error="..."
+	//
+	// status is 0 and class "error" when allauth did not answer. Pass
+	// slog.New(slog.DiscardHandler) to silence it.
+	//
+	// Optional. Default: slog.Default()
+	Logger *slog.Logger
+}

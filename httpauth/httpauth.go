@@ -1,0 +1,168 @@
+// Package httpauth is net/http middleware that trusts a Django allauth
+// headless login: it asks allauth (through a short-lived cache) who holds the
+// request's session token, Bearer token or session cookie, and puts the
+// session in the request's context.
+//
+//	auth := httpauth.New(httpauth.Config{BaseURL: "http://127.0.0.1:8000"})
+//	mux.Handle("GET /api/me", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+//		json.NewEncoder(w).Encode(httpauth.UserFrom(r.Context()))
+//	})))
+//
+// The middleware is a func(http.Handler) http.Handler, so it fits wherever
+// that shape does:
+//
+//	r.Use(auth)                              // chi
+//	e.Use(echo.WrapMiddleware(auth))         // echo
+//	g.Use(adapter.Wrap(auth))                // gin, with github.com/gwatts/gin-adapter
+//
+// It is a front door of package headless, whose contract it answers: 401
+// without a credential (or anonymous, with Optional), the session on
+// allauth's 200, 401 and 410 as allauth, 503 with Retry-After when allauth
+// fails, in allauth's error envelope with Cache-Control: no-store, byte for
+// byte as the Fiber doors answer.
+//
+// A cache hit costs two allocations, 344 bytes: the copy of the
+// *http.Request that r.WithContext makes (320 bytes; net/http keeps the
+// context in the Request, so there is no way around it), and one 24-byte
+// context node carrying the session, half of what context.WithValue would
+// take. Reading the credential allocates nothing. On a 2-core AMD EPYC, a hit
+// adds about 0.6 µs to a bare handler's 15 ns (BenchmarkMiddleware); a CPU
+// profile puts a third of it in the Request copy, as much in hashing the
+// token for the cache key.
+package httpauth
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/internal/doorconfig"
+	"github.com/allauthgo/headless/introspect"
+)
+
+// Middleware authenticates requests: Handler requires a user, Optional lets
+// anonymous requests through, and both share one cache. Its Authenticator
+// gives Evict, EvictUser, Stats, Metrics, Ready and Close.
+type Middleware struct {
+	*headless.Authenticator
+	cfg Config
+}
+
+// New returns the middleware for cfg: Middleware.Handler, or
+// Middleware.Optional with Config.Optional. Its cache (two small goroutines)
+// lives as long as the process; use NewMiddleware and Close where it must be
+// stopped, as in tests.
+//
+// New panics when cfg cannot work (no BaseURL, a URL that is not http(s),
+// bad Sources), as http.ServeMux.Handle panics on a bad pattern and
+// regexp.MustCompile on a bad expression: a config written in code is a
+// programming error, found at startup. NewMiddleware returns the error
+// instead, for a config read at run time (an environment variable, a file).
+func New(cfg Config) func(http.Handler) http.Handler {
+	m, err := NewMiddleware(cfg)
+	if err != nil {
+		panic(err.Error())
+	}
+	if cfg.Optional {
+		return m.Optional
+	}
+	return m.Handler
+}
+
+// NewMiddleware returns the Middleware for cfg, so that one cache serves
+// several routes (Handler and Optional), evictions reach it and its
+// resources are released (Close); or an error saying what in cfg cannot
+// work.
+func NewMiddleware(cfg Config) (*Middleware, error) {
+	core := doorconfig.Core(cfg)
+	core.Sources = cfg.Sources
+	a, err := headless.New(core)
+	if err != nil {
+		return nil, prefixed{err}
+	}
+	if cfg.ErrorHandler == nil {
+		cfg.ErrorHandler = DefaultErrorHandler
+	}
+	return &Middleware{Authenticator: a, cfg: cfg}, nil
+}
+
+// prefixed is an error of headless.New under this package's name.
+type prefixed struct{ err error }
+
+func (e prefixed) Error() string {
+	return "httpauth: " + strings.TrimPrefix(e.err.Error(), "headless: ")
+}
+
+func (e prefixed) Unwrap() error { return e.err }
+
+// Handler wraps next so that it runs only for an authenticated request (or,
+// with Config.Optional, also for one without a credential); every other
+// request is answered by Config.ErrorHandler.
+func (m *Middleware) Handler(next http.Handler) http.Handler {
+	return m.wrap(next, m.cfg.Optional)
+}
+
+// Optional is Handler for routes open to anonymous requests: a request
+// without a credential reaches next with no user (UserFrom returns nil); a
+// credential that allauth refuses still fails.
+func (m *Middleware) Optional(next http.Handler) http.Handler {
+	return m.wrap(next, true)
+}
+
+func (m *Middleware) wrap(next http.Handler, optional bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.cfg.Next != nil && m.cfg.Next(r) {
+			m.Skip()
+			next.ServeHTTP(w, r)
+			return
+		}
+		// r's context reaches a lookup through request.Context, on a miss.
+		res := m.Authenticate(request{r}, optional) //nolint:contextcheck // see above
+		switch {
+		case res.Err != nil:
+			m.cfg.ErrorHandler(w, r, res.Err)
+		case res.Session == nil:
+			next.ServeHTTP(w, r) // anonymous
+		default:
+			next.ServeHTTP(w, r.WithContext(newContext(r.Context(), res.Session)))
+		}
+	})
+}
+
+// SessionFrom returns the session the middleware put in ctx (a request's
+// context, or one derived from it), or nil: anonymous, or the middleware did
+// not run. The session is shared with the cache: read it, do not modify it.
+// headless.SessionFromContext finds it too.
+func SessionFrom(ctx context.Context) *introspect.Session {
+	if c, ok := ctx.(*sessionContext); ok { // the usual case: no chain to walk
+		return c.session
+	}
+	return headless.SessionFromContext(ctx)
+}
+
+// UserFrom returns the authenticated user of ctx's request, or nil. Like the
+// session, it is shared with the cache and must not be modified.
+func UserFrom(ctx context.Context) *introspect.User {
+	if s := SessionFrom(ctx); s != nil {
+		return &s.User
+	}
+	return nil
+}
+
+// DefaultErrorHandler answers in allauth's JSON envelope:
+//
+//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
+//
+// with Content-Type: application/json, Cache-Control: no-store, Retry-After
+// on 503 (1 to 300 s) and WWW-Authenticate (RFC 6750) on 401 when a source
+// reads the Authorization header. An error that is not a *headless.Error is
+// answered as a 500 without its text.
+func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
+	e := headless.ErrorFrom(err)
+	h := w.Header()
+	e.Header(h.Set)
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(e.Body())
+}
