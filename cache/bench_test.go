@@ -81,7 +81,7 @@ func BenchmarkMemorySetFull(b *testing.B) {
 	const maxEntries = 10_000
 	s := newMemoryStore(maxEntries)
 	b.Cleanup(func() { _ = s.Close() })
-	e := &Entry{Status: http.StatusGone, FreshUntil: 1}
+	e := &entry{Status: http.StatusGone, FreshUntil: 1}
 	for i := range maxEntries {
 		s.set(keyFor(i), e, time.Hour)
 	}

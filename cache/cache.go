@@ -189,7 +189,7 @@ func (c *Cache) Get(_ context.Context, key Key) (r Result, ok bool) {
 // An in-process copy of a shared answer also needs a recent word from the
 // shared tier: the store itself within Recheck, or an eviction channel that
 // was listening when the copy was made and has proven itself since.
-func (c *Cache) usable(e *Entry, now int64) bool {
+func (c *Cache) usable(e *entry, now int64) bool {
 	if now >= e.FreshUntil {
 		return false
 	}
@@ -208,7 +208,7 @@ func (c *Cache) Remember(key Key, s *introspect.Session, until time.Time) {
 	// The coarse clock may lag by its resolution: stop that much early.
 	fresh := min(now+int64(c.ttl), until.UnixNano()-int64(clockResolution))
 	if ttl := fresh - now; ttl > 0 {
-		e := &Entry{Session: s, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh}
+		e := &entry{Session: s, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh}
 		c.local.set(key, e, time.Duration(ttl))
 	}
 }
@@ -280,7 +280,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 			stale = min(stale, notAfter.UnixNano())
 		}
 		if fresh > now {
-			e := &Entry{Session: sess, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh, StaleUntil: stale}
+			e := &entry{Session: sess, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh, StaleUntil: stale}
 			c.keep(ctx, key, e, started, gen)
 			c.indexUser(ctx, sess.User.ID, key, time.Duration(e.keepUntil()-now))
 		}
@@ -294,7 +294,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		// flood of unknown tokens during an outage costs no waits.
 		hadSession := prev != nil && !prev.negative()
 		if c.negTTL > 0 {
-			e := &Entry{Status: authErr.Status, ObtainedAt: now, FreshUntil: now + int64(c.negTTL)}
+			e := &entry{Status: authErr.Status, ObtainedAt: now, FreshUntil: now + int64(c.negTTL)}
 			if !c.keep(ctx, key, e, started, gen) && hadSession {
 				c.purgeShared(ctx, key)
 			}
@@ -317,7 +317,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 }
 
 // result is what an entry answers.
-func (e *Entry) result() Result {
+func (e *entry) result() Result {
 	if e.negative() {
 		return Result{Err: e.authError()}
 	}
@@ -328,7 +328,7 @@ func (e *Entry) result() Result {
 // reader's own TTLs, whoever wrote it. A value written "in the future" is
 // not trusted; an unreadable or forged one is counted and is a miss. ok is
 // false when the store could not be read at all.
-func (c *Cache) readShared(ctx context.Context, key Key, now int64) (e *Entry, ok bool) {
+func (c *Cache) readShared(ctx context.Context, key Key, now int64) (e *entry, ok bool) {
 	c.stats.sharedReads.Add(1)
 	e, err := c.shared.Get(ctx, key)
 	switch {
@@ -360,7 +360,7 @@ func (c *Cache) readShared(ctx context.Context, key Key, now int64) (e *Entry, o
 // keep stores a fresh answer from allauth in both tiers, unless an eviction
 // happened since gen (the answer may predate it). It reports whether the
 // shared tier (if any) took it.
-func (c *Cache) keep(ctx context.Context, key Key, e *Entry, checked int64, gen uint64) bool {
+func (c *Cache) keep(ctx context.Context, key Key, e *entry, checked int64, gen uint64) bool {
 	if c.evictGen.Load() != gen {
 		return true
 	}
@@ -377,7 +377,7 @@ func (c *Cache) keep(ctx context.Context, key Key, e *Entry, checked int64, gen 
 
 // keepLocal stores e in the in-process tier; checked is when the shared
 // tier last vouched for it.
-func (c *Cache) keepLocal(key Key, e *Entry, checked int64, gen uint64) {
+func (c *Cache) keepLocal(key Key, e *entry, checked int64, gen uint64) {
 	if c.shared != nil {
 		e.checkedAt = checked
 	}

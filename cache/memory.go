@@ -106,13 +106,13 @@ func (s *memoryStore) janitor(every time.Duration) {
 // expiring item; the Cache judges freshness itself, and the janitor removes
 // items whose expires has passed.
 type memItem struct {
-	entry   *Entry
+	entry   *entry
 	expires int64 // Unix nanoseconds
 }
 
 // get returns the entry under key, even one past its ttl that the janitor has
 // not removed yet (the Cache checks freshness). It never fails.
-func (s *memoryStore) get(key Key) *Entry {
+func (s *memoryStore) get(key Key) *entry {
 	sh := s.shard(key)
 	// string(key[:]) does not escape into go-cache, so it is built on the
 	// stack: a hit allocates nothing.
@@ -126,7 +126,7 @@ func (s *memoryStore) get(key Key) *Entry {
 }
 
 // set stores e for ttl unless its kind is full (see [memoryStore]).
-func (s *memoryStore) set(key Key, e *Entry, ttl time.Duration) {
+func (s *memoryStore) set(key Key, e *entry, ttl time.Duration) {
 	sh := s.shard(key)
 	kind := kindPos
 	if e.negative() {
@@ -139,7 +139,7 @@ func (s *memoryStore) set(key Key, e *Entry, ttl time.Duration) {
 	}
 }
 
-func (s *memoryStore) insert(kind int, t *gocache.Cache, k string, e *Entry, ttl time.Duration) bool {
+func (s *memoryStore) insert(kind int, t *gocache.Cache, k string, e *entry, ttl time.Duration) bool {
 	s.insertMu.Lock()
 	defer s.insertMu.Unlock()
 	now := time.Now()

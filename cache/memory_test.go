@@ -45,10 +45,10 @@ func TestMemoryStoreBoundUnderFlood(t *testing.T) {
 	const maxEntries = 10_000
 	for _, tc := range []struct {
 		name  string
-		entry *Entry
+		entry *entry
 	}{
-		{"authenticated", &Entry{Session: newSession(t, 1), Status: http.StatusOK, FreshUntil: 1}},
-		{"negative", &Entry{Status: http.StatusGone, FreshUntil: 1}},
+		{"authenticated", &entry{Session: newSession(t, 1), Status: http.StatusOK, FreshUntil: 1}},
+		{"negative", &entry{Status: http.StatusGone, FreshUntil: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := floodKeys()
@@ -144,7 +144,7 @@ func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 	const maxEntries = 100
 	s := newMemoryStore(maxEntries)
 	defer s.Close() //nolint:errcheck // memoryStore.Close never fails
-	sess := &Entry{Session: newSession(t, 1), Status: http.StatusOK}
+	sess := &entry{Session: newSession(t, 1), Status: http.StatusOK}
 
 	for i := range maxEntries {
 		s.set(keyFor(i), sess, 20*time.Millisecond)
@@ -175,7 +175,7 @@ func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 		t.Errorf("Rejected = %d, want 1", r)
 	}
 	// Replacing a held key is not an insert: it succeeds when full.
-	newer := &Entry{Session: newSession(t, 2), Status: http.StatusOK}
+	newer := &entry{Session: newSession(t, 2), Status: http.StatusOK}
 	s.set(keyFor(2000), newer, time.Hour)
 	if e := s.get(keyFor(2000)); e != newer {
 		t.Error("a held key could not be refreshed in a full table")
@@ -184,7 +184,7 @@ func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 		t.Errorf("Rejected = %d after a refresh, want 1", r)
 	}
 	// The negative table has its own room.
-	s.set(keyFor(6000), &Entry{Status: http.StatusUnauthorized}, time.Hour)
+	s.set(keyFor(6000), &entry{Status: http.StatusUnauthorized}, time.Hour)
 	if e := s.get(keyFor(6000)); e == nil || e.Status != http.StatusUnauthorized {
 		t.Error("a full authenticated table blocked a negative entry")
 	}
@@ -219,12 +219,12 @@ func TestMemoryAnswerReplacesOtherKind(t *testing.T) {
 	s := newMemoryStore(10)
 	defer s.Close() //nolint:errcheck // memoryStore.Close never fails
 	k := keyFor(1)
-	s.set(k, &Entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
-	s.set(k, &Entry{Status: http.StatusGone}, time.Hour)
+	s.set(k, &entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
+	s.set(k, &entry{Status: http.StatusGone}, time.Hour)
 	if e := s.get(k); e == nil || e.Status != http.StatusGone || s.Len() != 1 {
 		t.Fatalf("after a 410: %+v, Len %d", e, s.Len())
 	}
-	s.set(k, &Entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
+	s.set(k, &entry{Session: newSession(t, 1), Status: http.StatusOK}, time.Hour)
 	if e := s.get(k); e == nil || e.Session == nil || s.Len() != 1 {
 		t.Fatalf("after a 200: %+v, Len %d", e, s.Len())
 	}

@@ -72,7 +72,7 @@ func newNamedRedisStorage(tb testing.TB, addr, prefix, name string) *redis.Stora
 func settle() { time.Sleep(3 * clockResolution) }
 
 // localEntry returns c's in-process entry for k, or nil.
-func localEntry(c *Cache, k Key) *Entry {
+func localEntry(c *Cache, k Key) *entry {
 	return c.local.get(k)
 }
 

@@ -84,7 +84,7 @@ func (s *storageStore) storageKey(key Key) string { return s.prefix + key.String
 
 // Get reads and decodes the entry under key. A value that cannot be decoded
 // is reported as an error (and so counted) and is a miss.
-func (s *storageStore) Get(ctx context.Context, key Key) (*Entry, error) {
+func (s *storageStore) Get(ctx context.Context, key Key) (*entry, error) {
 	var raw []byte
 	err := s.do(ctx, func(ctx context.Context) error {
 		var err error
@@ -102,7 +102,7 @@ func (s *storageStore) Get(ctx context.Context, key Key) (*Entry, error) {
 }
 
 // Set encodes e and stores it for ttl.
-func (s *storageStore) Set(ctx context.Context, key Key, e *Entry, ttl time.Duration) error {
+func (s *storageStore) Set(ctx context.Context, key Key, e *entry, ttl time.Duration) error {
 	val, err := encodeEntry(e, s.mac(s.storageKey(key)))
 	if err != nil {
 		return err
@@ -211,7 +211,7 @@ const (
 	headerLen    = 27
 )
 
-func encodeEntry(e *Entry, mac hash.Hash) ([]byte, error) {
+func encodeEntry(e *entry, mac hash.Hash) ([]byte, error) {
 	var kind byte
 	switch e.Status {
 	case http.StatusOK:
@@ -247,7 +247,7 @@ func encodeEntry(e *Entry, mac hash.Hash) ([]byte, error) {
 
 // decodeEntry reads a stored value. With mac (a secret is set) the value
 // must end in a matching MAC; without, a MAC is not expected.
-func decodeEntry(b []byte, mac hash.Hash) (*Entry, error) {
+func decodeEntry(b []byte, mac hash.Hash) (*entry, error) {
 	if mac != nil {
 		if len(b) < headerLen+sha256.Size {
 			return nil, errCorrupt
@@ -262,7 +262,7 @@ func decodeEntry(b []byte, mac hash.Hash) (*Entry, error) {
 	if len(b) < headerLen || b[0] != valueMagic || b[1] != valueVersion {
 		return nil, errCorrupt
 	}
-	e := &Entry{
+	e := &entry{
 		ObtainedAt: int64(binary.BigEndian.Uint64(b[3:])),  //nolint:gosec // a round trip of the same int64
 		FreshUntil: int64(binary.BigEndian.Uint64(b[11:])), //nolint:gosec // a round trip of the same int64
 		StaleUntil: int64(binary.BigEndian.Uint64(b[19:])), //nolint:gosec // a round trip of the same int64

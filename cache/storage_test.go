@@ -25,12 +25,12 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	sess := newSession(t, 42)
 	for _, tc := range []struct {
 		name string
-		e    *Entry
+		e    *entry
 	}{
-		{"200", &Entry{Session: sess, Status: http.StatusOK, FreshUntil: 1_893_456_000_123_456_789}},
-		{"401", &Entry{Status: http.StatusUnauthorized, FreshUntil: 1}},
-		{"410", &Entry{Status: http.StatusGone, FreshUntil: math.MaxInt64}},
-		{"410 negative time", &Entry{Status: http.StatusGone, FreshUntil: -5}},
+		{"200", &entry{Session: sess, Status: http.StatusOK, FreshUntil: 1_893_456_000_123_456_789}},
+		{"401", &entry{Status: http.StatusUnauthorized, FreshUntil: 1}},
+		{"410", &entry{Status: http.StatusGone, FreshUntil: math.MaxInt64}},
+		{"410 negative time", &entry{Status: http.StatusGone, FreshUntil: -5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := encodeEntry(tc.e, nil)
@@ -82,7 +82,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			User:    introspect.User{ID: "0b7f6c1e-uuid", Email: "bob@example.com", HasUsablePassword: true},
 			Methods: []introspect.Method{{Method: "code", At: at}},
 		}
-		b, err := encodeEntry(&Entry{Session: in, Status: http.StatusOK, FreshUntil: 9}, nil)
+		b, err := encodeEntry(&entry{Session: in, Status: http.StatusOK, FreshUntil: 9}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 // TestEncodeEntryRefuses proves nothing but a 200 with a session, a 401 or a
 // 410 can be written.
 func TestEncodeEntryRefuses(t *testing.T) {
-	for _, e := range []*Entry{
+	for _, e := range []*entry{
 		{Status: http.StatusOK},
 		{Status: http.StatusInternalServerError},
 		{Status: 0},
@@ -117,7 +117,7 @@ func TestEncodeEntryRefuses(t *testing.T) {
 func validValues(tb testing.TB) [][]byte {
 	tb.Helper()
 	var out [][]byte
-	for _, e := range []*Entry{
+	for _, e := range []*entry{
 		{Session: newSession(tb, 42), Status: http.StatusOK, FreshUntil: 1_893_456_000_000_000_000},
 		{Status: http.StatusUnauthorized, FreshUntil: 1_893_456_000_000_000_000},
 		{Status: http.StatusGone, FreshUntil: 1_893_456_000_000_000_000},
@@ -535,7 +535,7 @@ func TestStorageStoreSessionJSON(t *testing.T) {
 	ctx := context.Background()
 	storage := newMapStorage()
 	s := newStorageStore(storage, "test:json:", 0, nil)
-	if err := s.Set(ctx, keyFor(1), &Entry{Session: newSession(t, 5), Status: http.StatusOK, FreshUntil: 7}, time.Minute); err != nil {
+	if err := s.Set(ctx, keyFor(1), &entry{Session: newSession(t, 5), Status: http.StatusOK, FreshUntil: 7}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	raw := storage.raw(s.storageKey(keyFor(1)))

@@ -7,8 +7,8 @@ import (
 	"github.com/allauthgo/headless/introspect"
 )
 
-// Entry is one cached answer of allauth.
-type Entry struct {
+// entry is one cached answer of allauth.
+type entry struct {
 	// Session is set for an authenticated answer and nil for a negative one.
 	Session *introspect.Session
 	// Status is allauth's status: 200, 401 or 410.
@@ -31,14 +31,14 @@ type Entry struct {
 }
 
 // negative reports whether the entry is allauth's 401 or 410.
-func (e *Entry) negative() bool { return e.Session == nil }
+func (e *entry) negative() bool { return e.Session == nil }
 
 // keepUntil is when the entry is of no more use, fresh or stale.
-func (e *Entry) keepUntil() int64 { return max(e.FreshUntil, e.StaleUntil) }
+func (e *entry) keepUntil() int64 { return max(e.FreshUntil, e.StaleUntil) }
 
 // authError returns the error a negative entry stands for. The errors are
 // shared and hold no flows: flows are not cached.
-func (e *Entry) authError() error {
+func (e *entry) authError() error {
 	if e.Status == http.StatusGone {
 		return errCachedGone
 	}

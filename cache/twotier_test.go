@@ -114,7 +114,7 @@ func isAuthStatus(err error, status int) bool {
 
 // plant writes e, without a MAC, under k's storage key in c's shared tier,
 // as whoever can write to the shared store could.
-func plant(t *testing.T, storage Storage, c *Cache, k Key, e *Entry) {
+func plant(t *testing.T, storage Storage, c *Cache, k Key, e *entry) {
 	t.Helper()
 	val, err := encodeEntry(e, nil)
 	if err != nil {
@@ -138,13 +138,13 @@ func testReaderLimits(t *testing.T, storage Storage, prefix string) { //nolint:t
 
 	// Obtained 3 s ago, "fresh" for a day by the writer's word: older than
 	// the reader's TTL, so allauth is asked (and its 410 returned).
-	plant(t, storage, reader, keyFor(1), &Entry{Session: sess, Status: http.StatusOK, ObtainedAt: at(-3 * time.Second), FreshUntil: at(24 * time.Hour)})
+	plant(t, storage, reader, keyFor(1), &entry{Session: sess, Status: http.StatusOK, ObtainedAt: at(-3 * time.Second), FreshUntil: at(24 * time.Hour)})
 	f := gone()
 	if r := reader.Load(ctx, keyFor(1), time.Time{}, f.fetch); r.Session != nil || !isAuthStatus(r.Err, http.StatusGone) || f.calls.Load() != 1 {
 		t.Errorf("value older than the reader's TTL: %+v after %d fetches", r, f.calls.Load())
 	}
 	// The same value obtained 1 s ago is within it: a hit.
-	plant(t, storage, reader, keyFor(2), &Entry{Session: sess, Status: http.StatusOK, ObtainedAt: at(-time.Second), FreshUntil: at(24 * time.Hour)})
+	plant(t, storage, reader, keyFor(2), &entry{Session: sess, Status: http.StatusOK, ObtainedAt: at(-time.Second), FreshUntil: at(24 * time.Hour)})
 	if r, ok := peek(reader, keyFor(2)); !ok || r.Session == nil || r.Session.User.ID != "1" {
 		t.Errorf("value within the reader's TTL: ok=%v %+v", ok, r)
 	}
@@ -161,7 +161,7 @@ func testReaderLimits(t *testing.T, storage Storage, prefix string) { //nolint:t
 	// Obtained 2 s in the future: a forged (or badly skewed) value, refused
 	// and counted.
 	errs := reader.Stats().StoreErrors
-	plant(t, storage, reader, keyFor(3), &Entry{Session: sess, Status: http.StatusOK, ObtainedAt: at(2 * time.Second), FreshUntil: at(24 * time.Hour)})
+	plant(t, storage, reader, keyFor(3), &entry{Session: sess, Status: http.StatusOK, ObtainedAt: at(2 * time.Second), FreshUntil: at(24 * time.Hour)})
 	if r, ok := peek(reader, keyFor(3)); ok || r.Session != nil {
 		t.Errorf("value from the future served: %+v", r)
 	}
@@ -169,7 +169,7 @@ func testReaderLimits(t *testing.T, storage Storage, prefix string) { //nolint:t
 		t.Errorf("StoreErrors = %d, want %d", n, errs+1)
 	}
 	// Half a second ahead is a clock difference between two instances.
-	plant(t, storage, reader, keyFor(4), &Entry{Session: sess, Status: http.StatusOK, ObtainedAt: at(500 * time.Millisecond), FreshUntil: at(24 * time.Hour)})
+	plant(t, storage, reader, keyFor(4), &entry{Session: sess, Status: http.StatusOK, ObtainedAt: at(500 * time.Millisecond), FreshUntil: at(24 * time.Hour)})
 	if _, ok := peek(reader, keyFor(4)); !ok {
 		t.Error("value 0.5 s ahead refused, want it served (clock skew)")
 	}
@@ -252,7 +252,7 @@ func testSecretValues(t *testing.T, storage Storage, prefix string) { //nolint:t
 		plant func(k Key)
 	}{
 		{"planted without a MAC", func(k Key) {
-			val, err := encodeEntry(&Entry{Session: newSession(t, 666), Status: http.StatusOK, ObtainedAt: now, FreshUntil: now + int64(time.Hour)}, nil)
+			val, err := encodeEntry(&entry{Session: newSession(t, 666), Status: http.StatusOK, ObtainedAt: now, FreshUntil: now + int64(time.Hour)}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
