@@ -46,7 +46,7 @@ type Server struct {
 	fault        atomic.Pointer[Fault]
 	sessionCalls atomic.Int64
 	lastHeader   atomic.Pointer[http.Header] // of the last session lookup
-	inFlight     inFlight // session lookups being served (inflight.go)
+	inFlight     inFlight                    // session lookups being served (inflight.go)
 
 	srv       *http.Server
 	handler   http.Handler
