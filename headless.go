@@ -22,6 +22,7 @@ type Authenticator struct {
 	maxCredLen  int
 	wantsBearer bool
 	jwt         *introspect.JWTVerifier // nil: every Bearer token is asked of allauth
+	tracing     tracing                 // the spans of lookups (tracing.go)
 	obs         observer                // counters for Metrics and Ready; keep it last (see observer)
 }
 
@@ -70,6 +71,7 @@ func New(cfg Config) (*Authenticator, error) {
 		return nil, fmt.Errorf("headless: %w", err)
 	}
 	a.maxCredLen = a.client.MaxCredentialBytes()
+	a.tracing = newTracing(cfg.TracerProvider, a.client)
 	for i := range a.sources {
 		a.sources[i].scope = cache.NewScope(a.sources[i].kind, a.client.Endpoint(a.sources[i].kind))
 	}
