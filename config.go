@@ -174,9 +174,11 @@ type Config struct {
 	// lookup sends the span's W3C trace context (traceparent) to allauth. A
 	// cache hit starts no span and allocates nothing. See docs/tracing.md.
 	//
-	// Optional. Default: otel.GetTracerProvider(), OpenTelemetry's global
-	// provider, taken at New; it follows a provider the app sets later with
-	// otel.SetTracerProvider. Without an SDK set up, spans are no-ops.
+	// Optional. Default: OpenTelemetry's global provider
+	// (otel.GetTracerProvider()), asked at each lookup, so that a provider
+	// the app sets after New is used. Without an SDK set up, spans are
+	// no-ops: nothing on a cache hit, about half a microsecond on a miss
+	// (next to allauth's round trip).
 	TracerProvider trace.TracerProvider
 }
 

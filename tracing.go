@@ -51,21 +51,26 @@ const (
 	lookupUnavailable      = "unavailable"
 )
 
+// tracerOptions are the options of the tracer.
+var tracerOptions = []trace.TracerOption{trace.WithInstrumentationVersion(introspect.Version)}
+
 // tracing is an Authenticator's tracer and the options every lookup span of a
 // credential kind starts with, built once.
 type tracing struct {
-	tracer trace.Tracer
+	tracer trace.Tracer                                   // Config.TracerProvider's, or nil for the global provider's
 	start  [introspect.Cookie + 1][]trace.SpanStartOption // by kind
 }
 
-// newTracing gets the tracer from tp, or from OpenTelemetry's global
-// provider, which delegates to a provider set later with
-// otel.SetTracerProvider.
+// newTracing gets the tracer from tp. Without one, each lookup asks
+// OpenTelemetry's global provider: a provider the app sets (or replaces)
+// after New is used from the next lookup on. (The global provider also
+// delegates a tracer taken early to the provider set first, but not to one
+// that replaces it.)
 func newTracing(tp trace.TracerProvider, client *introspect.Client) tracing {
-	if tp == nil {
-		tp = otel.GetTracerProvider()
+	var t tracing
+	if tp != nil {
+		t.tracer = tp.Tracer(tracerName, tracerOptions...)
 	}
-	t := tracing{tracer: tp.Tracer(tracerName, trace.WithInstrumentationVersion(introspect.Version))}
 	for _, kind := range [...]introspect.Kind{introspect.SessionToken, introspect.Bearer, introspect.Cookie} {
 		attrs := []attribute.KeyValue{attrCredential.String(kind.String())}
 		if u, err := url.Parse(client.Endpoint(kind)); err == nil {
@@ -91,7 +96,11 @@ func newTracing(tp trace.TracerProvider, client *introspect.Client) tracing {
 // context.WithoutCancel of it, keeping its values) and so to allauth, as
 // the W3C traceparent.
 func (a *Authenticator) startLookup(ctx context.Context, kind introspect.Kind) (context.Context, trace.Span) {
-	return a.tracing.tracer.Start(ctx, spanLookup, a.tracing.start[kind]...)
+	tracer := a.tracing.tracer
+	if tracer == nil {
+		tracer = otel.GetTracerProvider().Tracer(tracerName, tracerOptions...)
+	}
+	return tracer.Start(ctx, spanLookup, a.tracing.start[kind]...)
 }
 
 // endLookup ends a lookup's span with what the request got: the outcome,
