@@ -14,6 +14,7 @@ require (
 	github.com/redis/go-redis/v9 v9.17.3
 	github.com/valyala/fasthttp v1.69.0
 	go.opentelemetry.io/otel v1.46.0
+	go.opentelemetry.io/otel/exporters/stdout/stdouttrace v1.46.0
 	go.opentelemetry.io/otel/sdk v1.46.0
 	go.opentelemetry.io/otel/trace v1.46.0
 	go.uber.org/goleak v1.3.0
