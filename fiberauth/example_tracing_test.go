@@ -35,5 +35,7 @@ func Example_tracing() {
 		BaseURL: "http://127.0.0.1:8000",
 		// TracerProvider: tp, // to use another provider than the global one
 	}))
-	log.Fatal(app.Listen(":3000"))
+	if err := app.Listen(":3000"); err != nil {
+		log.Print(err)
+	}
 }

@@ -156,11 +156,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	allauth.AddUser(allauthtest.User{Username: "demo", Email: "demo@example.com", Password: "demo-password"})
 
 	// No TracerProvider: the global one, set up above.
-	auth := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL})
+	auth := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
 	defer func() { _ = auth.Close() }()
 
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	app.Use(requestSpan(otel.Tracer("tracing-example")), auth.Handler)
+	app.Use(requestSpan(otel.Tracer("tracing-example")), auth.Handler) //nolint:contextcheck // a Fiber handler has c, whose UserContext is the request's
 	app.Get("/api/me", func(c *fiber.Ctx) error {
 		u := fiberauth.UserFrom(c)
 		return c.JSON(fiber.Map{"id": u.ID, "username": u.Username})
