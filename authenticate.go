@@ -66,12 +66,16 @@ func (a *Authenticator) Skip() { a.count(OutcomeSkipped) }
 // load asks allauth through the cache; notAfter, if not zero, caps how long
 // the answer is kept (a JWT's exp). value aliases the request's buffer: it is
 // copied here, because the fetch may outlive this request (other requests for
-// the same key may still be waiting on it).
+// the same key may still be waiting on it). Each load is a lookup span, a
+// child of the request's span in ctx (tracing.go).
 func (a *Authenticator) load(ctx context.Context, src *Source, key cache.Key, value []byte, notAfter time.Time) cache.Result {
+	ctx, span := a.startLookup(ctx, src.kind)
 	cred := introspect.Credential{Kind: src.kind, Token: string(value)}
-	return a.cache.Load(ctx, key, notAfter, func(ctx context.Context) (*introspect.Session, error) {
-		return a.ask(ctx, src.kind, key, cred) // records and logs the lookup (lookup.go)
+	res := a.cache.Load(ctx, key, notAfter, func(ctx context.Context) (*introspect.Session, error) {
+		return a.ask(ctx, src.kind, key, cred) // records, logs and traces the call (lookup.go)
 	})
+	a.endLookup(span, res)
+	return res
 }
 
 func (a *Authenticator) succeed(s *introspect.Session) Result {

@@ -31,4 +31,16 @@
 // "...", "message": "..."}]} ([Error.Body]), with Cache-Control: no-store, and
 // a WWW-Authenticate header (RFC 6750) on 401 when a source reads the
 // Authorization header ([Error.Header]).
+//
+// # Tracing
+//
+// With OpenTelemetry set up (its global TracerProvider, or
+// [Config.TracerProvider]), each lookup at allauth, a cache miss, is a span
+// named "allauth.session_lookup", a child of the span in the request's
+// context ([Request.Context]), and carries its W3C traceparent to allauth.
+// Its attributes say the credential's kind, the outcome, the cache tier that
+// answered, coalesced or not, stale or not, allauth's status class and the
+// circuit breaker's state; never the token nor any hash of it. A cache hit
+// starts no span and allocates nothing. docs/tracing.md lists the
+// attributes.
 package headless

@@ -21,6 +21,7 @@ type Authenticator struct {
 	sources     []Source
 	wantsBearer bool
 	jwt         *introspect.JWTVerifier // nil: every Bearer token is asked of allauth
+	tracing     tracing                 // the spans of lookups (tracing.go)
 	obs         observer                // counters for Metrics and Ready; keep it last (see observer)
 }
 
@@ -68,6 +69,7 @@ func New(cfg Config) (*Authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("headless: %w", err)
 	}
+	a.tracing = newTracing(cfg.TracerProvider, a.client)
 	for i := range a.sources {
 		a.sources[i].scope = cache.NewScope(a.sources[i].kind, a.client.Endpoint(a.sources[i].kind))
 	}

@@ -54,14 +54,16 @@ func sinceUnix(now time.Time, ns int64) time.Duration {
 
 // ask is the cache's fetch: it asks allauth about cred (a cache miss, one
 // per coalesced miss) and records the lookup: its duration by status class,
-// when allauth last answered or failed, and, on failure, one log line
-// with the status, its class and the duration, naming the credential by a
-// hash prefix of its cache key, never by the token.
+// when allauth last answered or failed, the status on the lookup's span in
+// ctx, and, on failure, one log line with the status, its class and the
+// duration, naming the credential by a hash prefix of its cache key, never
+// by the token.
 func (a *Authenticator) ask(ctx context.Context, kind introspect.Kind, key cache.Key, cred introspect.Credential) (*introspect.Session, error) {
 	start := time.Now()
 	s, err := a.client.Session(ctx, cred)
 	end := time.Now()
 	took := end.Sub(start)
+	traceCall(ctx, err)
 
 	var auth *introspect.AuthError
 	var up *introspect.UpstreamError

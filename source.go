@@ -105,7 +105,8 @@ type Request interface {
 	// Cookie returns the value of the last cookie named name, or nil.
 	Cookie(name string) []byte
 	// Context is the request's context. It is asked for only on a cache
-	// miss, since some frameworks pay for it.
+	// miss, since some frameworks pay for it. The span it carries, if any,
+	// is the parent of the lookup's span (Config.TracerProvider).
 	Context() context.Context
 }
 

@@ -96,8 +96,44 @@ type Result struct {
 	// caller's context error.
 	Err error
 	// Stale is true when Session expired and is served within StaleIfError
-	// because allauth failed.
+	// because allauth failed; Cause is then that failure.
 	Stale bool
+	// Cause is, with Stale, the fetch's error that the stale session stands
+	// in for; nil otherwise.
+	Cause error
+	// Tier is the tier that answered: TierLocal (Get, or an in-process entry
+	// that an earlier fetch filled while this Load waited its turn),
+	// TierShared, or TierNone when both missed and the fetch ran (whatever
+	// it returned, a stale session included).
+	Tier Tier
+	// Coalesced is true when this Load waited on a fetch that another
+	// caller's Load started, instead of starting its own.
+	Coalesced bool
+}
+
+// Tier names where an answer came from (Result.Tier).
+type Tier uint8
+
+// The tiers.
+const (
+	// TierNone: no tier answered; the fetch ran.
+	TierNone Tier = iota
+	// TierLocal: the in-process tier.
+	TierLocal
+	// TierShared: the shared Storage.
+	TierShared
+)
+
+// String returns "none", "local" or "shared".
+func (t Tier) String() string {
+	switch t {
+	case TierLocal:
+		return "local"
+	case TierShared:
+		return "shared"
+	default:
+		return "none"
+	}
 }
 
 // Cache serves allauth's answers from an in-process tier and, optionally, a
@@ -179,10 +215,10 @@ func (c *Cache) Get(_ context.Context, key Key) (r Result, ok bool) {
 	}
 	if e.negative() {
 		c.stats.lookups[key[0]&(numShards-1)].negativeHits.Add(1)
-		return Result{Err: e.authError()}, true
+		return Result{Err: e.authError(), Tier: TierLocal}, true
 	}
 	c.stats.lookups[key[0]&(numShards-1)].hits.Add(1)
-	return Result{Session: e.Session}, true
+	return Result{Session: e.Session, Tier: TierLocal}, true
 }
 
 // usable reports whether an in-process entry may be served fresh at now.
@@ -230,10 +266,12 @@ func (c *Cache) Load(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 	})
 	select {
 	case res := <-ch:
+		r := res.Val.(Result) //nolint:errcheck // fill always returns a Result
 		if !leader {
 			c.stats.coalesced.Add(1)
+			r.Coalesced = true
 		}
-		return res.Val.(Result) //nolint:errcheck // fill always returns a Result
+		return r
 	case <-ctx.Done():
 		return Result{Err: &introspect.UpstreamError{Reason: "gave up waiting", Err: ctx.Err()}}
 	}
@@ -246,7 +284,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 	checked := c.nanos() // before the shared read: see bus.vouches
 	prev := c.local.get(key)
 	if prev != nil && c.usable(prev, checked) {
-		return prev.result()
+		return prev.result(TierLocal)
 	}
 	if c.shared != nil {
 		if e, ok := c.readShared(ctx, key, checked); ok {
@@ -258,7 +296,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 			prev = e
 			if e != nil && checked < e.FreshUntil {
 				c.keepLocal(key, e, checked, gen)
-				return e.result()
+				return e.result(TierShared)
 			}
 		}
 	}
@@ -310,18 +348,18 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		if prev != nil && !prev.negative() && now < prev.StaleUntil &&
 			(notAfter.IsZero() || now < notAfter.UnixNano()) {
 			c.stats.staleServes.Add(1)
-			return Result{Session: prev.Session, Stale: true}
+			return Result{Session: prev.Session, Stale: true, Cause: err}
 		}
 		return Result{Err: err}
 	}
 }
 
-// result is what an entry answers.
-func (e *entry) result() Result {
+// result is what an entry of tier t answers.
+func (e *entry) result(t Tier) Result {
 	if e.negative() {
-		return Result{Err: e.authError()}
+		return Result{Err: e.authError(), Tier: t}
 	}
-	return Result{Session: e.Session}
+	return Result{Session: e.Session, Tier: t}
 }
 
 // readShared reads key from the shared tier and limits the value by this

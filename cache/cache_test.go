@@ -259,10 +259,17 @@ func TestCoalesceOneKey(t *testing.T) {
 	if got := calls.Load(); got != 1 {
 		t.Errorf("fetch called %d times, want 1", got)
 	}
+	coalesced := 0
 	for i, r := range results {
-		if r.Session != sess || r.Err != nil || r.Stale {
+		if r.Session != sess || r.Err != nil || r.Stale || r.Tier != TierNone {
 			t.Fatalf("Load %d = %+v", i, r)
 		}
+		if r.Coalesced {
+			coalesced++
+		}
+	}
+	if coalesced != n-1 {
+		t.Errorf("%d results say Coalesced, want %d (all but the leader)", coalesced, n-1)
 	}
 	st := c.Stats()
 	if st.Coalesced != n-1 || st.Fetches != 1 {
@@ -410,6 +417,9 @@ func TestStaleIfErrorEdges(t *testing.T) {
 		r := c.Load(ctx, keyFor(1), time.Time{}, failing.fetch)
 		if r.Session != sess || !r.Stale || r.Err != nil {
 			t.Fatalf("Load = %+v, want the stale session", r)
+		}
+		if !errors.Is(r.Cause, failing.err) || r.Tier != TierNone {
+			t.Errorf("Cause = %v, Tier = %v; want the fetch's error, none", r.Cause, r.Tier)
 		}
 		if n := c.Stats().StaleServes; n != 1 {
 			t.Errorf("StaleServes = %d, want 1", n)
@@ -567,5 +577,36 @@ func TestCoarseClock(t *testing.T) {
 			t.Fatal("a 20 ms entry is still fresh after 5 s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestResultTier proves Result.Tier names the tier that answered: local for
+// Get, shared for a value another instance stored, none when the fetch ran;
+// and that only a stale answer has a Cause.
+func TestResultTier(t *testing.T) {
+	ctx := context.Background()
+	store := newMapStorage()
+	a := newTestCache(t, Config{Storage: store})
+	b := newTestCache(t, Config{Storage: store})
+	sess := newSession(t, 1)
+	f := &fetchCounter{sess: sess}
+	if r := a.Load(ctx, keyFor(1), time.Time{}, f.fetch); r.Tier != TierNone || r.Coalesced || r.Cause != nil || r.Session != sess {
+		t.Fatalf("first Load = %+v, want fetched (tier none)", r)
+	}
+	if r, ok := a.Get(ctx, keyFor(1)); !ok || r.Tier != TierLocal {
+		t.Fatalf("Get = %v %+v, want a local hit", ok, r)
+	}
+	if r := b.Load(ctx, keyFor(1), time.Time{}, f.fetch); r.Tier != TierShared || r.Session == nil || f.calls.Load() != 1 {
+		t.Fatalf("other instance's Load = %+v (fetches %d), want the shared tier's answer", r, f.calls.Load())
+	}
+	neg := &fetchCounter{err: &introspect.AuthError{Status: http.StatusGone}}
+	a.Load(ctx, keyFor(2), time.Time{}, neg.fetch)
+	if r := b.Load(ctx, keyFor(2), time.Time{}, neg.fetch); r.Tier != TierShared || r.Err == nil || neg.calls.Load() != 1 {
+		t.Fatalf("other instance's Load of a 410 = %+v, want the shared tier's 410", r)
+	}
+	for tier, want := range map[Tier]string{TierNone: "none", TierLocal: "local", TierShared: "shared"} {
+		if tier.String() != want {
+			t.Errorf("Tier(%d).String() = %q, want %q", tier, tier, want)
+		}
 	}
 }

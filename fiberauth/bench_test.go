@@ -1,6 +1,7 @@
 package fiberauth_test
 
 import (
+	"context"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -27,10 +30,10 @@ func Benchmark_Middleware(b *testing.B) {
 	token := srv.IssueToken("alice")
 
 	ok := func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusOK) }
-	newApp := func(mw fiber.Handler) fasthttp.RequestHandler {
+	newApp := func(mw ...fiber.Handler) fasthttp.RequestHandler {
 		app := fiber.New(fiber.Config{DisableStartupMessage: true})
-		if mw != nil {
-			app.Use(mw)
+		for _, h := range mw {
+			app.Use(h)
 		}
 		app.Get("/", ok)
 		return app.Handler()
@@ -56,13 +59,37 @@ func Benchmark_Middleware(b *testing.B) {
 	}
 
 	b.Run("bare", func(b *testing.B) {
-		run(b, newApp(nil), request(token))
+		run(b, newApp(), request(token))
 	})
 
 	b.Run("hit", func(b *testing.B) {
 		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
 		defer func() { _ = m.Close() }()
 		run(b, newApp(m.Handler), request(token))
+	})
+
+	// The hit with OpenTelemetry: the request carries a span that does not
+	// record (sampled out), as an app's tracing middleware would put in
+	// c.UserContext(); the middleware has an SDK TracerProvider (otel-sdk)
+	// or the global default, a no-op (otel-off). A hit starts no span: both
+	// must allocate nothing, as /hit.
+	//
+	//	go test -run '^$' -bench 'Benchmark_Middleware/hit-otel' -benchmem ./fiberauth/
+	sampledOut := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, // TraceFlags 0: not sampled
+	}))
+	withSpan := func(c *fiber.Ctx) error { c.SetUserContext(sampledOut); return c.Next() }
+	b.Run("hit-otel-sdk", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider() // samples every root span, parent-based otherwise
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, TracerProvider: tp})
+		defer func() { _ = m.Close() }()
+		run(b, newApp(withSpan, m.Handler), request(token))
+	})
+	b.Run("hit-otel-off", func(b *testing.B) {
+		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
+		defer func() { _ = m.Close() }()
+		run(b, newApp(withSpan, m.Handler), request(token))
 	})
 
 	// The same hit with the cache in Redis (Config.Storage): every request
@@ -82,7 +109,7 @@ func Benchmark_Middleware(b *testing.B) {
 	})
 
 	b.Run("bare-parallel", func(b *testing.B) {
-		h := newApp(nil)
+		h := newApp()
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {

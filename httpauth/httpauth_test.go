@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/httpauth"
@@ -439,6 +442,10 @@ func TestConfig_EveryFieldConverts(t *testing.T) {
 		case reflect.Func:
 			f.Set(reflect.MakeFunc(f.Type(), func([]reflect.Value) []reflect.Value { return nil }))
 		case reflect.Interface:
+			if f.Type() == reflect.TypeFor[trace.TracerProvider]() {
+				f.Set(reflect.ValueOf(trace.TracerProvider(noop.NewTracerProvider())))
+				break
+			}
 			f.Set(reflect.ValueOf(cache.Storage(nopStorage{})))
 		case reflect.Struct:
 			f.Set(reflect.ValueOf(introspect.BreakerConfig{Disabled: true, Failures: 9, CoolDown: time.Minute}))

@@ -14,12 +14,15 @@ import (
 	"time"
 
 	"github.com/go-resty/resty/v2"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/allauthgo/headless/internal/credential"
+	v "github.com/allauthgo/headless/internal/version"
 )
 
 // version is this library's version, sent in the User-Agent.
-const version = "0.1.0"
+const version = v.Version
 
 // Defaults for [Config].
 const (
@@ -181,6 +184,11 @@ func (c *Client) Endpoint(k Kind) string {
 // ending, is an [*UpstreamError]. So is a lookup refused without a request
 // by the overload protections: no free slot before the deadline
 // ([ErrTooManyLookups]) or an open circuit breaker ([ErrBreakerOpen]).
+//
+// The request carries the W3C trace context (traceparent, tracestate) of the
+// span in ctx, if any, and whatever OpenTelemetry's global propagator adds,
+// so that a Django project instrumented with OpenTelemetry shows its side of
+// the same trace.
 func (c *Client) Session(ctx context.Context, cred Credential) (*Session, error) {
 	if err := checkCredential(cred, c.maxCredLen); err != nil {
 		return nil, err
@@ -224,6 +232,7 @@ func (c *Client) lookup(ctx context.Context, cred Credential) (*Session, error) 
 	default:
 		return nil, fmt.Errorf("introspect: unknown credential kind %d", cred.Kind)
 	}
+	propagate(ctx, req.Header)
 
 	resp, err := req.Get(c.Endpoint(cred.Kind))
 	if err != nil {
@@ -240,6 +249,21 @@ func (c *Client) lookup(ctx context.Context, cred Credential) (*Session, error) 
 			RetryAfter: parseRetryAfter(resp.Header().Get("Retry-After"), time.Now()),
 		}
 	}
+}
+
+// traceContext is W3C Trace Context: traceparent and tracestate.
+var traceContext propagation.TraceContext
+
+// propagate writes the trace context of ctx's span into h, so that an
+// allauth instrumented with OpenTelemetry continues the caller's trace: W3C
+// traceparent (and tracestate) always, then whatever the app's global
+// propagator (otel.SetTextMapPropagator) adds, e.g. baggage or B3. Without a
+// valid span context in ctx it writes nothing W3C; the global propagator
+// writes nothing unless the app set one.
+func propagate(ctx context.Context, h http.Header) {
+	carrier := propagation.HeaderCarrier(h)
+	traceContext.Inject(ctx, carrier)
+	otel.GetTextMapPropagator().Inject(ctx, carrier)
 }
 
 // CloseIdleConnections closes the idle connections of the pool this Client

@@ -150,6 +150,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer b.stop(log)
+	// Each instance subscribes to the evictions of the others as it starts;
+	// the demo evicts on A at once, so it waits until B listens.
+	for deadline := time.Now().Add(5 * time.Second); !b.mw.Stats().Subscribed; {
+		if time.Now().After(deadline) {
+			return errors.New("instance B never subscribed to evictions in Redis")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(stdout, format+"\n", args...) }
 	say("stand-in allauth on %s; instance A on %s, B on %s; shared cache in Redis at %s (prefix %q)",
@@ -211,10 +219,19 @@ func demo(ctx context.Context, say func(string, ...any), allauth *allauthtest.Se
 	if err := me(5, b, "still cached: a logout alone goes unseen for up to the cache TTL"); err != nil {
 		return err
 	}
+	heard := b.mw.Stats().EvictionsHeard
 	if err := a.mw.Evict(ctx, token); err != nil {
 		return fmt.Errorf("evict: %w", err)
 	}
-	say("6. A: Middleware.Evict(token) -> the entry is gone from Redis, for B too")
+	// Redis pub/sub tells B to drop its in-process copy; wait for it (a
+	// millisecond or so), as a later request of B would simply come after.
+	for deadline := time.Now().Add(5 * time.Second); b.mw.Stats().EvictionsHeard == heard; {
+		if time.Now().After(deadline) {
+			return errors.New("the eviction never reached B by Redis pub/sub")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	say("6. A: Middleware.Evict(token) -> the entry is gone from Redis, and from B's memory (pub/sub)")
 	return me(7, b, "B asked allauth again")
 }
 

@@ -63,7 +63,7 @@ func TestDemo(t *testing.T) {
 		`^3\. B: GET /api/me -> 200 demo +allauth session calls: 1  \(B found A's answer in Redis\)$`,
 		`^4\. logged out at allauth \(DELETE /_allauth/app/v1/auth/session -> 401\)$`,
 		`^5\. B: GET /api/me -> 200 demo +allauth session calls: 1  \(still cached`,
-		`^6\. A: Middleware\.Evict\(token\) -> the entry is gone from Redis, for B too$`,
+		`^6\. A: Middleware\.Evict\(token\) -> the entry is gone from Redis, and from B's memory \(pub/sub\)$`,
 		`^7\. B: GET /api/me -> 410 session_gone +allauth session calls: 2  \(B asked allauth again\)$`,
 	}
 	if len(lines) != len(want) {

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace/noop"
+
 	fiberv2 "github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v3"
 	"github.com/gofiber/fiber/v3/extractors"
@@ -209,6 +211,7 @@ func TestEveryFieldConverts(t *testing.T) {
 		JWT:                  &introspect.JWTConfig{PublicKey: srv.JWTPublicKeyPEM()},
 		JWTStateful:          true,
 		Logger:               slog.New(slog.DiscardHandler),
+		TracerProvider:       noop.NewTracerProvider(),
 		Optional:             true,
 		ContextKey:           "who",
 	}

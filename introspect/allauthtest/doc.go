@@ -115,7 +115,9 @@
 //
 // SetFault makes the session endpoints (GET and HEAD only) answer an error
 // status, a raw body, late, or not at all; SessionCalls counts the requests
-// they receive. Both are safe to use while requests are in flight.
+// they receive, and LastSessionHeader shows a header of the last one (a
+// client's traceparent, say). All are safe to use while requests are in
+// flight.
 //
 // # Limits
 //

@@ -120,6 +120,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.sessionCalls.Add(1)
+		h := r.Header.Clone()
+		s.lastHeader.Store(&h)
 		leave := s.inFlight.enter()
 		defer leave()
 		if s.applyFault(w, r) {

@@ -45,7 +45,8 @@ type Server struct {
 
 	fault        atomic.Pointer[Fault]
 	sessionCalls atomic.Int64
-	inFlight     inFlight // session lookups being served (inflight.go)
+	lastHeader   atomic.Pointer[http.Header] // of the last session lookup
+	inFlight     inFlight                    // session lookups being served (inflight.go)
 
 	srv       *http.Server
 	handler   http.Handler
@@ -198,9 +199,21 @@ func (s *Server) SessionURL(client string) string {
 // (faults included).
 func (s *Server) SessionCalls() int64 { return s.sessionCalls.Load() }
 
-// ResetCounters sets SessionCalls back to zero, and MaxInFlight to the
-// lookups in flight now.
+// LastSessionHeader returns the value of the named header (any case) on the
+// last request that SessionCalls counted, or "" if there was none since
+// creation or the last ResetCounters: to see what a client sends along with
+// its credential, such as the W3C traceparent header.
+func (s *Server) LastSessionHeader(name string) string {
+	if h := s.lastHeader.Load(); h != nil {
+		return h.Get(name)
+	}
+	return ""
+}
+
+// ResetCounters sets SessionCalls back to zero, forgets the last session
+// request's headers, and sets MaxInFlight to the lookups in flight now.
 func (s *Server) ResetCounters() {
 	s.sessionCalls.Store(0)
+	s.lastHeader.Store(nil)
 	s.inFlight.peak.Store(s.inFlight.now.Load())
 }
