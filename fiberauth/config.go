@@ -28,7 +28,8 @@ type Config struct {
 	// "http://127.0.0.1:8000". Required.
 	BaseURL string
 
-	// Mount is where the Django project includes allauth.headless.urls.
+	// Mount is where the Django project includes allauth.headless.urls. See
+	// headless.Config.Mount.
 	//
 	// Optional. Default: "/_allauth"
 	Mount string
@@ -50,124 +51,101 @@ type Config struct {
 	// Optional. Default: "Bearer"
 	AuthScheme string
 
-	// Timeout bounds one lookup at allauth, a retry included.
+	// Timeout bounds one lookup at allauth, a retry and the wait for a slot
+	// included. See headless.Config.Timeout.
 	//
 	// Optional. Default: 2 * time.Second
 	Timeout time.Duration
 
 	// MaxConcurrentLookups bounds the lookups in flight at allauth (cache
-	// misses; concurrent misses for one token share one). A miss beyond it
+	// misses; concurrent misses for one token share one): a miss beyond it
 	// waits for a slot within Timeout, then gets 503 with Retry-After.
-	// Cache hits never wait. A negative value means unlimited.
+	// Negative: unlimited. See headless.Config.MaxConcurrentLookups.
 	//
 	// Optional. Default: 64
 	MaxConcurrentLookups int
 
-	// Breaker tunes the circuit breaker in front of allauth: after 5
-	// consecutive failed lookups (no answer, refused, 429, 5xx, not
-	// allauth's JSON; never a 401 or 410) misses answer at once for a 1 s
-	// cool-down (stale under StaleIfError, else 503 with Retry-After = the
-	// cool-down left), then one probe at a time tests allauth and the first
-	// success closes it. Breaker.Disabled turns it off.
+	// Breaker tunes the circuit breaker in front of allauth: consecutive
+	// failed lookups (never a 401 or 410) open it for a cool-down, during
+	// which misses answer at once. Breaker.Disabled turns it off. See
+	// headless.Config.Breaker.
 	//
 	// Optional. Default: on, 5 failures, 1 * time.Second cool-down
 	Breaker introspect.BreakerConfig
 
 	// CacheTTL is how long an authenticated answer is served without asking
 	// allauth again: the longest a logout elsewhere goes unnoticed unless the
-	// token is evicted.
+	// token is evicted. See headless.Config.CacheTTL.
 	//
 	// Optional. Default: 30 * time.Second
 	CacheTTL time.Duration
 
-	// NegativeTTL is how long allauth's 401 or 410 is served. A negative
-	// value turns negative caching off.
+	// NegativeTTL is how long allauth's 401 or 410 is served. A negative value
+	// turns negative caching off. See headless.Config.NegativeTTL.
 	//
 	// Optional. Default: 5 * time.Second
 	NegativeTTL time.Duration
 
 	// MaxEntries bounds the in-process cache (authenticated and negative
-	// answers, each), with or without Storage.
+	// answers, each), with or without Storage. See headless.Config.MaxEntries.
 	//
 	// Optional. Default: 100000
 	MaxEntries int
 
 	// Storage is a cache shared by several instances (e.g.
-	// gofiber/storage/redis/v3), kept behind the in-process cache: an
-	// in-process miss reads it, a miss there asks allauth and writes both.
-	// With gofiber/storage's Redis driver, Evict, EvictUser and the webhook
-	// reach every instance's in-process cache at once (Redis pub/sub);
-	// otherwise, or while that subscription is down, within Recheck. Keys
-	// are SHA-256 hashes under Prefix. The middleware does not close it.
+	// gofiber/storage/redis/v3), behind the in-process one; with Redis,
+	// evictions reach every instance at once (pub/sub). The middleware does
+	// not close it. See headless.Config.Storage.
 	//
 	// Optional. Default: nil (in process only)
 	Storage fiber.Storage
 
-	// Prefix is put before every key written to Storage. Set one per
-	// deployment when two deployments (staging and production, say) share a
-	// Redis and reach their allauth by the same URL: they would otherwise
-	// serve each other's sessions.
+	// Prefix is put before every key written to Storage: set one per
+	// deployment when two share a Redis and reach their allauth by the same
+	// URL. See headless.Config.Prefix.
 	//
 	// Optional. Default: "allauthgo:"
 	Prefix string
 
-	// StorageSecret authenticates every value written to Storage together
-	// with its key (HMAC-SHA256; at least 16 bytes, e.g. 32 random bytes
-	// shared by the instances). Without it, whoever can write to the Redis
-	// can log in as anyone; with it, a planted, tampered or moved value is a
-	// miss, never a login.
+	// StorageSecret authenticates every value written to Storage with its key
+	// (HMAC-SHA256, at least 16 bytes). Without it, whoever can write to the
+	// Redis can log in as anyone. See headless.Config.StorageSecret.
 	//
 	// Optional. Default: nil (values are not authenticated)
 	StorageSecret []byte
 
-	// Recheck bounds how long an instance serves its in-process copy of a
-	// shared answer without Storage vouching for it: how late an eviction on
-	// another instance is seen when Redis pub/sub is not there (another
-	// Storage) or is down. An instance reads Storage at most once per token
-	// per Recheck.
+	// Recheck bounds how long an in-process copy of a shared answer is served
+	// without Storage vouching for it, when Redis pub/sub is absent or down.
+	// See headless.Config.Recheck.
 	//
 	// Optional. Default: 1 * time.Second
 	Recheck time.Duration
 
-	// StaleIfError lets a session that expired less than this long ago be
-	// served while allauth fails (never after a 401 or 410).
+	// StaleIfError serves a session that expired less than this long ago while
+	// allauth fails (never after a 401 or 410). See
+	// headless.Config.StaleIfError.
 	//
 	// Optional. Default: 0 (off)
 	StaleIfError time.Duration
 
-	// UserIndex keeps a user → cache keys index, so that EvictUser (and
-	// "user_ids" sent to EvictHandler) can drop every cached session of one
-	// user. It costs nothing on a cache hit; each authenticated answer stored
-	// costs an index update (with Storage: one read and one write there).
-	// It keeps at most cache.MaxKeysPerUser keys per user.
+	// UserIndex keeps a user → cache keys index, so that EvictUser (and the
+	// webhook's user_ids) drop every cached session of one user. See
+	// headless.Config.UserIndex.
 	//
 	// Optional. Default: false
 	UserIndex bool
 
-	// JWT verifies the access tokens of allauth's JWT token strategy in
-	// process: every Bearer value is checked against these keys (see
-	// introspect.JWTConfig) and, if a valid access token, authenticates with
-	// no call to allauth; the user then has ID = sub and the token's Claims.
-	// The answer is kept in process until the earlier of its exp and
-	// CacheTTL, so a repeat skips the signature check. Any other Bearer
-	// value (bad signature, expired, a refresh token, or no JWT at all, e.g.
-	// "header.payload." or four segments) is a 401 with WWW-Authenticate,
-	// also without a call: under allauth's JWT strategy it can never be
-	// valid. Session tokens and cookies are asked of allauth as before.
-	// Needs "header:Authorization" in KeyLookup. A logout is only noticed at
-	// the token's exp unless JWTStateful is on.
+	// JWT verifies allauth's JWT access tokens in process: a valid one
+	// authenticates without allauth (and is cached until the earlier of its
+	// exp and CacheTTL); any other Bearer value is a 401, also without
+	// allauth. See headless.Config.JWT.
 	//
 	// Optional. Default: nil (every Bearer token is asked of allauth)
 	JWT *introspect.JWTConfig
 
-	// JWTStateful also asks allauth about every JWT that verified, as
-	// allauth's HEADLESS_JWT_STATEFUL_VALIDATION_ENABLED does for its own
-	// endpoints, through the cache (never kept past the token's exp): a
-	// logout then ends the token within CacheTTL instead of at its exp (300
-	// s by default). The trade: a cache miss costs a call to allauth (which
-	// checks a JWT slowly, about 128 ms), allauth being down means 503s (or
-	// StaleIfError) instead of local answers, and the user is allauth's
-	// (username, email...) with the token's Claims added. Needs JWT.
+	// JWTStateful also asks allauth, through the cache, about every JWT that
+	// verified, so that a logout bites within CacheTTL instead of at the
+	// token's exp. Needs JWT. See headless.Config.JWTStateful.
 	//
 	// Optional. Default: false (signature and claims only)
 	JWTStateful bool
@@ -203,26 +181,17 @@ type Config struct {
 	// Optional. Default: false
 	UserContext bool
 
-	// Logger receives one line per failed lookup at allauth (never a
-	// token; a short hash prefix correlates lines). Successful and cached
-	// lookups are not logged. The line is at level Warn:
-	//
-	//	msg="allauth lookup failed" kind=session_token key=<12 hex> status=502 class=5xx duration=3.1ms error="..."
-	//
-	// status is 0 and class "error" when allauth did not answer. Pass
-	// slog.New(slog.DiscardHandler) to silence it.
+	// Logger receives one line per failed lookup at allauth (never a token)
+	// and one per change of the circuit breaker's state. See
+	// headless.Config.Logger.
 	//
 	// Optional. Default: slog.Default()
 	Logger *slog.Logger
 
-	// TracerProvider makes an OpenTelemetry span for each lookup at allauth
-	// (a cache miss), "allauth.session_lookup", a child of the request's
-	// span (c.UserContext()), with the credential's kind, the outcome, the
-	// cache tier that answered, coalesced or not, stale or not, allauth's
-	// status and the breaker's state: never the token nor any hash of it.
-	// The lookup sends the span's W3C trace context (traceparent) to
-	// allauth. A cache hit starts no span and allocates nothing. See
-	// docs/tracing.md.
+	// TracerProvider makes an OpenTelemetry span for each lookup at allauth, a
+	// child of the request's span (c.UserContext()), and sends its trace
+	// context to allauth. A cache hit starts no span. See
+	// headless.Config.TracerProvider.
 	//
 	// Optional. Default: OpenTelemetry's global provider
 	// (otel.GetTracerProvider()), asked at each lookup, so that a provider

@@ -13,9 +13,10 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/exampletest"
 
 	"go.uber.org/goleak"
 
@@ -60,7 +61,7 @@ func TestREADMEQuickstart(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, env(nil), &stdout, &stderr) }()
 	waitHealthy(t, "http://"+readmeAPI+"/healthz", done)
@@ -148,7 +149,7 @@ func TestRunAllauthURL(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, env(map[string]string{"ADDR": "127.0.0.1:0", "ALLAUTH_URL": srv.URL, "CACHE_TTL": "1m"}), &stdout, &stderr)
@@ -205,7 +206,7 @@ func TestRunRejectsBadEnv(t *testing.T) {
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			vars := map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0", tc.name: tc.value}
-			var stdout, stderr syncBuffer
+			var stdout, stderr exampletest.SyncBuffer
 			err := run(context.Background(), env(vars), &stdout, &stderr)
 			var bad *envError
 			if !errors.As(err, &bad) {
@@ -229,7 +230,7 @@ func TestRunBusyAddr(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = ln.Close() }()
-	var stdout, stderr syncBuffer
+	var stdout, stderr exampletest.SyncBuffer
 	err = run(context.Background(), env(map[string]string{"ADDR": ln.Addr().String()}), &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "API on ADDR") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("run = %v, want an error naming ADDR and the busy address", err)
@@ -360,7 +361,7 @@ func waitHealthy(t *testing.T, url string, done <-chan error) {
 }
 
 // waitFor waits until buf holds a match of re and returns its first group.
-func waitFor(t *testing.T, buf *syncBuffer, re *regexp.Regexp, done <-chan error) string {
+func waitFor(t *testing.T, buf *exampletest.SyncBuffer, re *regexp.Regexp, done <-chan error) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -409,22 +410,4 @@ func get(t *testing.T, client *http.Client, url, token string) (status int, body
 // (ADDR, CACHE_TTL, ...) must not leak into run.
 func env(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
-}
-
-// syncBuffer is a bytes.Buffer safe for run's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

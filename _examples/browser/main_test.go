@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,9 +9,10 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/exampletest"
 
 	"go.uber.org/goleak"
 )
@@ -36,7 +36,7 @@ func TestBrowserFlow(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, func(k string) string { return map[string]string{"ADDR": "127.0.0.1:0"}[k] }, &stdout, &stderr)
@@ -113,7 +113,7 @@ func TestBrowserFlow(t *testing.T) {
 // working from the cache for CacheTTL.
 func TestLogoutEvictsTheLastCookie(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, func(k string) string { return map[string]string{"ADDR": "127.0.0.1:0"}[k] }, &stdout, &stderr)
@@ -160,7 +160,7 @@ func TestBadEnv(t *testing.T) {
 		{"ADDR", "3000", `ADDR="3000": want host:port`},
 		{"ALLAUTH_URL", "localhost:8000", `ALLAUTH_URL="localhost:8000": want the Django origin`},
 	} {
-		var stdout, stderr syncBuffer
+		var stdout, stderr exampletest.SyncBuffer
 		err := run(context.Background(), func(k string) string { return map[string]string{tc.name: tc.value}[k] }, &stdout, &stderr)
 		var bad *envError
 		if !errors.As(err, &bad) || !strings.Contains(err.Error(), tc.want) {
@@ -227,7 +227,7 @@ func (b *browser) csrfHeader() http.Header {
 }
 
 // waitFor waits until buf holds a match of re and returns its first group.
-func waitFor(t *testing.T, buf *syncBuffer, re *regexp.Regexp, done <-chan error) string {
+func waitFor(t *testing.T, buf *exampletest.SyncBuffer, re *regexp.Regexp, done <-chan error) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -244,22 +244,4 @@ func waitFor(t *testing.T, buf *syncBuffer, re *regexp.Regexp, done <-chan error
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for run's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -14,9 +14,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/exampletest"
 
 	"go.uber.org/goleak"
 
@@ -33,7 +34,7 @@ func TestRun(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, env(map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0", "EVICT_SECRET": evictSecret}), &stdout, &stderr)
@@ -126,7 +127,7 @@ func TestRunRejectsBadEnv(t *testing.T) {
 		{"EVICT_SECRET", "short", `EVICT_SECRET="(hidden)": want at least 32 bytes`},
 	} {
 		vars := map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0", tc.name: tc.value}
-		var stdout, stderr syncBuffer
+		var stdout, stderr exampletest.SyncBuffer
 		err := run(context.Background(), env(vars), &stdout, &stderr)
 		var bad *envError
 		if !errors.As(err, &bad) || !strings.Contains(err.Error(), tc.want) {
@@ -163,7 +164,7 @@ func login(t *testing.T, client *http.Client, allauth string) string {
 // waitFor waits for run to print a line matching re and returns its
 // submatches. No timed assertion: the deadline only turns a hang into a
 // failure.
-func waitFor(t *testing.T, buf *syncBuffer, re *regexp.Regexp, done <-chan error) []string {
+func waitFor(t *testing.T, buf *exampletest.SyncBuffer, re *regexp.Regexp, done <-chan error) []string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -238,22 +239,4 @@ func get(t *testing.T, client *http.Client, url, token string) (status int, body
 // env returns a getenv that knows only vars.
 func env(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
-}
-
-// syncBuffer is a bytes.Buffer safe for run's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +8,10 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/exampletest"
 
 	"go.uber.org/goleak"
 
@@ -51,7 +51,7 @@ func redisEnv(t *testing.T, extra map[string]string) func(string) string {
 func TestDemo(t *testing.T) {
 	getenv := redisEnv(t, nil)
 	ignore := goleak.IgnoreCurrent()
-	var stdout, stderr syncBuffer
+	var stdout, stderr exampletest.SyncBuffer
 	if err := run(context.Background(), nil, getenv, &stdout, &stderr); err != nil {
 		t.Fatalf("run = %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
@@ -93,7 +93,7 @@ func TestServe(t *testing.T) {
 			ignore := goleak.IgnoreCurrent()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var stdout, stderr syncBuffer
+			var stdout, stderr exampletest.SyncBuffer
 			done := make(chan error, 1)
 			go func() { done <- run(ctx, tc.args, getenv, &stdout, &stderr) }()
 
@@ -148,7 +148,7 @@ func TestBadInput(t *testing.T) {
 		{"argument", []string{"now"}, nil, `unexpected argument "now"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr exampletest.SyncBuffer
 			err := run(context.Background(), tc.args, func(k string) string { return tc.vars[k] }, &stdout, &stderr)
 			var bad *inputError
 			if !errors.As(err, &bad) || !strings.Contains(err.Error(), tc.want) {
@@ -169,28 +169,10 @@ func TestRedisDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close() // nothing listens there now
-	var stdout, stderr syncBuffer
+	var stdout, stderr exampletest.SyncBuffer
 	err = run(context.Background(), nil, func(k string) string { return map[string]string{"REDIS_ADDR": addr}[k] }, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "redis at REDIS_ADDR="+addr) || !strings.Contains(err.Error(), "redis-server --port") {
 		t.Fatalf("run = %v, want an error naming REDIS_ADDR and how to start a Redis", err)
 	}
 	goleak.VerifyNone(t, ignore)
-}
-
-// syncBuffer is a bytes.Buffer safe for run's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

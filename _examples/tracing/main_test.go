@@ -1,15 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/allauthgo/headless/internal/exampletest"
 
 	"go.uber.org/goleak"
 )
@@ -41,7 +41,7 @@ func (s span) attr(key string) any {
 // the hit, and one saying session_gone for the unknown token.
 func TestDemo(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	var out syncBuffer
+	var out exampletest.SyncBuffer
 	vars := map[string]string{"ADDR": "127.0.0.1:0"}
 	if err := run(context.Background(), nil, func(k string) string { return vars[k] }, &out); err != nil {
 		t.Fatalf("run = %v\noutput:\n%s", err, out.String())
@@ -127,23 +127,4 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("args %q env %v: err %v, want an input error", tc.args, tc.env, err)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the demo's and the server's
-// goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
