@@ -1,0 +1,57 @@
+package cache
+
+import (
+	"context"
+	"errors"
+)
+
+// Delete drops key from both tiers and tells the other instances (with
+// Redis) to drop it from theirs, so the next request asks allauth. It
+// returns the shared store's error, if any.
+func (c *Cache) Delete(ctx context.Context, key Key) error {
+	_, err := c.Drop(ctx, key)
+	return err
+}
+
+// Drop is Delete for several keys; it returns how many of them held an
+// entry (in either tier). Every key is dropped from the in-process tier even
+// when the shared tier fails.
+func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	c.evictGen.Add(1)
+	var n int
+	var errs []error
+	for _, k := range keys {
+		c.stats.evictions.Add(1)
+		present := c.dropLocal(k)
+		if c.shared != nil {
+			if e, err := c.shared.Get(ctx, k); err == nil && e != nil {
+				present = true
+			}
+			if err := c.shared.Delete(ctx, k); err != nil {
+				c.stats.storeErrors.Add(1)
+				errs = append(errs, err)
+			}
+		}
+		if present {
+			n++
+		}
+	}
+	if c.bus != nil {
+		if err := c.bus.publish(ctx, keys); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// dropLocal removes key from the in-process tier (for Drop and for eviction
+// messages from other instances) and reports whether it was there.
+func (c *Cache) dropLocal(key Key) bool {
+	c.evictGen.Add(1)
+	e := c.local.get(key)
+	c.local.del(key)
+	return e != nil
+}
