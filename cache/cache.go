@@ -151,10 +151,13 @@ type Cache struct {
 	group        singleflight.Group
 	users        userIndexer // nil without Config.UserIndex
 	realm        string
-	// evictions counts Delete calls and eviction messages; a fill that saw
-	// it change while it fetched keeps its answer to itself, so that an
-	// eviction racing a lookup is not undone by the lookup's write.
-	evictGen atomic.Uint64
+	// evictGen counts the evictions of the keys of each stripe (by the
+	// key's first byte); a fill that saw its stripe's count change while it
+	// fetched keeps its answer to itself, so that an eviction racing a
+	// lookup is not undone by the lookup's write. Striping keeps evictions of
+	// other keys (frequent under many logouts) from costing fills their
+	// answer.
+	evictGen [256]atomic.Uint64
 	stats    counters
 }
 

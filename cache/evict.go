@@ -20,7 +20,6 @@ func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	c.evictGen.Add(1)
 	var n int
 	var errs []error
 	for _, k := range keys {
@@ -50,7 +49,7 @@ func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
 // dropLocal removes key from the in-process tier (for Drop and for eviction
 // messages from other instances) and reports whether it was there.
 func (c *Cache) dropLocal(key Key) bool {
-	c.evictGen.Add(1)
+	c.evictGen[key[0]].Add(1)
 	e := c.local.get(key)
 	c.local.del(key)
 	return e != nil

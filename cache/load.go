@@ -40,7 +40,7 @@ func (c *Cache) Load(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 // fill runs once per coalesced miss: the in-process tier again (an earlier
 // leader may have filled it), then the shared tier, then allauth.
 func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fetch) Result {
-	gen := c.evictGen.Load()
+	gen := c.evictGen[key[0]].Load()
 	checked := c.nanos() // before the shared read: see bus.vouches
 	prev := c.local.get(key)
 	if prev != nil && c.usable(prev, checked) {
@@ -159,7 +159,7 @@ func (c *Cache) readShared(ctx context.Context, key Key, now int64) (e *entry, o
 // happened since gen (the answer may predate it). It reports whether the
 // shared tier (if any) took it.
 func (c *Cache) keep(ctx context.Context, key Key, e *entry, checked int64, gen uint64) bool {
-	if c.evictGen.Load() != gen {
+	if c.evictGen[key[0]].Load() != gen {
 		return true
 	}
 	ok := true
@@ -179,7 +179,7 @@ func (c *Cache) keepLocal(key Key, e *entry, checked int64, gen uint64) {
 	if c.shared != nil {
 		e.checkedAt = checked
 	}
-	if c.evictGen.Load() != gen {
+	if c.evictGen[key[0]].Load() != gen {
 		return
 	}
 	if ttl := e.keepUntil() - c.nanos(); ttl > 0 {
