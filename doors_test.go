@@ -59,18 +59,7 @@ func buildFiberV2(t *testing.T, cfg doorConfig) roundTrip {
 
 func buildFiberV3(t *testing.T, cfg doorConfig) roundTrip {
 	t.Helper()
-	var ex []extractors.Extractor
-	for _, s := range cfg.sources {
-		where, name, _ := strings.Cut(s, ":")
-		switch {
-		case where == "cookie":
-			ex = append(ex, extractors.FromCookie(name))
-		case name == "Authorization":
-			ex = append(ex, extractors.FromAuthHeader("Bearer"))
-		default:
-			ex = append(ex, extractors.FromHeader(name))
-		}
-	}
+	ex := translate(cfg.sources, extractors.FromHeader, func() extractors.Extractor { return extractors.FromAuthHeader("Bearer") }, extractors.FromCookie)
 	m := fiberauthv3.NewMiddleware(fiberauthv3.Config{
 		BaseURL:   cfg.baseURL,
 		Extractor: extractors.Chain(ex...),
@@ -100,18 +89,7 @@ func buildFiberV3(t *testing.T, cfg doorConfig) roundTrip {
 
 func buildHTTP(t *testing.T, cfg doorConfig) roundTrip {
 	t.Helper()
-	var sources []headless.Source
-	for _, s := range cfg.sources {
-		where, name, _ := strings.Cut(s, ":")
-		switch {
-		case where == "cookie":
-			sources = append(sources, headless.FromCookie(name))
-		case name == "Authorization":
-			sources = append(sources, headless.FromAuthHeader("Bearer"))
-		default:
-			sources = append(sources, headless.FromHeader(name))
-		}
-	}
+	sources := translate(cfg.sources, headless.FromHeader, func() headless.Source { return headless.FromAuthHeader("Bearer") }, headless.FromCookie)
 	m, err := httpauth.NewMiddleware(httpauth.Config{
 		BaseURL:  cfg.baseURL,
 		Sources:  sources,
@@ -136,4 +114,22 @@ func buildHTTP(t *testing.T, cfg doorConfig) roundTrip {
 		h.ServeHTTP(rec, req)
 		return answer{status: rec.Code, header: rec.Header(), body: rec.Body.String()}
 	}
+}
+
+// translate turns "header:<name>", "header:Authorization" and
+// "cookie:<name>" into a door's own sources.
+func translate[S any](sources []string, header func(string) S, bearer func() S, cookie func(string) S) []S {
+	var out []S
+	for _, s := range sources {
+		where, name, _ := strings.Cut(s, ":")
+		switch {
+		case where == "cookie":
+			out = append(out, cookie(name))
+		case name == "Authorization":
+			out = append(out, bearer())
+		default:
+			out = append(out, header(name))
+		}
+	}
+	return out
 }

@@ -63,7 +63,7 @@ func TestREADMEQuickstart(t *testing.T) {
 	defer cancel()
 	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, env(nil), &stdout, &stderr) }()
+	go func() { done <- run(ctx, exampletest.Env(nil), &stdout, &stderr) }()
 	waitHealthy(t, "http://"+readmeAPI+"/healthz", done)
 
 	// The commands the program prints are the README's first ones.
@@ -152,9 +152,9 @@ func TestRunAllauthURL(t *testing.T) {
 	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, env(map[string]string{"ADDR": "127.0.0.1:0", "ALLAUTH_URL": srv.URL, "CACHE_TTL": "1m"}), &stdout, &stderr)
+		done <- run(ctx, exampletest.Env(map[string]string{"ADDR": "127.0.0.1:0", "ALLAUTH_URL": srv.URL, "CACHE_TTL": "1m"}), &stdout, &stderr)
 	}()
-	api := waitFor(t, &stdout, regexp.MustCompile(`API on (http://\S+)`), done)
+	api := exampletest.WaitFor(t, &stdout, regexp.MustCompile(`API on (http://\S+)`), done)[1]
 	waitHealthy(t, api+"/healthz", done)
 
 	printed := stdout.String()
@@ -207,7 +207,7 @@ func TestRunRejectsBadEnv(t *testing.T) {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			vars := map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0", tc.name: tc.value}
 			var stdout, stderr exampletest.SyncBuffer
-			err := run(context.Background(), env(vars), &stdout, &stderr)
+			err := run(context.Background(), exampletest.Env(vars), &stdout, &stderr)
 			var bad *envError
 			if !errors.As(err, &bad) {
 				t.Fatalf("run = %v, want an *envError", err)
@@ -231,7 +231,7 @@ func TestRunBusyAddr(t *testing.T) {
 	}
 	defer func() { _ = ln.Close() }()
 	var stdout, stderr exampletest.SyncBuffer
-	err = run(context.Background(), env(map[string]string{"ADDR": ln.Addr().String()}), &stdout, &stderr)
+	err = run(context.Background(), exampletest.Env(map[string]string{"ADDR": ln.Addr().String()}), &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "API on ADDR") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("run = %v, want an error naming ADDR and the busy address", err)
 	}
@@ -360,26 +360,6 @@ func waitHealthy(t *testing.T, url string, done <-chan error) {
 	}
 }
 
-// waitFor waits until buf holds a match of re and returns its first group.
-func waitFor(t *testing.T, buf *exampletest.SyncBuffer, re *regexp.Regexp, done <-chan error) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := re.FindStringSubmatch(buf.String()); m != nil {
-			return m[1]
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run returned before printing %v: %v", re, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run printed nothing matching %v within 10s:\n%s", re, buf.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func newClient() (*http.Client, func()) {
 	tr := &http.Transport{Proxy: nil}
 	return &http.Client{Transport: tr, Timeout: 5 * time.Second}, tr.CloseIdleConnections
@@ -404,10 +384,4 @@ func get(t *testing.T, client *http.Client, url, token string) (status int, body
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
-}
-
-// env returns a getenv that knows only vars: the test's own environment
-// (ADDR, CACHE_TTL, ...) must not leak into run.
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
 }

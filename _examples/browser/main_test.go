@@ -41,7 +41,7 @@ func TestBrowserFlow(t *testing.T) {
 	go func() {
 		done <- run(ctx, func(k string) string { return map[string]string{"ADDR": "127.0.0.1:0"}[k] }, &stdout, &stderr)
 	}()
-	base := waitFor(t, &stdout, regexp.MustCompile(`Open (http://\S+) and log in \(allauth on http://\S+: stand-in, user demo / demo-password\)`), done)
+	base := exampletest.WaitFor(t, &stdout, regexp.MustCompile(`Open (http://\S+) and log in \(allauth on http://\S+: stand-in, user demo / demo-password\)`), done)[1]
 
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -124,7 +124,7 @@ func TestLogoutEvictsTheLastCookie(t *testing.T) {
 			t.Errorf("run = %v", err)
 		}
 	}()
-	base := waitFor(t, &stdout, regexp.MustCompile(`Open (http://\S+) and log in`), done)
+	base := exampletest.WaitFor(t, &stdout, regexp.MustCompile(`Open (http://\S+) and log in`), done)[1]
 
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -224,24 +224,4 @@ func (b *browser) cookie(name string) string {
 // csrfHeader is what the page sends: X-CSRFToken from the csrftoken cookie.
 func (b *browser) csrfHeader() http.Header {
 	return http.Header{"X-Csrftoken": {b.cookie("csrftoken")}}
-}
-
-// waitFor waits until buf holds a match of re and returns its first group.
-func waitFor(t *testing.T, buf *exampletest.SyncBuffer, re *regexp.Regexp, done <-chan error) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := re.FindStringSubmatch(buf.String()); m != nil {
-			return m[1]
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run returned before printing %v: %v", re, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run printed nothing matching %v within 10s:\n%s", re, buf.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -25,9 +25,9 @@ func TestRun(t *testing.T) {
 	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, env(map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0"}), &stdout, &stderr)
+		done <- run(ctx, exampletest.Env(map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0"}), &stdout, &stderr)
 	}()
-	m := waitFor(t, &stdout, regexp.MustCompile(`allauth on (\S+); API on (\S+)\n`), done)
+	m := exampletest.WaitFor(t, &stdout, regexp.MustCompile(`allauth on (\S+); API on (\S+)\n`), done)
 	allauth, api := m[1], m[2]
 	if !strings.Contains(stdout.String(), "curl -s "+api+"/api/me -H \"X-Session-Token: $TOKEN\"") {
 		t.Errorf("the printed commands do not call the API:\n%s", stdout.String())
@@ -108,29 +108,4 @@ func call(t *testing.T, client *http.Client, method, url, token string) (status 
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
-}
-
-// waitFor waits until buf holds a match of re and returns it.
-func waitFor(t *testing.T, buf *exampletest.SyncBuffer, re *regexp.Regexp, done <-chan error) []string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := re.FindStringSubmatch(buf.String()); m != nil {
-			return m
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run returned before printing %v: %v", re, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run printed nothing matching %v within 10s:\n%s", re, buf.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// env returns a getenv that knows only vars.
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
 }

@@ -37,9 +37,9 @@ func TestRun(t *testing.T) {
 	var stdout, stderr exampletest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, env(map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0", "EVICT_SECRET": evictSecret}), &stdout, &stderr)
+		done <- run(ctx, exampletest.Env(map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0", "EVICT_SECRET": evictSecret}), &stdout, &stderr)
 	}()
-	m := waitFor(t, &stdout, regexp.MustCompile(`stand-in allauth on (http://\S+) .*; API on (http://\S+)`), done)
+	m := exampletest.WaitFor(t, &stdout, regexp.MustCompile(`stand-in allauth on (http://\S+) .*; API on (http://\S+)`), done)
 	allauth, api := m[1], m[2]
 	client, closeClient := newClient()
 	defer closeClient()
@@ -128,7 +128,7 @@ func TestRunRejectsBadEnv(t *testing.T) {
 	} {
 		vars := map[string]string{"ADDR": "127.0.0.1:0", "STANDIN_ADDR": "127.0.0.1:0", tc.name: tc.value}
 		var stdout, stderr exampletest.SyncBuffer
-		err := run(context.Background(), env(vars), &stdout, &stderr)
+		err := run(context.Background(), exampletest.Env(vars), &stdout, &stderr)
 		var bad *envError
 		if !errors.As(err, &bad) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s=%q: run = %v, want an *envError saying %q", tc.name, tc.value, err, tc.want)
@@ -159,28 +159,6 @@ func login(t *testing.T, client *http.Client, allauth string) string {
 		t.Fatalf("login: %d %s", resp.StatusCode, b)
 	}
 	return string(m[1])
-}
-
-// waitFor waits for run to print a line matching re and returns its
-// submatches. No timed assertion: the deadline only turns a hang into a
-// failure.
-func waitFor(t *testing.T, buf *exampletest.SyncBuffer, re *regexp.Regexp, done <-chan error) []string {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := re.FindStringSubmatch(buf.String()); m != nil {
-			return m
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run returned before printing %v: %v", re, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run printed nothing matching %v:\n%s", re, buf.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // waitOK waits for url to answer 200 (the server starts after printing).
@@ -234,9 +212,4 @@ func get(t *testing.T, client *http.Client, url, token string) (status int, body
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
-}
-
-// env returns a getenv that knows only vars.
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
 }
