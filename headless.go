@@ -108,7 +108,7 @@ func (a *Authenticator) evictTokens(ctx context.Context, tokens ...string) (int,
 			keys = append(keys, cache.NewKey(cache.NewScope(kind, a.client.Endpoint(kind)), token))
 		}
 	}
-	return a.cache.Drop(ctx, keys...)
+	return a.cache.Evict(ctx, keys...)
 }
 
 // EvictUser drops every cached answer the user index lists for userID (an
@@ -118,7 +118,7 @@ func (a *Authenticator) evictTokens(ctx context.Context, tokens ...string) (int,
 // cache.ErrNoUserIndex. With a shared Storage the index is shared and one
 // call reaches every instance; in process it reaches this one.
 func (a *Authenticator) EvictUser(ctx context.Context, userID string) (int, error) {
-	return a.cache.DeleteUser(ctx, userID)
+	return a.cache.EvictUser(ctx, userID)
 }
 
 // Stats returns the cache's running totals.

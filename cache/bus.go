@@ -19,14 +19,14 @@ type redisConn interface {
 }
 
 // An eviction message is the sender's id, then up to maxKeysPerMessage keys
-// (what a reader of the channel decodes is bounded; Drop sends larger batches
+// (what a reader of the channel decodes is bounded; Evict sends larger batches
 // in several messages).
 const (
 	senderIDLen       = 8
 	maxKeysPerMessage = 64
 )
 
-// bus carries evictions between instances that share a Redis: Drop
+// bus carries evictions between instances that share a Redis: Evict
 // publishes the keys, and every instance's listener drops them from its
 // in-process tier.
 //

@@ -77,7 +77,7 @@ type Config struct {
 	// that one goroutine updates every 5 ms, since reading the system clock
 	// on every hit would cost more than the rest of the hit.
 	Now func() time.Time
-	// UserIndex keeps a user → keys index, so that DeleteUser can drop
+	// UserIndex keeps a user → keys index, so that EvictUser can drop
 	// every entry of one user (see [MaxKeysPerUser] for its bounds).
 	UserIndex bool
 }

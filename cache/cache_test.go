@@ -545,13 +545,13 @@ func TestDeleteEvicts(t *testing.T) {
 	c := newTestCache(t, Config{})
 	f := &fetchCounter{sess: newSession(t, 1)}
 	c.Load(ctx, keyFor(1), time.Time{}, f.fetch)
-	if err := c.Delete(ctx, keyFor(1)); err != nil {
+	if _, err := c.Evict(ctx, keyFor(1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := c.Get(ctx, keyFor(1)); ok {
 		t.Fatal("hit after Delete")
 	}
-	if err := c.Delete(ctx, keyFor(99)); err != nil {
+	if _, err := c.Evict(ctx, keyFor(99)); err != nil {
 		t.Fatalf("Delete of a missing key: %v", err)
 	}
 	if st := c.Stats(); st.Evictions != 2 || st.StoreErrors != 0 {

@@ -5,18 +5,12 @@ import (
 	"errors"
 )
 
-// Delete drops key from both tiers and tells the other instances (with
-// Redis) to drop it from theirs, so the next request asks allauth. It
-// returns the shared store's error, if any.
-func (c *Cache) Delete(ctx context.Context, key Key) error {
-	_, err := c.Drop(ctx, key)
-	return err
-}
-
-// Drop is Delete for several keys; it returns how many of them held an
-// entry (in either tier). Every key is dropped from the in-process tier even
+// Evict drops keys from both tiers and tells the other instances (with
+// Redis) to drop them from theirs, so that the next request for any of them
+// asks allauth. It returns how many held an entry (in either tier), and the
+// shared store's errors; every key is dropped from the in-process tier even
 // when the shared tier fails.
-func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
+func (c *Cache) Evict(ctx context.Context, keys ...Key) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
@@ -46,7 +40,7 @@ func (c *Cache) Drop(ctx context.Context, keys ...Key) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// dropLocal removes key from the in-process tier (for Drop and for eviction
+// dropLocal removes key from the in-process tier (for Evict and for eviction
 // messages from other instances) and reports whether it was there.
 func (c *Cache) dropLocal(key Key) bool {
 	c.evictGen[key[0]].Add(1)

@@ -35,7 +35,7 @@ func TestEvictionRacingALookup(t *testing.T) {
 				})
 			}()
 			<-atAllauth
-			if err := c.Delete(context.Background(), tc.evict(k)); err != nil {
+			if _, err := c.Evict(context.Background(), tc.evict(k)); err != nil {
 				t.Fatal(err)
 			}
 			close(answer)

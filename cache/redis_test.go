@@ -110,7 +110,7 @@ func TestRedisSharedAcrossInstances(t *testing.T) {
 	if _, ok := b.Get(ctx, k); !ok {
 		t.Fatal("b holds no in-process copy")
 	}
-	if err := a.Delete(ctx, k); err != nil {
+	if _, err := a.Evict(ctx, k); err != nil {
 		t.Fatal(err)
 	}
 	waitEvicted(t, b, k)
@@ -217,7 +217,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := a.Delete(ctx, keyFor(1)); err != nil {
+	if _, err := a.Evict(ctx, keyFor(1)); err != nil {
 		t.Errorf("Delete after restart: %v", err)
 	}
 }

@@ -173,7 +173,7 @@ func TestRedisEvictionLatency(t *testing.T) {
 			t.Fatalf("key %d: b holds no in-process copy before the eviction", i)
 		}
 		start := time.Now()
-		if err := a.Delete(ctx, k); err != nil {
+		if _, err := a.Evict(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 		// Spin (yielding): sleeping would measure the timer, not the bus.
@@ -225,7 +225,7 @@ func TestRedisDeleteUserReachesOtherInstances(t *testing.T) {
 		t.Fatal("b: no shared hit for key 6")
 	}
 
-	if n, err := a.DeleteUser(ctx, "7"); n != 5 || err != nil {
+	if n, err := a.EvictUser(ctx, "7"); n != 5 || err != nil {
 		t.Fatalf("DeleteUser = %d, %v; want 5", n, err)
 	}
 	for i := 1; i <= 5; i++ {
@@ -319,7 +319,7 @@ func TestRedisSubscriptionLost(t *testing.T) {
 		return shared
 	})
 	received := b.bus.received.Load()
-	if err := a.Delete(ctx, k); err != nil {
+	if _, err := a.Evict(ctx, k); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the eviction does not reach b after the restart", func() bool { return localEntry(b, k) == nil })
@@ -388,7 +388,7 @@ func TestRedisLostEvictionMessage(t *testing.T) {
 		if n := killPubSub(t, bStorage, name); n != 1 {
 			t.Fatalf("killed %d pub/sub connections of b, want 1", n)
 		}
-		if err := a.Delete(ctx, k); err != nil {
+		if _, err := a.Evict(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 		waitClock(t, b, checked+int64(recheck))
@@ -475,7 +475,7 @@ func TestRedisPrefixesApart(t *testing.T) {
 	}
 
 	// An eviction under p1 reaches b1, and not p2's copies.
-	if err := a1.Delete(ctx, k); err != nil {
+	if _, err := a1.Evict(ctx, k); err != nil {
 		t.Fatal(err)
 	}
 	waitEvicted(t, b1, k)
@@ -491,7 +491,7 @@ func TestRedisPrefixesApart(t *testing.T) {
 	a1.Load(ctx, k, time.Time{}, (&fetchCounter{sess: newSession(t, 1)}).fetch)
 	load(b1)
 	r1 := b1.bus.received.Load()
-	if err := a2.Delete(ctx, k); err != nil {
+	if _, err := a2.Evict(ctx, k); err != nil {
 		t.Fatal(err)
 	}
 	waitEvicted(t, b2, k)

@@ -11,7 +11,7 @@ type Stats struct {
 	Fetches      int64 // calls made to allauth (one per coalesced miss)
 	Coalesced    int64 // Loads that waited on another's fetch instead of fetching
 	StaleServes  int64 // expired sessions served because allauth failed
-	Evictions    int64 // keys dropped by Delete, Drop and DeleteUser
+	Evictions    int64 // keys dropped by Evict and EvictUser
 	StoreErrors  int64 // shared-store failures and unreadable, forged or future values, each a miss
 	Rejected     int64 // entries the full in-process tier declined
 	Entries      int   // entries held in the in-process tier now

@@ -285,7 +285,7 @@ func TestStorageStoreSharedNoContextDriver(t *testing.T) {
 		t.Error("the token is in the shared store")
 	}
 
-	if err := a.Delete(ctx, k); err != nil {
+	if _, err := a.Evict(ctx, k); err != nil {
 		t.Fatal(err)
 	}
 	// Without Redis pub/sub, the other instance's in-process copy goes at
@@ -386,7 +386,7 @@ func TestStorageStoreFailing(t *testing.T) {
 			t.Fatalf("Load while resting = %+v", r)
 		}
 	}
-	if err := c.Delete(ctx, keyFor(1)); !errors.Is(err, ErrStoreUnavailable) {
+	if _, err := c.Evict(ctx, keyFor(1)); !errors.Is(err, ErrStoreUnavailable) {
 		t.Errorf("Delete while resting: %v, want ErrStoreUnavailable", err)
 	}
 	if n := storage.calls.Load(); n != 3 {

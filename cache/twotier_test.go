@@ -317,7 +317,7 @@ func testUserIndexRealms(t *testing.T, storage Storage, prefix string) { //nolin
 	loadFor(t, a, 2, 1)
 	loadFor(t, b, 3, 1)
 
-	if n, err := a.DeleteUser(ctx, "1"); n != 2 || err != nil {
+	if n, err := a.EvictUser(ctx, "1"); n != 2 || err != nil {
 		t.Fatalf("a.DeleteUser = %d, %v; want 2", n, err)
 	}
 	for _, c := range []*Cache{a, b} {
@@ -331,13 +331,13 @@ func testUserIndexRealms(t *testing.T, storage Storage, prefix string) { //nolin
 			t.Error("r1's DeleteUser dropped r2's user 1")
 		}
 	}
-	if n, err := b.DeleteUser(ctx, "1"); n != 1 || err != nil {
+	if n, err := b.EvictUser(ctx, "1"); n != 1 || err != nil {
 		t.Fatalf("b.DeleteUser = %d, %v; want 1", n, err)
 	}
 	if _, ok := peek(b, keyFor(3)); ok {
 		t.Error("key 3 still cached after r2's DeleteUser")
 	}
-	if n, err := a.DeleteUser(ctx, "1"); n != 0 || err != nil {
+	if n, err := a.EvictUser(ctx, "1"); n != 0 || err != nil {
 		t.Errorf("a.DeleteUser again = %d, %v; want 0", n, err)
 	}
 }

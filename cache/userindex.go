@@ -16,12 +16,12 @@ import (
 // (its entry stays cached, and ends at its TTL).
 const MaxKeysPerUser = 32
 
-// ErrNoUserIndex is returned by [Cache.DeleteUser] when the Cache keeps no
+// ErrNoUserIndex is returned by [Cache.EvictUser] when the Cache keeps no
 // user index (Config.UserIndex is off).
 var ErrNoUserIndex = errors.New("cache: no user index (set Config.UserIndex)")
 
 // userIndexer remembers which keys hold a user's authenticated entries, so
-// that [Cache.DeleteUser] can find them. [memoryStore] keeps the index in
+// that [Cache.EvictUser] can find them. [memoryStore] keeps the index in
 // process; [storageStore] keeps it in the shared Storage, where every
 // instance sees it. User ids are scoped by Config.Realm (see indexID): user
 // "1" of two allauth servers sharing a Storage are two users.
@@ -51,7 +51,7 @@ func (c *Cache) indexUser(ctx context.Context, userID string, key Key, ttl time.
 // indexID scopes a user id by the realm (allauth's origin and mount).
 func (c *Cache) indexID(userID string) string { return c.realm + "\x00" + userID }
 
-// DeleteUser drops every entry the user index lists for userID (an
+// EvictUser drops every entry the user index lists for userID (an
 // allauth user id, as in introspect.User.ID), so that the next request
 // carrying any of the user's credentials asks allauth. It returns how many
 // entries were there. Without a user index it returns ErrNoUserIndex.
@@ -59,7 +59,7 @@ func (c *Cache) indexID(userID string) string { return c.realm + "\x00" + userID
 // With Storage the index is shared: one call reaches the entries every
 // instance stored (and, with Redis, their in-process copies). Without, it
 // reaches this process only.
-func (c *Cache) DeleteUser(ctx context.Context, userID string) (int, error) {
+func (c *Cache) EvictUser(ctx context.Context, userID string) (int, error) {
 	if c.users == nil {
 		return 0, ErrNoUserIndex
 	}
@@ -68,7 +68,7 @@ func (c *Cache) DeleteUser(ctx context.Context, userID string) (int, error) {
 		c.stats.storeErrors.Add(1)
 		return 0, err
 	}
-	return c.Drop(ctx, keys...)
+	return c.Evict(ctx, keys...)
 }
 
 // userKey is one key of a user with its expiry (Unix nanoseconds).
@@ -220,8 +220,8 @@ func (s *memoryStore) IndexRejected() int64 { return s.users.rejected.Load() }
 // Adding a key is a read, then a write, of that value. Two instances storing
 // two new sessions of one user within the same round trip to the storage
 // can lose one of the two keys from the index (the last write wins); that
-// entry then ends at its TTL instead of at DeleteUser. A value this version
-// cannot read is overwritten by the next add, and DeleteUser reports it.
+// entry then ends at its TTL instead of at EvictUser. A value this version
+// cannot read is overwritten by the next add, and EvictUser reports it.
 const (
 	userIndexMagic   = 0xA8
 	userIndexVersion = 1

@@ -42,7 +42,7 @@ func TestUserIndexOff(t *testing.T) {
 	if n := memStoreOf(t, c).IndexedKeys(); n != 0 {
 		t.Errorf("%d keys indexed without UserIndex", n)
 	}
-	if n, err := c.DeleteUser(context.Background(), "1"); n != 0 || !errors.Is(err, ErrNoUserIndex) {
+	if n, err := c.EvictUser(context.Background(), "1"); n != 0 || !errors.Is(err, ErrNoUserIndex) {
 		t.Errorf("DeleteUser = %d, %v; want ErrNoUserIndex", n, err)
 	}
 }
@@ -50,7 +50,7 @@ func TestUserIndexOff(t *testing.T) {
 // TestUserIndexMemoryDeleteUser proves DeleteUser drops every entry of one
 // user (and counts those that were there), leaves other users alone, and
 // that a user nobody indexed is 0 and no error.
-func TestUserIndexMemoryDeleteUser(t *testing.T) {
+func TestUserIndexMemoryEvictUser(t *testing.T) {
 	ctx := context.Background()
 	c := newTestCache(t, Config{UserIndex: true, TTL: time.Minute})
 	for i := 1; i <= 3; i++ {
@@ -68,11 +68,11 @@ func TestUserIndexMemoryDeleteUser(t *testing.T) {
 		t.Errorf("IndexedKeys after a 410 = %d, want 4", n)
 	}
 	// One of alice's keys is already gone: it is not counted.
-	if err := c.Delete(ctx, keyFor(3)); err != nil {
+	if _, err := c.Evict(ctx, keyFor(3)); err != nil {
 		t.Fatal(err)
 	}
 
-	n, err := c.DeleteUser(ctx, "1")
+	n, err := c.EvictUser(ctx, "1")
 	if n != 2 || err != nil {
 		t.Fatalf("DeleteUser = %d, %v; want 2 entries", n, err)
 	}
@@ -84,10 +84,10 @@ func TestUserIndexMemoryDeleteUser(t *testing.T) {
 	if r, ok := peek(c, keyFor(4)); !ok || r.Session == nil {
 		t.Error("user 2's entry was dropped")
 	}
-	if n, err := c.DeleteUser(ctx, "1"); n != 0 || err != nil {
+	if n, err := c.EvictUser(ctx, "1"); n != 0 || err != nil {
 		t.Errorf("second DeleteUser = %d, %v", n, err)
 	}
-	if n, err := c.DeleteUser(ctx, "no-such-user"); n != 0 || err != nil {
+	if n, err := c.EvictUser(ctx, "no-such-user"); n != 0 || err != nil {
 		t.Errorf("DeleteUser of an unknown user = %d, %v", n, err)
 	}
 }
@@ -100,10 +100,10 @@ func TestDropCounts(t *testing.T) {
 	loadFor(t, c, 1, 1)
 	f := &fetchCounter{err: &introspect.AuthError{Status: http.StatusUnauthorized}}
 	c.Load(ctx, keyFor(2), time.Time{}, f.fetch)
-	if n, err := c.Drop(ctx, keyFor(1), keyFor(2), keyFor(3)); n != 2 || err != nil {
+	if n, err := c.Evict(ctx, keyFor(1), keyFor(2), keyFor(3)); n != 2 || err != nil {
 		t.Fatalf("Drop = %d, %v; want 2", n, err)
 	}
-	if n, err := c.Drop(ctx, keyFor(1), keyFor(2)); n != 0 || err != nil {
+	if n, err := c.Evict(ctx, keyFor(1), keyFor(2)); n != 0 || err != nil {
 		t.Fatalf("Drop again = %d, %v; want 0", n, err)
 	}
 	if st := c.Stats(); st.Evictions != 5 {
@@ -111,7 +111,7 @@ func TestDropCounts(t *testing.T) {
 	}
 	// A failing store: the error is returned and counted.
 	c2 := newTestCache(t, Config{Storage: &errStorage{}})
-	if n, err := c2.Drop(ctx, keyFor(1)); n != 0 || !errors.Is(err, errBroken) {
+	if n, err := c2.Evict(ctx, keyFor(1)); n != 0 || !errors.Is(err, errBroken) {
 		t.Errorf("Drop on a failing store = %d, %v", n, err)
 	}
 }
@@ -223,7 +223,7 @@ func TestUserIndexStorage(t *testing.T) {
 		t.Errorf("a hit cost %d storage calls", n)
 	}
 
-	if n, err := a.DeleteUser(ctx, "1"); n != 2 || err != nil {
+	if n, err := a.EvictUser(ctx, "1"); n != 2 || err != nil {
 		t.Fatalf("DeleteUser = %d, %v", n, err)
 	}
 	// Without Redis pub/sub, the other instance's in-process copy goes
@@ -251,7 +251,7 @@ func TestUserIndexStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	errsBefore := a.Stats().StoreErrors
-	if n, err := a.DeleteUser(ctx, "3"); n != 0 || err == nil {
+	if n, err := a.EvictUser(ctx, "3"); n != 0 || err == nil {
 		t.Errorf("DeleteUser over garbage = %d, %v", n, err)
 	}
 	if a.Stats().StoreErrors != errsBefore+1 {
@@ -307,7 +307,7 @@ func TestUserIndexRedis(t *testing.T) {
 	if err != nil || ttl <= 50*time.Second || ttl > time.Minute {
 		t.Errorf("index TTL %v, %v", ttl, err)
 	}
-	if n, err := b.DeleteUser(ctx, "1"); n != 2 || err != nil {
+	if n, err := b.EvictUser(ctx, "1"); n != 2 || err != nil {
 		t.Fatalf("DeleteUser = %d, %v", n, err)
 	}
 	// a's in-process copy of key 1 goes when b's eviction message arrives,
