@@ -121,9 +121,6 @@ func (a *Authenticator) EvictUser(ctx context.Context, userID string) (int, erro
 	return a.cache.EvictUser(ctx, userID)
 }
 
-// Stats returns the cache's running totals.
-func (a *Authenticator) Stats() cache.Stats { return a.cache.Stats() }
-
 // Client returns the allauth client in use.
 func (a *Authenticator) Client() *introspect.Client { return a.client }
 

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/allauthgo/headless/cache"
+
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -137,8 +139,8 @@ type Histogram struct {
 	Buckets [numBuckets]uint64
 }
 
-// Metrics is a snapshot of what the Authenticator counted since it was made;
-// the cache's own counters are in [Authenticator.Stats]. Reading it costs a few
+// Metrics is a snapshot of what the Authenticator counted since it was made,
+// its cache's counters included. Reading it costs a few
 // atomic loads, so a metrics exporter reads it at scrape time (see package
 // authprom).
 type Metrics struct {
@@ -160,6 +162,10 @@ type Metrics struct {
 	// LastError is when a lookup or a readiness probe last failed; zero if
 	// never.
 	LastError time.Time
+	// Cache is the cache's running totals: hits, misses, shared reads,
+	// fetches, evictions, store errors, entries, and whether evictions from
+	// other instances arrive by Redis pub/sub.
+	Cache cache.Stats
 	// Protection is the state of the client's overload protections: lookups
 	// in flight and waiting for a slot, those refused for want of one, and
 	// the circuit breaker's state and refusals. Refused lookups made no
@@ -193,6 +199,7 @@ func (a *Authenticator) Metrics() Metrics {
 	s.LastAnswer = unixTime(o.lastAnswer.Load())
 	s.LastError = unixTime(o.lastError.Load())
 	s.Protection = a.client.Protection()
+	s.Cache = a.cache.Stats()
 	return s
 }
 

@@ -6,7 +6,7 @@
 //	prometheus.MustRegister(authprom.New(m.Authenticator))
 //
 // The Collector reads the Authenticator's counters
-// ([headless.Authenticator.Metrics] and [headless.Authenticator.Stats]) at
+// ([headless.Authenticator.Metrics], its cache's counters included) at
 // scrape time, so it adds nothing to a request. Its metrics (with the default namespace "allauthgo"):
 //
 //	allauthgo_requests_total{outcome}                   requests by outcome: authenticated, anonymous,
@@ -180,7 +180,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.breakerState, prometheus.GaugeValue, float64(p.Breaker))
 	ch <- prometheus.MustNewConstMetric(c.breakerOpens, prometheus.CounterValue, float64(p.BreakerOpens))
 
-	s := c.a.Stats()
+	s := m.Cache
 	for _, cc := range c.counters {
 		ch <- prometheus.MustNewConstMetric(cc.desc, prometheus.CounterValue, float64(cc.value(&s)))
 	}

@@ -100,7 +100,7 @@ func Benchmark_Middleware(b *testing.B) {
 		defer func() { _ = m.Close() }()
 		run(b, newApp(m.Handler), request(token))
 		b.StopTimer()
-		if s := m.Stats(); s.Fetches != 1 {
+		if s := m.Metrics().Cache; s.Fetches != 1 {
 			b.Errorf("allauth asked %d times, want 1 (every other request a Redis hit)", s.Fetches)
 		}
 		if err := m.Evict(b.Context(), token); err != nil { // its one key, under the shared default prefix

@@ -23,7 +23,7 @@ func Test_Cache_Hit(t *testing.T) {
 		wantUser(t, do(t, app, withToken(bob)), "bob")
 	}
 	wantCalls(t, srv, 2)
-	if s := m.Stats(); s.Fetches != 2 || s.Hits != 8 || s.Entries != 2 {
+	if s := m.Metrics().Cache; s.Fetches != 2 || s.Hits != 8 || s.Entries != 2 {
 		t.Errorf("stats %+v", s)
 	}
 }
@@ -70,7 +70,7 @@ func Test_Cache_Negative(t *testing.T) {
 		wantError(t, do(t, app, withToken(inactive)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	}
 	wantCalls(t, srv, 2)
-	if s := m.Stats(); s.NegativeHits != 4 {
+	if s := m.Metrics().Cache; s.NegativeHits != 4 {
 		t.Errorf("stats %+v", s)
 	}
 }

@@ -195,7 +195,7 @@ func Test_Concurrency_EveryAnswerNamesItsOwnUser(t *testing.T) {
 	if got := f.srv.SessionCalls(); got != loadTokens {
 		t.Fatalf("allauth session calls = %d, want exactly %d (one per token)", got, loadTokens)
 	}
-	if s := m.Stats(); s.Fetches != loadTokens || s.Entries != loadTokens {
+	if s := m.Metrics().Cache; s.Fetches != loadTokens || s.Entries != loadTokens {
 		t.Errorf("stats %+v", s)
 	}
 }

@@ -378,7 +378,7 @@ func Test_Middleware_HandlerAndOptionalShareOneCache(t *testing.T) {
 		}
 	}
 	wantCalls(t, srv, 1)
-	if s := m.Stats(); s.Hits != 1 || s.Fetches != 1 {
+	if s := m.Metrics().Cache; s.Hits != 1 || s.Fetches != 1 {
 		t.Errorf("stats %+v, want one fetch then one hit", s)
 	}
 

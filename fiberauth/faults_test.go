@@ -197,7 +197,7 @@ func Test_Faults_Upstream(t *testing.T) {
 					t.Errorf("upstream saw %d requests for %d lookups", got, n)
 				}
 			}
-			if s := m.Stats(); s.Fetches != n || s.Entries != 0 {
+			if s := m.Metrics().Cache; s.Fetches != n || s.Entries != 0 {
 				t.Errorf("stats %+v: want %d fetches and nothing cached", s, n)
 			}
 		})
@@ -509,7 +509,7 @@ func Test_Faults_FlappingUnderLoad(t *testing.T) {
 	if random[phaseDown].unavailable.Load() == 0 {
 		t.Error("no 503 during the outage: the fault did not bite")
 	}
-	if s := m.Stats(); s.StaleServes == 0 {
+	if s := m.Metrics().Cache; s.StaleServes == 0 {
 		t.Errorf("no stale serves during the outage: %+v", s)
 	}
 

@@ -99,7 +99,7 @@ func Test_Flood_RandomTokens(t *testing.T) {
 	wg.Wait()
 	took := time.Since(start)
 	heap1 := heapAfterGC()
-	s := m.Stats()
+	s := m.Metrics().Cache
 	t.Logf("%d random tokens in %v (%.0f/s); real users %d ok; stats %+v; heap %+.0f KiB",
 		n, took, float64(n)/took.Seconds(), realOK.Load(), s, (float64(heap1)-float64(heap0))/1024)
 

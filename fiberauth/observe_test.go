@@ -254,7 +254,7 @@ func Test_Observe_Logs(t *testing.T) {
 			t.Errorf("the log holds a token: %q in\n%s", tok, raw)
 		}
 	}
-	if s := m.Stats(); s.StaleServes != 1 {
+	if s := m.Metrics().Cache; s.StaleServes != 1 {
 		t.Errorf("StaleServes = %d, want 1", s.StaleServes)
 	}
 }

@@ -59,7 +59,7 @@ func Test_Outage_StaleIfError(t *testing.T) {
 		sleepPast(ttl)
 		wantUser(t, do(t, app, withToken(tok)), "alice")
 	}
-	if s := m.Stats(); s.StaleServes != 4 {
+	if s := m.Metrics().Cache; s.StaleServes != 4 {
 		t.Errorf("stale serves = %d, want 4 (%+v)", s.StaleServes, s)
 	}
 

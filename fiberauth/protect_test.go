@@ -303,7 +303,7 @@ func Test_Breaker_FastFailAndRecovery(t *testing.T) {
 	start := time.Now()
 	wantUser(t, do(t, app, withToken(alice)), "alice")
 	stale := time.Since(start)
-	if s := m.Stats(); s.StaleServes != 1 {
+	if s := m.Metrics().Cache; s.StaleServes != 1 {
 		t.Errorf("stale serves %d, want 1", s.StaleServes)
 	}
 	if got := srv.SessionCalls(); got != calls {

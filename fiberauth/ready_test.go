@@ -86,7 +86,7 @@ func Test_Ready_ProbeWhenNothingKnown(t *testing.T) {
 		ready(t, app, http.StatusOK, "recent")
 	}
 	wantCalls(t, srv, 1)
-	if s := m.Stats(); s.Misses != 0 || s.Fetches != 0 {
+	if s := m.Metrics().Cache; s.Misses != 0 || s.Fetches != 0 {
 		t.Errorf("the probe went through the cache: %+v", s)
 	}
 	if m.Metrics().LastAnswer.IsZero() {

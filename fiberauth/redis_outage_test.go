@@ -82,10 +82,10 @@ func Test_RedisOutage_UnderLoad(t *testing.T) {
 		t.Error("nothing in Redis while it is up")
 	}
 	for range cycles {
-		before := m.Stats()
+		before := m.Metrics().Cache
 		rs.Kill(t)
 		time.Sleep(down)
-		during := m.Stats()
+		during := m.Metrics().Cache
 		if during.StoreErrors == before.StoreErrors {
 			t.Errorf("no store errors while Redis was down: %+v", during)
 		}
@@ -93,16 +93,16 @@ func Test_RedisOutage_UnderLoad(t *testing.T) {
 		// The cache works again once entries reappear and hits resume.
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			if keys, err := scanRedis(st, cache.DefaultPrefix); err == nil && len(keys) > 0 && m.Stats().Hits > during.Hits+100 {
+			if keys, err := scanRedis(st, cache.DefaultPrefix); err == nil && len(keys) > 0 && m.Metrics().Cache.Hits > during.Hits+100 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the shared cache does not work again after the restart: %+v", m.Stats())
+				t.Fatalf("the shared cache does not work again after the restart: %+v", m.Metrics().Cache)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		t.Logf("outage: store errors %d, allauth lookups %d; after restart %+v",
-			during.StoreErrors-before.StoreErrors, during.Fetches-before.Fetches, m.Stats())
+			during.StoreErrors-before.StoreErrors, during.Fetches-before.Fetches, m.Metrics().Cache)
 	}
 	time.Sleep(200 * time.Millisecond)
 	stop.Store(true)

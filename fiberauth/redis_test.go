@@ -171,7 +171,7 @@ func Test_Redis_ConfigStorage(t *testing.T) {
 	wantUser(t, do(t, a, withToken(tok)), "alice")
 	wantUser(t, do(t, b, withToken(tok)), "alice")
 	wantCalls(t, srv, 1)
-	if s := mb.Stats(); s.Misses != 1 || s.SharedReads != 1 || s.Fetches != 0 || s.Entries != 1 {
+	if s := mb.Metrics().Cache; s.Misses != 1 || s.SharedReads != 1 || s.Fetches != 0 || s.Entries != 1 {
 		t.Errorf("B stats %+v, want one in-process miss answered by the shared store", s)
 	}
 	scope := cache.NewScope(introspect.SessionToken, ma.Client().Endpoint(introspect.SessionToken))
@@ -227,7 +227,7 @@ func Test_Redis_StoreFailureFallsBackToAllauth(t *testing.T) {
 	time.Sleep(recheck + 10*time.Millisecond)
 	wantUser(t, do(t, app, withToken(tok)), "alice")
 	wantCalls(t, srv, 2)
-	if s := m.Stats(); s.StoreErrors == 0 {
+	if s := m.Metrics().Cache; s.StoreErrors == 0 {
 		t.Errorf("no store errors counted: %+v", s)
 	}
 	wantError(t, do(t, app, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, headless.CodeSessionGone)

@@ -19,7 +19,7 @@ func waitSubscribed(tb testing.TB, ms ...*fiberauth.Middleware) {
 	tb.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for _, m := range ms {
-		for !m.Stats().Subscribed {
+		for !m.Metrics().Cache.Subscribed {
 			if time.Now().After(deadline) {
 				tb.Fatal("the eviction subscription never came up")
 			}
@@ -33,9 +33,9 @@ func waitSubscribed(tb testing.TB, ms ...*fiberauth.Middleware) {
 func waitHeard(tb testing.TB, m *fiberauth.Middleware, n int64) {
 	tb.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for m.Stats().EvictionsHeard < n {
+	for m.Metrics().Cache.EvictionsHeard < n {
 		if time.Now().After(deadline) {
-			tb.Fatalf("%d eviction messages heard, want %d", m.Stats().EvictionsHeard, n)
+			tb.Fatalf("%d eviction messages heard, want %d", m.Metrics().Cache.EvictionsHeard, n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -80,7 +80,7 @@ func Test_Redis_TwoTiersEvictByPubSub(t *testing.T) {
 		wantUser(t, do(t, b, withToken(tok)), "alice")
 	}
 	wantCalls(t, srv, 1)
-	if s := mb.Stats(); s.SharedReads != 1 || s.Hits != 2 || s.Fetches != 0 {
+	if s := mb.Metrics().Cache; s.SharedReads != 1 || s.Hits != 2 || s.Fetches != 0 {
 		t.Errorf("B: %+v, want one shared read, then in-process hits", s)
 	}
 
@@ -126,11 +126,11 @@ func Test_Redis_HitAllocatesNothing(t *testing.T) {
 	if fctx.Response.StatusCode() != http.StatusOK {
 		t.Fatalf("status %d", fctx.Response.StatusCode())
 	}
-	before := m.Stats().SharedReads
+	before := m.Metrics().Cache.SharedReads
 	if n := testing.AllocsPerRun(200, func() { h(fctx) }); n != 0 {
 		t.Errorf("a Redis-mode hit allocates %v times", n)
 	}
-	if s := m.Stats(); s.SharedReads-before > 1 {
+	if s := m.Metrics().Cache; s.SharedReads-before > 1 {
 		t.Errorf("%d shared reads for one token within Recheck", s.SharedReads-before)
 	}
 }
@@ -150,7 +150,7 @@ func TestJWT_VerifiedTokenCached(t *testing.T) {
 		}
 	}
 	wantCalls(t, srv, 0)
-	if s := m.Stats(); s.Hits != 2 || s.Misses != 1 {
+	if s := m.Metrics().Cache; s.Hits != 2 || s.Misses != 1 {
 		t.Errorf("stats %+v, want 1 miss (verified) then 2 hits", s)
 	}
 
@@ -160,7 +160,7 @@ func TestJWT_VerifiedTokenCached(t *testing.T) {
 	if r := do(t, app, bearer(access)); r.Status != http.StatusOK {
 		t.Fatalf("after Evict: %d", r.Status)
 	}
-	if s := m.Stats(); s.Misses != 2 {
+	if s := m.Metrics().Cache; s.Misses != 2 {
 		t.Errorf("Evict did not drop the verified token: %+v", s)
 	}
 

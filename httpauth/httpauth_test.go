@@ -174,7 +174,7 @@ func TestMalformedCredentials(t *testing.T) {
 		}
 	}
 	wantCalls(t, srv, 0)
-	if s := m.Stats(); s.Fetches != 0 {
+	if s := m.Metrics().Cache; s.Fetches != 0 {
 		t.Errorf("stats %+v: a malformed credential reached the cache's loader", s)
 	}
 	// Odd but visible ASCII could be a session key: allauth is asked, and
@@ -227,7 +227,7 @@ func TestOptional(t *testing.T) {
 	}
 	// Handler and Optional of one Middleware share its cache.
 	wantUser(t, do(m.Handler(whoHandler), withToken(tok)), "alice")
-	if s := m.Stats(); s.Fetches != 2 {
+	if s := m.Metrics().Cache; s.Fetches != 2 {
 		t.Errorf("m asked allauth %d times, want 2 (one per token)", s.Fetches)
 	}
 }

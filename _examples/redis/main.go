@@ -152,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer b.stop(log)
 	// Each instance subscribes to the evictions of the others as it starts;
 	// the demo evicts on A at once, so it waits until B listens.
-	for deadline := time.Now().Add(5 * time.Second); !b.mw.Stats().Subscribed; {
+	for deadline := time.Now().Add(5 * time.Second); !b.mw.Metrics().Cache.Subscribed; {
 		if time.Now().After(deadline) {
 			return errors.New("instance B never subscribed to evictions in Redis")
 		}
@@ -219,13 +219,13 @@ func demo(ctx context.Context, say func(string, ...any), allauth *allauthtest.Se
 	if err := me(5, b, "still cached: a logout alone goes unseen for up to the cache TTL"); err != nil {
 		return err
 	}
-	heard := b.mw.Stats().EvictionsHeard
+	heard := b.mw.Metrics().Cache.EvictionsHeard
 	if err := a.mw.Evict(ctx, token); err != nil {
 		return fmt.Errorf("evict: %w", err)
 	}
 	// Redis pub/sub tells B to drop its in-process copy; wait for it (a
 	// millisecond or so), as a later request of B would simply come after.
-	for deadline := time.Now().Add(5 * time.Second); b.mw.Stats().EvictionsHeard == heard; {
+	for deadline := time.Now().Add(5 * time.Second); b.mw.Metrics().Cache.EvictionsHeard == heard; {
 		if time.Now().After(deadline) {
 			return errors.New("the eviction never reached B by Redis pub/sub")
 		}

@@ -32,7 +32,7 @@ import (
 
 // Middleware authenticates requests: Handler requires a user, Optional lets
 // anonymous requests through, and both share one cache. Its Authenticator
-// gives Evict, EvictUser, Stats, Metrics, Ready and Close.
+// gives Evict, EvictUser, Metrics, Ready and Close.
 type Middleware struct {
 	*headless.Authenticator
 	cfg        Config
