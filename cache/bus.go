@@ -41,7 +41,7 @@ const (
 type bus struct {
 	client  redis.UniversalClient
 	channel string
-	drop    func(Key) bool
+	drop    func(context.Context, Key)
 	nanos   func() int64 // the Cache's clock
 	timeout time.Duration
 	// id marks this bus's own messages, which it ignores: its Cache has
@@ -64,7 +64,7 @@ type bus struct {
 
 // startBus returns a running bus for storage, or nil when storage is not a
 // Redis driver (the Cache then relies on Recheck alone).
-func startBus(storage Storage, channel string, recheck, timeout time.Duration, nanos func() int64, drop func(Key) bool) *bus {
+func startBus(storage Storage, channel string, recheck, timeout time.Duration, nanos func() int64, drop func(context.Context, Key)) *bus {
 	rc, ok := storage.(redisConn)
 	if !ok || rc.Conn() == nil {
 		return nil
@@ -116,7 +116,7 @@ func (b *bus) listen(ping time.Duration) {
 				outstanding = 0
 			}
 		case *redis.Message:
-			b.handle(m.Payload)
+			b.handle(ctx, m.Payload)
 		}
 		if err != nil && !isTimeout(err) {
 			// The connection is gone, and so may be messages: stop vouching
@@ -150,7 +150,7 @@ func isTimeout(err error) bool {
 // (anyone who can publish to the Redis can send to it), but the worst a
 // message can do is make this instance ask again; a malformed one is
 // counted and ignored.
-func (b *bus) handle(payload string) {
+func (b *bus) handle(ctx context.Context, payload string) {
 	b.received.Add(1)
 	keys := len(payload) - senderIDLen
 	if keys <= 0 || keys%len(Key{}) != 0 || keys > maxKeysPerMessage*len(Key{}) {
@@ -163,7 +163,7 @@ func (b *bus) handle(payload string) {
 	for p := payload[senderIDLen:]; len(p) > 0; p = p[len(Key{}):] {
 		var k Key
 		copy(k[:], p)
-		b.drop(k)
+		b.drop(ctx, k)
 	}
 	b.applied.Add(1)
 }

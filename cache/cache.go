@@ -193,7 +193,7 @@ func New(cfg Config) *Cache {
 	c.local = newMemoryStore(cfg.MaxEntries)
 	if cfg.Storage != nil {
 		c.shared = newStorageStore(cfg.Storage, cfg.Prefix, cfg.StoreTimeout, cfg.Secret)
-		c.bus = startBus(cfg.Storage, c.shared.prefix+"evict", time.Duration(c.recheck), c.shared.timeout, c.nanos, c.dropLocal)
+		c.bus = startBus(cfg.Storage, c.shared.prefix+"evict", time.Duration(c.recheck), c.shared.timeout, c.nanos, c.heardEviction)
 	}
 	if cfg.UserIndex {
 		if c.shared != nil {

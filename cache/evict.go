@@ -48,3 +48,18 @@ func (c *Cache) dropLocal(key Key) bool {
 	c.local.del(key)
 	return e != nil
 }
+
+// heardEviction applies another instance's eviction of key: it drops the
+// in-process copy, and deletes key from the shared tier again. The second
+// delete closes a window: a lookup here that wrote allauth's earlier answer
+// to the shared tier after the other instance deleted it, but before its
+// message arrived, would otherwise keep that answer there until its TTL. A
+// later answer (a re-check after the eviction) only costs one more lookup.
+func (c *Cache) heardEviction(ctx context.Context, key Key) {
+	c.dropLocal(key)
+	if c.shared != nil {
+		if err := c.shared.Delete(ctx, key); err != nil {
+			c.stats.storeErrors.Add(1)
+		}
+	}
+}

@@ -576,3 +576,43 @@ func TestRedisStaleAfterGoneWhenFull(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// An eviction message that arrives after this instance wrote allauth's
+// earlier answer to Redis (its lookup ran while another instance evicted)
+// deletes that answer from Redis too, not only from this process: otherwise
+// every instance would read it back until its TTL. The late message is sent
+// by hand, as the instance that evicted would have sent it.
+func TestRedisLateEvictionMessageDeletesSharedCopy(t *testing.T) {
+	addr := redistest.Addr(t)
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	storage := newRedisStorage(t, addr, prefix)
+	b := newTestCache(t, Config{Storage: storage, Prefix: prefix, TTL: time.Minute, Recheck: time.Minute})
+	waitSubscribed(t, b)
+
+	k := keyFor(1)
+	f := &fetchCounter{sess: newSession(t, 1)}
+	if r := b.Load(ctx, k, time.Time{}, f.fetch); r.Session == nil {
+		t.Fatalf("Load: %+v", r)
+	}
+	if n, err := storage.Conn().Exists(ctx, prefix+k.String()).Result(); err != nil || n != 1 {
+		t.Fatalf("the answer is not in Redis: %d, %v", n, err)
+	}
+
+	msg := append([]byte("elsewhere"[:senderIDLen]), k[:]...)
+	if err := storage.Conn().Publish(ctx, prefix+"evict", msg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); b.Stats().EvictionsHeard == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the message never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, ok := b.Get(ctx, k); ok {
+		t.Error("the in-process copy survived the eviction")
+	}
+	if n, err := storage.Conn().Exists(ctx, prefix+k.String()).Result(); err != nil || n != 0 {
+		t.Errorf("the answer is still in Redis after the eviction message: %d, %v", n, err)
+	}
+}
