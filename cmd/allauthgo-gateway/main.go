@@ -40,13 +40,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "allauthgo-gateway: configuration:", err)
+		_, _ = fmt.Fprintln(stderr, "allauthgo-gateway: configuration:", err)
 		return 2
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	g, err := gateway.New(cfg, log)
+	g, err := gateway.New(cfg, log) //nolint:contextcheck // the gateway outlives no request; ctx ends it in ListenAndServe
 	if err != nil {
-		fmt.Fprintln(stderr, "allauthgo-gateway: configuration:", err)
+		_, _ = fmt.Fprintln(stderr, "allauthgo-gateway: configuration:", err)
 		return 2
 	}
 	defer func() { _ = g.Close() }()

@@ -123,13 +123,16 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 	all := settings()
 	fs := flag.NewFlagSet("allauthgo-gateway", flag.ContinueOnError)
 	fs.SetOutput(usage)
-	values := make([]*string, len(all))
+	values := make([]*flagValue, len(all))
 	for i, s := range all {
-		v := s.def
+		v := &flagValue{s: s.def, isBool: s.def == "false"}
+		// Registered with the built-in default, so that -h never prints a
+		// value (a secret) from the environment.
+		fs.Var(v, flagName(s.env), s.help+" ($"+s.env+")")
 		if e := getenv(s.env); e != "" {
-			v = e
+			v.s = e
 		}
-		values[i] = fs.String(flagName(s.env), v, s.help+" ($"+s.env+")")
+		values[i] = v
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -138,8 +141,8 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 		return c, fmt.Errorf("unexpected argument %q (settings are flags or environment variables)", fs.Arg(0))
 	}
 	for i, s := range all {
-		if err := s.set(&c, strings.TrimSpace(*values[i])); err != nil {
-			return c, fmt.Errorf("%s=%q: %w", s.env, *values[i], err)
+		if err := s.set(&c, strings.TrimSpace(values[i].s)); err != nil {
+			return c, fmt.Errorf("%s=%q: %w", s.env, values[i].s, err)
 		}
 	}
 	return c, c.check()
@@ -171,3 +174,21 @@ func (c Config) check() error {
 	}
 	return nil
 }
+
+// flagValue is a setting's raw value; a boolean's flag may be given alone
+// (-optional means -optional=true).
+type flagValue struct {
+	s      string
+	isBool bool
+}
+
+func (v *flagValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.s
+}
+
+func (v *flagValue) Set(s string) error { v.s = s; return nil }
+
+func (v *flagValue) IsBoolFlag() bool { return v.isBool }

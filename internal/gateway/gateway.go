@@ -76,7 +76,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		core.Storage = g.storage
 	}
 	if g.auth, err = headless.New(core); err != nil {
-		g.closeStorage()
+		_ = g.closeStorage()
 		return nil, unprefixed(err)
 	}
 	if cfg.EvictSecret != "" {

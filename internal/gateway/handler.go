@@ -26,6 +26,8 @@ var (
 // ServeHTTP routes by path alone: /auth answers any method, since proxies
 // forward the original one (Traefik, Envoy) or GET (nginx, Caddy).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// r's context reaches a lookup through request.Context, on a miss.
+	//nolint:contextcheck // see above
 	switch p := r.URL.Path; {
 	case p == PathAuth:
 		g.serveAuth(w, r, false)
@@ -54,8 +56,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // WWW-Authenticate and Retry-After, as httpauth.DefaultErrorHandler sends
 // them. With bodyHeader the body is also sent in HeaderErrorBody.
 func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, bodyHeader bool) {
-	// r's context reaches a lookup through request.Context, on a miss.
-	res := g.auth.Authenticate(request{r}, g.cfg.Optional) //nolint:contextcheck // see above
+	res := g.auth.Authenticate(request{r}, g.cfg.Optional)
 	h := w.Header()
 	if e := res.Err; e != nil {
 		g.refuse(w, h, e, bodyHeader)

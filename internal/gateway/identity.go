@@ -28,10 +28,6 @@ const (
 	HeaderErrorBody = "X-Auth-Error-Body"
 )
 
-// identityHeaders are the headers a proxy copies, in the order the docs
-// list them.
-var identityHeaders = []string{HeaderUserID, HeaderUserEmail, HeaderUserUsername, HeaderUserDisplay, HeaderUser}
-
 // setIdentity writes the identity headers of res (all empty for an
 // anonymous request). The values allauth sent are written as they are, but
 // for control characters (a display name is the user's own text): each

@@ -49,7 +49,11 @@ func freePort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
+	a, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("listener address %v", ln.Addr())
+	}
+	return a.Port
 }
 
 // syncBuffer collects a process's output for the failure message.

@@ -31,7 +31,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	g.log.Info("gateway shutting down", "timeout", g.cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
