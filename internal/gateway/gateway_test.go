@@ -16,7 +16,7 @@ import (
 )
 
 // newGateway builds a gateway for cfg, served in process (no listener).
-func newGateway(t *testing.T, cfg gateway.Config) *gateway.Gateway {
+func newGateway(t testing.TB, cfg gateway.Config) *gateway.Gateway {
 	t.Helper()
 	g, err := gateway.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -29,7 +29,7 @@ const (
 
 // newAllauth starts a stand-in allauth with alice (ID 1, every field) and
 // nomail (ID 2, no email), closed when the test ends.
-func newAllauth(t *testing.T) *allauthtest.Server {
+func newAllauth(t testing.TB) *allauthtest.Server {
 	t.Helper()
 	srv := allauthtest.NewServer()
 	t.Cleanup(srv.Close)

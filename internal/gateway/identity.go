@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/base64"
 	"net/http"
+	"unsafe"
 
 	"github.com/allauthgo/headless"
 )
@@ -34,20 +35,25 @@ const (
 // becomes a space, so that no value can end a header or start another; the
 // exact value is in HeaderUser.
 func setIdentity(h http.Header, res headless.Result) {
-	var id, email, username, display, user string
+	// One backing array for the five values, each slice capped at its one
+	// element, so that an Add elsewhere copies instead of writing into a
+	// neighbour.
+	vals := make([]string, 5)
 	if s := res.Session; s != nil {
 		u := &s.User
-		id, email, username, display = clean(u.ID), clean(u.Email), clean(u.Username), clean(u.Display)
+		vals[0], vals[1], vals[2], vals[3] = clean(u.ID), clean(u.Email), clean(u.Username), clean(u.Display)
 		if len(u.Raw) > 0 {
-			user = base64.StdEncoding.EncodeToString(u.Raw)
+			b := make([]byte, base64.StdEncoding.EncodedLen(len(u.Raw)))
+			base64.StdEncoding.Encode(b, u.Raw)
+			vals[4] = unsafe.String(unsafe.SliceData(b), len(b)) // b is never written again
 		}
 	}
 	// Direct map writes: the names are canonical already.
-	h[HeaderUserID] = []string{id}
-	h[HeaderUserEmail] = []string{email}
-	h[HeaderUserUsername] = []string{username}
-	h[HeaderUserDisplay] = []string{display}
-	h[HeaderUser] = []string{user}
+	h[HeaderUserID] = vals[0:1:1]
+	h[HeaderUserEmail] = vals[1:2:2]
+	h[HeaderUserUsername] = vals[2:3:3]
+	h[HeaderUserDisplay] = vals[3:4:4]
+	h[HeaderUser] = vals[4:5:5]
 }
 
 // clean returns s with every control character (below 0x20, and DEL) but
