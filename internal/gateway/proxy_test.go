@@ -130,6 +130,11 @@ func TestProxies_Contract(t *testing.T) {
 				got := do(t, c, "GET", base+"/api/me", forged...)
 				wantRefused(t, a, got, 401, bodyNoCredential, "Bearer", "")
 			})
+			t.Run("non-ASCII values pass as UTF-8", func(t *testing.T) {
+				srv.AddUser(allauthtest.User{ID: 3, Username: "jürgen", Display: "Jürgen 🦫", Email: "j@example.com"})
+				got := do(t, c, "GET", base+"/api/me", "X-Session-Token", srv.IssueToken("jürgen"))
+				wantUser(t, a, got, "3", "j@example.com", "jürgen", "Jürgen 🦫")
+			})
 			t.Run("browser cookie", func(t *testing.T) {
 				cookie := "csrftoken=abc; sessionid=" + srv.IssueCookie("alice")
 				got := do(t, c, "GET", base+"/page", "Cookie", cookie)
@@ -187,6 +192,35 @@ func TestProxies_AllauthDown(t *testing.T) {
 			c := client(t)
 			got := do(t, c, "GET", base+"/api/me", "X-Session-Token", strings.Repeat("a", 32))
 			wantRefused(t, a, got, 503, bodyUnavailable, "", "1")
+		})
+	}
+}
+
+// OPTIONAL: a request without a credential goes through as anonymous, and
+// the identity headers a client forged never reach the app: the gateway's
+// are all empty, and every proxy drops the client's.
+func TestProxies_OptionalAnonymousForged(t *testing.T) {
+	for _, p := range proxies {
+		t.Run(p.name, func(t *testing.T) {
+			srv := newAllauth(t)
+			a := newApp(t)
+			cfg := testConfig(srv.URL)
+			cfg.Optional = true
+			_, gw := startGateway(t, cfg)
+			base := p.start(t, gw, a.addr())
+			got := do(t, client(t), "GET", base+"/public", forged...)
+			if got.status != 200 || got.body != "app" {
+				t.Fatalf("got %d %q", got.status, got.body)
+			}
+			reqs := a.take()
+			if len(reqs) != 1 {
+				t.Fatalf("the app got %d requests", len(reqs))
+			}
+			for _, h := range identity {
+				if v := reqs[0].header.Values(h); len(v) > 1 || (len(v) == 1 && v[0] != "") {
+					t.Errorf("the app got %s: %q, want none or empty", h, v)
+				}
+			}
 		})
 	}
 }
