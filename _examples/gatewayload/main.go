@@ -90,18 +90,24 @@ func run(o options, out io.Writer) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ctx, ln) }()
-	defer func() { cancel(); <-served }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			fmt.Fprintln(os.Stderr, "gatewayload: gateway:", err)
+		}
+	}()
 	base := "http://" + ln.Addr().String()
 
 	// Warm the cache, and check the answer is the user's.
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, base+"/auth", http.NoBody)
 	req.Header.Set("X-Session-Token", token)
-	resp, err := http.DefaultClient.Do(req)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
 	_ = resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get(gateway.HeaderUserID) != "1" {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(gateway.HeaderUserID) != "1" {
 		return fmt.Errorf("warm-up: %d, user %q", resp.StatusCode, resp.Header.Get(gateway.HeaderUserID))
 	}
 
@@ -129,14 +135,15 @@ func run(o options, out io.Writer) error {
 	calls := standin.SessionCalls()
 	slices.Sort(ratios)
 	hm, am := median(health), median(auth)
-	fmt.Fprintf(out, "wrk -t%d -c%d -d%s, %d rounds, medians (allauth session calls during the runs: %d, the warm-up's)\n\n",
+	var b strings.Builder
+	fmt.Fprintf(&b, "wrk -t%d -c%d -d%s, %d rounds, medians (allauth session calls during the runs: %d, the warm-up's)\n\n",
 		o.threads, o.connections, o.duration, o.rounds, calls)
-	fmt.Fprintln(out, "| route | requests/s | p50 | p99 |")
-	fmt.Fprintln(out, "|---|---:|---:|---:|")
-	fmt.Fprintf(out, "| /healthz | %.0f | %s | %s |\n", hm.rps, hm.p50, hm.p99)
-	fmt.Fprintf(out, "| /auth (warm) | %.0f | %s | %s |\n", am.rps, am.p50, am.p99)
-	fmt.Fprintf(out, "\n/auth ÷ /healthz, per round: median %.2f (range %.2f–%.2f)\n", ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
-	return nil
+	b.WriteString("| route | requests/s | p50 | p99 |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| /healthz | %.0f | %s | %s |\n", hm.rps, hm.p50, hm.p99)
+	fmt.Fprintf(&b, "| /auth (warm) | %.0f | %s | %s |\n", am.rps, am.p50, am.p99)
+	fmt.Fprintf(&b, "\n/auth ÷ /healthz, per round: median %.2f (range %.2f–%.2f)\n", ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
+	_, err = io.WriteString(out, b.String())
+	return err
 }
 
 type result struct {
@@ -152,11 +159,14 @@ var (
 // runWrk loads url with wrk; header ("Name: value") is sent with every
 // request. wrk's output never echoes the header.
 func runWrk(wrk string, o options, url, header string) (result, error) {
-	args := []string{"-t" + strconv.Itoa(o.threads), "-c" + strconv.Itoa(o.connections),
-		"-d" + strconv.Itoa(int(o.duration.Seconds())) + "s", "--latency"}
+	args := []string{
+		"-t" + strconv.Itoa(o.threads), "-c" + strconv.Itoa(o.connections),
+		"-d" + strconv.Itoa(int(o.duration.Seconds())) + "s", "--latency",
+	}
 	if header != "" {
 		args = append(args, "-H", header)
 	}
+	//nolint:gosec // wrk found on PATH, with this tool's own arguments
 	outb, err := exec.CommandContext(context.Background(), wrk, append(args, url)...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %w: %s", err, outb)

@@ -26,6 +26,7 @@ func BenchmarkHandler(b *testing.B) {
 	g := newGateway(b, testConfig(srv.URL))
 	tok := srv.IssueToken("alice")
 	run := func(b *testing.B, path string) {
+		b.Helper()
 		req := httptest.NewRequest(http.MethodGet, path, http.NoBody)
 		req.Header.Set("X-Session-Token", tok)
 		w := &discard{}

@@ -16,13 +16,13 @@ import (
 )
 
 // newGateway builds a gateway for cfg, served in process (no listener).
-func newGateway(t testing.TB, cfg gateway.Config) *gateway.Gateway {
-	t.Helper()
+func newGateway(tb testing.TB, cfg gateway.Config) *gateway.Gateway {
+	tb.Helper()
 	g, err := gateway.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = g.Close() })
+	tb.Cleanup(func() { _ = g.Close() })
 	return g
 }
 

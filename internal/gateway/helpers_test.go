@@ -29,10 +29,10 @@ const (
 
 // newAllauth starts a stand-in allauth with alice (ID 1, every field) and
 // nomail (ID 2, no email), closed when the test ends.
-func newAllauth(t testing.TB) *allauthtest.Server {
-	t.Helper()
+func newAllauth(tb testing.TB) *allauthtest.Server {
+	tb.Helper()
 	srv := allauthtest.NewServer()
-	t.Cleanup(srv.Close)
+	tb.Cleanup(srv.Close)
 	srv.AddUser(allauthtest.User{ID: 1, Username: "alice", Email: "alice@example.com", Display: "Alice Liddell", Password: "alice-pass-123"})
 	srv.AddUser(allauthtest.User{ID: 2, Username: "nomail", Password: "nomail-pass-123"})
 	return srv
