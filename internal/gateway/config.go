@@ -37,7 +37,12 @@ type Config struct {
 	JWTPublicKey         string        // JWT_PUBLIC_KEY: a PEM (or JWK/JWKS) file of allauth's JWT key
 	JWTStateful          bool          // JWT_STATEFUL: also ask allauth about every verified JWT
 	ShutdownTimeout      time.Duration // SHUTDOWN_TIMEOUT: how long SIGTERM waits for requests in flight
-	LogLevel             slog.Level    // LOG_LEVEL: debug, info, warn, error
+
+	// REDIS_URL_FILE, STORAGE_SECRET_FILE, EVICT_SECRET_FILE: the value is
+	// read from this file (Docker and Kubernetes secrets), its trailing
+	// newline dropped.
+	RedisURLFile, StorageSecretFile, EvictSecretFile string
+	LogLevel                                         slog.Level // LOG_LEVEL: debug, info, warn, error
 }
 
 // ErrHelp is returned by Load for -h or -help: the usage was printed.
@@ -103,6 +108,9 @@ func settings() []setting {
 		{"USER_INDEX", "false", "keep a user -> sessions index so that the webhook's user_ids evict every session of a user", boolean(func(c *Config) *bool { return &c.UserIndex })},
 		{"JWT_PUBLIC_KEY", "", "a file with allauth's JWT public key (PEM, JWK or JWK Set): Bearer JWTs are verified in process", str(func(c *Config) *string { return &c.JWTPublicKey })},
 		{"JWT_STATEFUL", "false", "also ask allauth (through the cache) about every JWT that verified", boolean(func(c *Config) *bool { return &c.JWTStateful })},
+		{"REDIS_URL_FILE", "", "a file holding REDIS_URL (a Docker or Kubernetes secret)", str(func(c *Config) *string { return &c.RedisURLFile })},
+		{"STORAGE_SECRET_FILE", "", "a file holding STORAGE_SECRET", str(func(c *Config) *string { return &c.StorageSecretFile })},
+		{"EVICT_SECRET_FILE", "", "a file holding EVICT_SECRET", str(func(c *Config) *string { return &c.EvictSecretFile })},
 		{"SHUTDOWN_TIMEOUT", "10s", "how long SIGTERM waits for requests in flight", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 		{"LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
 			return c.LogLevel.UnmarshalText([]byte(v))
@@ -145,7 +153,38 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 			return c, fmt.Errorf("%s=%q: %w", s.env, values[i].s, err)
 		}
 	}
+	if err := c.readFiles(); err != nil {
+		return c, err
+	}
 	return c, c.check()
+}
+
+// readFiles fills the settings given as *_FILE, refusing a setting given
+// both ways.
+func (c *Config) readFiles() error {
+	for _, f := range []struct {
+		name  string
+		path  string
+		value *string
+	}{
+		{"REDIS_URL", c.RedisURLFile, &c.RedisURL},
+		{"STORAGE_SECRET", c.StorageSecretFile, &c.StorageSecret},
+		{"EVICT_SECRET", c.EvictSecretFile, &c.EvictSecret},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if *f.value != "" {
+			return fmt.Errorf("%s and %s_FILE are both set; give one", f.name, f.name)
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			// The error names the file, never its content.
+			return fmt.Errorf("%s_FILE: %w", f.name, err)
+		}
+		*f.value = strings.TrimRight(string(b), "\r\n")
+	}
+	return nil
 }
 
 // check says what in c cannot work, before anything is started. What the

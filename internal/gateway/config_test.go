@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,27 @@ func TestLoad_BadConfiguration(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%q: the error shows the password: %v", tc.env, err)
 		}
+	}
+}
+
+// Secrets can come from files (Docker and Kubernetes secrets), not both
+// ways at once.
+func TestLoad_SecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	secret := dir + "/evict"
+	if err := os.WriteFile(secret, []byte(strings.Repeat("s", 40)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := gateway.Load(nil, env("ALLAUTH_URL", "http://d", "EVICT_SECRET_FILE", secret), io.Discard)
+	if err != nil || c.EvictSecret != strings.Repeat("s", 40) {
+		t.Fatalf("%q, %v", c.EvictSecret, err)
+	}
+	if _, err := gateway.Load(nil, env("ALLAUTH_URL", "http://d", "EVICT_SECRET_FILE", secret, "EVICT_SECRET", "x"), io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "both set") {
+		t.Errorf("both: %v", err)
+	}
+	if _, err := gateway.Load(nil, env("ALLAUTH_URL", "http://d", "STORAGE_SECRET_FILE", dir+"/missing"), io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "STORAGE_SECRET_FILE") {
+		t.Errorf("missing file: %v", err)
 	}
 }
