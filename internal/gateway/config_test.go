@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -95,5 +96,24 @@ func TestLoad_SecretFiles(t *testing.T) {
 	if _, err := gateway.Load(nil, env("ALLAUTH_URL", "http://d", "STORAGE_SECRET_FILE", dir+"/missing"), io.Discard); err == nil ||
 		!strings.Contains(err.Error(), "STORAGE_SECRET_FILE") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// -h prints the built-in defaults, never a value (a secret) from the
+// environment.
+func TestLoad_HelpShowsNoSecret(t *testing.T) {
+	var usage strings.Builder
+	_, err := gateway.Load([]string{"-h"}, env("ALLAUTH_URL", "http://d", "EVICT_SECRET", "evict-secret-from-the-environment-xyz",
+		"REDIS_URL", "redis://:hunter2@redis:6379"), &usage)
+	if !errors.Is(err, gateway.ErrHelp) {
+		t.Fatalf("err %v, want ErrHelp", err)
+	}
+	if !strings.Contains(usage.String(), "-evict-secret") {
+		t.Fatalf("no usage: %q", usage.String())
+	}
+	for _, s := range []string{"evict-secret-from-the-environment", "hunter2"} {
+		if strings.Contains(usage.String(), s) {
+			t.Errorf("the usage shows %q:\n%s", s, usage.String())
+		}
 	}
 }
