@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,6 +107,15 @@ func newApp(t *testing.T) *app {
 		a.mu.Lock()
 		a.reqs = append(a.reqs, seen{path: r.URL.RequestURI(), header: r.Header.Clone()})
 		a.mu.Unlock()
+		// /status/<code> answers that status, to show the proxies pass
+		// the app's own refusals and errors untouched.
+		if code, ok := strings.CutPrefix(r.URL.Path, "/status/"); ok {
+			n, _ := strconv.Atoi(code)
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(n)
+			_, _ = io.WriteString(w, "app says "+code)
+			return
+		}
 		_, _ = io.WriteString(w, "app")
 	}))
 	t.Cleanup(a.srv.Close)

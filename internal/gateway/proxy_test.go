@@ -143,6 +143,18 @@ func TestProxies_Contract(t *testing.T) {
 					t.Errorf("the app got Cookie %q, want %q", r.header.Get("Cookie"), cookie)
 				}
 			})
+			t.Run("the app's own 401, 410 and 500 pass untouched", func(t *testing.T) {
+				tok := srv.IssueToken("alice")
+				for _, code := range []string{"401", "410", "500", "503"} {
+					got := do(t, c, "GET", base+"/status/"+code, "X-Session-Token", tok)
+					if itoa(got.status) != code || got.body != "app says "+code {
+						t.Errorf("the app's %s reached the client as %d %q", code, got.status, got.body)
+					}
+					if n := len(a.take()); n != 1 {
+						t.Errorf("the app got %d requests, want 1", n)
+					}
+				}
+			})
 			t.Run("401 no credential", func(t *testing.T) {
 				wantRefused(t, a, do(t, c, "GET", base+"/api/me"), 401, bodyNoCredential, "Bearer", "")
 			})
