@@ -113,7 +113,7 @@ func newApp(t *testing.T) *app {
 			n, _ := strconv.Atoi(code)
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(n)
-			_, _ = io.WriteString(w, "app says "+code)
+			_, _ = io.WriteString(w, "app says "+strconv.Itoa(n))
 			return
 		}
 		_, _ = io.WriteString(w, "app")
