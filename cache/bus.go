@@ -42,7 +42,7 @@ const (
 type bus struct {
 	client  *redisClient
 	channel string
-	drop    func(context.Context, Key)
+	drop    func(context.Context, []Key)
 	nanos   func() int64 // the Cache's clock
 	timeout time.Duration
 	// id marks this bus's own messages, which it ignores: its Cache has
@@ -66,7 +66,7 @@ type bus struct {
 // startBus returns a running bus on rc, or nil without one (the storage is
 // not a Redis driver: the Cache then relies on Recheck alone). Each command
 // the bus sends (subscribe, ping, publish) is bounded by timeout.
-func startBus(rc *redisClient, channel string, recheck, timeout time.Duration, nanos func() int64, drop func(context.Context, Key)) *bus {
+func startBus(rc *redisClient, channel string, recheck, timeout time.Duration, nanos func() int64, drop func(context.Context, []Key)) *bus {
 	if rc == nil {
 		return nil
 	}
@@ -166,11 +166,13 @@ func (b *bus) handle(ctx context.Context, payload string) {
 	if payload[:senderIDLen] == string(b.id[:]) {
 		return
 	}
+	ks := make([]Key, 0, keys/len(Key{}))
 	for p := payload[senderIDLen:]; len(p) > 0; p = p[len(Key{}):] {
 		var k Key
 		copy(k[:], p)
-		b.drop(ctx, k)
+		ks = append(ks, k)
 	}
+	b.drop(ctx, ks)
 	b.applied.Add(1)
 }
 

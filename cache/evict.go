@@ -59,16 +59,19 @@ func (c *Cache) dropLocal(key Key) bool {
 	return e != nil
 }
 
-// heardEviction applies another instance's eviction of key: it drops the
-// in-process copy, and deletes key from the shared tier again. The second
-// delete closes a window: a lookup here that wrote allauth's earlier answer
-// to the shared tier after the other instance deleted it, but before its
-// message arrived, would otherwise keep that answer there until its TTL. A
-// later answer (a re-check after the eviction) only costs one more lookup.
-func (c *Cache) heardEviction(ctx context.Context, key Key) {
-	c.dropLocal(key)
+// heardEviction applies another instance's eviction of keys (one message):
+// it drops the in-process copies, and deletes the keys from the shared tier
+// again, in one round trip. The second delete closes a window: a lookup here
+// that wrote allauth's earlier answer to the shared tier after the other
+// instance deleted it, but before its message arrived, would otherwise keep
+// that answer there until its TTL. A later answer (a re-check after the
+// eviction) only costs one more lookup.
+func (c *Cache) heardEviction(ctx context.Context, keys []Key) {
+	for _, k := range keys {
+		c.dropLocal(k)
+	}
 	if c.shared != nil {
-		if err := c.shared.Delete(ctx, key); err != nil {
+		if err := c.shared.deleteMany(ctx, keys); err != nil {
 			c.stats.storeErrors.Add(1)
 		}
 	}

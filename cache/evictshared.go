@@ -72,3 +72,23 @@ func (c *Cache) evictSharedEach(ctx context.Context, chunk []Key) ([]Key, error)
 	}
 	return failed, errors.Join(errs...)
 }
+
+// deleteMany deletes keys from the shared tier within one StoreTimeout (one
+// pipelined round trip on Redis), failing at once while the store rests.
+func (s *storageStore) deleteMany(ctx context.Context, keys []Key) error {
+	skeys := make([]string, len(keys))
+	for i, k := range keys {
+		skeys[i] = s.storageKey(k)
+	}
+	return s.do(ctx, func(ctx context.Context) error {
+		if s.redis != nil {
+			_, _, _, err := s.redis.deleteAndPublish(ctx, skeys, "", nil)
+			return err
+		}
+		var errs []error
+		for _, k := range skeys {
+			errs = append(errs, s.storage.Delete(k))
+		}
+		return errors.Join(errs...)
+	})
+}
