@@ -58,7 +58,8 @@ func (p *batchPair) fill(tb testing.TB) {
 			defer wg.Done()
 			for i := w; i < len(p.keys); i += workers {
 				p.a.Load(ctx, p.keys[i], time.Time{}, p.f.fetch)
-				if r, ok := peek(p.b, p.keys[i]); !ok || r.Session == nil {
+				r, ok := peek(p.b, p.keys[i]) //nolint:contextcheck // peek is the tests' own helper
+				if !ok || r.Session == nil {
 					tb.Errorf("b did not read key %d from Redis: %+v", i, r)
 					return
 				}

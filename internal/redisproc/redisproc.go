@@ -85,9 +85,11 @@ func (s *Server) Restart() error {
 	if s.cmd != nil {
 		return errors.New("redis-server is already running")
 	}
+	args := append([]string{
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", "",
+	}, s.extra...)
 	//nolint:gosec // the binary is the caller's own redis-server
-	args := append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", ""}, s.extra...)
 	cmd := exec.CommandContext(context.Background(), s.bin, args...)
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {

@@ -40,10 +40,12 @@ func StartCluster(tb testing.TB, n int, busDelay time.Duration) *Cluster {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		args := []string{
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-port", strconv.Itoa(busPort), "--cluster-announce-ip", "127.0.0.1",
 			// A slow bus must not make nodes declare each other failed.
-			"--cluster-node-timeout", "30000"}
+			"--cluster-node-timeout", "30000",
+		}
 		if busDelay > 0 {
 			p, err := latencyproxy.Start("127.0.0.1:"+strconv.Itoa(busPort), busDelay)
 			if err != nil {
@@ -69,7 +71,6 @@ func StartCluster(tb testing.TB, n int, busDelay time.Duration) *Cluster {
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	//nolint:gosec // the test's own redis-cli and nodes
 	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
@@ -77,7 +78,6 @@ func StartCluster(tb testing.TB, n int, busDelay time.Duration) *Cluster {
 	for _, addr := range c.Addrs {
 		host, port, _ := strings.Cut(addr, ":")
 		for {
-			//nolint:gosec // the test's own redis-cli and nodes
 			info, err := exec.CommandContext(ctx, cli, "-h", host, "-p", port, "cluster", "info").Output()
 			if err == nil && bytes.Contains(info, []byte("cluster_state:ok")) {
 				break
