@@ -42,9 +42,14 @@ const (
 type bus struct {
 	client  *redisClient
 	channel string
-	drop    func(context.Context, []Key)
-	nanos   func() int64 // the Cache's clock
-	timeout time.Duration
+	drop    func([]Key) // drops keys from the in-process tier
+	// redelete deletes heard keys from the shared tier again; the listener
+	// hands them to redeleter, so that a batch's later messages do not wait
+	// a round trip to Redis per message before their keys leave the process.
+	redelete func(context.Context, []Key)
+	redel    chan []Key
+	nanos    func() int64 // the Cache's clock
+	timeout  time.Duration
 	// id marks this bus's own messages, which it ignores: its Cache has
 	// dropped those keys already, and may have learnt them anew since.
 	id [senderIDLen]byte
@@ -66,15 +71,50 @@ type bus struct {
 // startBus returns a running bus on rc, or nil without one (the storage is
 // not a Redis driver: the Cache then relies on Recheck alone). Each command
 // the bus sends (subscribe, ping, publish) is bounded by timeout.
-func startBus(rc *redisClient, channel string, recheck, timeout time.Duration, nanos func() int64, drop func(context.Context, []Key)) *bus {
+func startBus(rc *redisClient, channel string, recheck, timeout time.Duration, nanos func() int64, drop func([]Key), redelete func(context.Context, []Key)) *bus {
 	if rc == nil {
 		return nil
 	}
-	b := &bus{client: rc, channel: channel, drop: drop, nanos: nanos, timeout: timeout, stop: make(chan struct{})}
+	b := &bus{
+		client: rc, channel: channel, drop: drop, redelete: redelete, nanos: nanos, timeout: timeout,
+		redel: make(chan []Key, redeleteQueue), stop: make(chan struct{}),
+	}
 	_, _ = rand.Read(b.id[:]) // never fails (crypto/rand)
-	b.done.Add(1)
+	b.done.Add(2)
 	go b.listen(max(recheck/4, time.Millisecond))
+	go b.redeleter()
 	return b
+}
+
+// redeleteQueue bounds the messages whose keys wait for their second
+// delete; when it is full the listener deletes them itself (and slows down
+// with Redis, as it did before the queue).
+const redeleteQueue = 64
+
+// redeleter runs until close: it deletes heard keys from the shared tier
+// again, merging the messages that queued meanwhile into one round trip of
+// at most evictChunkKeys keys. Keys still queued at close are dropped: the
+// second delete is a safeguard, not the eviction.
+func (b *bus) redeleter() {
+	defer b.done.Done()
+	for {
+		var keys []Key
+		select {
+		case <-b.stop:
+			return
+		case keys = <-b.redel:
+		}
+	merge:
+		for len(keys) < evictChunkKeys {
+			select {
+			case more := <-b.redel:
+				keys = append(keys, more...)
+			default:
+				break merge
+			}
+		}
+		b.redelete(context.Background(), keys)
+	}
 }
 
 // vouches reports whether an in-process copy checked against the shared tier
@@ -172,7 +212,12 @@ func (b *bus) handle(ctx context.Context, payload string) {
 		copy(k[:], p)
 		ks = append(ks, k)
 	}
-	b.drop(ctx, ks)
+	b.drop(ks)
+	select {
+	case b.redel <- ks:
+	default:
+		b.redelete(ctx, ks)
+	}
 	b.applied.Add(1)
 }
 

@@ -194,7 +194,7 @@ func New(cfg Config) *Cache {
 	c.local = newMemoryStore(cfg.MaxEntries)
 	if cfg.Storage != nil {
 		c.shared = newStorageStore(cfg.Storage, cfg.Prefix, cfg.StoreTimeout, cfg.Secret)
-		c.bus = startBus(c.shared.redis, c.shared.prefix+"evict", time.Duration(c.recheck), c.shared.timeout, c.nanos, c.heardEviction)
+		c.bus = startBus(c.shared.redis, c.shared.prefix+"evict", time.Duration(c.recheck), c.shared.timeout, c.nanos, c.heardEviction, c.redeleteHeard)
 	}
 	if cfg.UserIndex {
 		if c.shared != nil {

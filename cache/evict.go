@@ -60,19 +60,10 @@ func (c *Cache) dropLocal(key Key) bool {
 }
 
 // heardEviction applies another instance's eviction of keys (one message):
-// it drops the in-process copies, and deletes the keys from the shared tier
-// again, in one round trip. The second delete closes a window: a lookup here
-// that wrote allauth's earlier answer to the shared tier after the other
-// instance deleted it, but before its message arrived, would otherwise keep
-// that answer there until its TTL. A later answer (a re-check after the
-// eviction) only costs one more lookup.
-func (c *Cache) heardEviction(ctx context.Context, keys []Key) {
+// it drops the in-process copies. The bus then has redeleteHeard delete them
+// from the shared tier again.
+func (c *Cache) heardEviction(keys []Key) {
 	for _, k := range keys {
 		c.dropLocal(k)
-	}
-	if c.shared != nil {
-		if err := c.shared.deleteMany(ctx, keys); err != nil {
-			c.stats.storeErrors.Add(1)
-		}
 	}
 }

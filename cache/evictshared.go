@@ -92,3 +92,18 @@ func (s *storageStore) deleteMany(ctx context.Context, keys []Key) error {
 		return errors.Join(errs...)
 	})
 }
+
+// redeleteHeard deletes keys that another instance evicted from the shared
+// tier again. The second delete closes a window: a lookup here that wrote
+// allauth's earlier answer to the shared tier after the other instance
+// deleted it, but before its message arrived, would otherwise keep that
+// answer there until its TTL. A later answer (a re-check after the eviction)
+// only costs one more lookup.
+func (c *Cache) redeleteHeard(ctx context.Context, keys []Key) {
+	if c.shared == nil {
+		return
+	}
+	if err := c.shared.deleteMany(ctx, keys); err != nil {
+		c.stats.storeErrors.Add(1)
+	}
+}
