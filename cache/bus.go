@@ -136,7 +136,7 @@ func (b *bus) listen(ping time.Duration) {
 	sctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	ps := b.client.subscribe(sctx, b.channel)
 	cancel()
-	defer func() { _ = ps.Close() }()
+	defer func() { _ = ps.Close() }() // the latest ps: see below
 	b.ps.Store(ps)
 	if b.stopped() { // closed before ps was there to close
 		return
@@ -171,6 +171,18 @@ func (b *bus) listen(ping time.Duration) {
 			select {
 			case <-b.stop:
 			case <-time.After(ping):
+			}
+			if b.client.cluster {
+				// go-redis (v9.17) re-makes a lost sharded subscription on a
+				// random node (PubSub.conn hands the cluster only the plain
+				// channels), which refuses SSUBSCRIBE with MOVED, and the
+				// subscription never comes back. A new PubSub goes to the
+				// channel's node.
+				_ = ps.Close()
+				sctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+				ps = b.client.subscribe(sctx, b.channel)
+				cancel()
+				b.ps.Store(ps)
 			}
 			continue
 		}

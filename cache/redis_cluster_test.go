@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gofiber/storage/redis/v3"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/allauthgo/headless/internal/redistest"
 )
@@ -117,5 +118,51 @@ func TestRedisClusterSlowBusEvictionNotLate(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		t.Logf("round %d: b stopped serving the evicted token after %v", round, time.Since(start))
+	}
+}
+
+// TestRedisClusterSubscriptionComesBack kills the eviction subscriptions on
+// every node, several times: each instance subscribes again on the channel's
+// node, proves it, and hears the next eviction. (go-redis re-makes a lost
+// sharded subscription on a random node, where SSUBSCRIBE is refused with
+// MOVED and the subscription never comes back.)
+func TestRedisClusterSubscriptionComesBack(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, 0)
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	// Recheck 2 s: the listener tries again every Recheck/4 after a lost
+	// connection.
+	cfg := Config{Prefix: prefix, TTL: time.Minute, Recheck: 2 * time.Second, StoreTimeout: time.Second}
+	cfg.Storage = newClusterStorage(t, cl.Addrs)
+	a := newTestCache(t, cfg)
+	admin := newClusterStorage(t, cl.Addrs)
+	cfg.Storage = newClusterStorage(t, cl.Addrs)
+	b := newTestCache(t, cfg)
+	waitSubscribed(t, a, b)
+	f := &fetchCounter{sess: newSession(t, 1)}
+	for round := range 4 {
+		cc, ok := admin.Conn().(*goredis.ClusterClient)
+		if !ok {
+			t.Fatalf("the driver made a %T, want a cluster client", admin.Conn())
+		}
+		if err := cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			return c.ClientKillByFilter(ctx, "TYPE", "pubsub").Err()
+		}); err != nil {
+			t.Fatalf("round %d: CLIENT KILL TYPE pubsub: %v", round, err)
+		}
+		// Past the kill: the subscriptions must come back, on their own.
+		waitFor(t, 5*time.Second, fmt.Sprintf("round %d: subscriptions down", round), func() bool {
+			return !a.Stats().Subscribed || !b.Stats().Subscribed
+		})
+		waitSubscribed(t, a, b)
+		k := NewKey(testScope, fmt.Sprintf("resubscribe-token-%d-0123456789abcdef", round))
+		a.Load(ctx, k, time.Time{}, f.fetch)
+		if r, ok := peek(b, k); !ok || r.Session == nil {
+			t.Fatalf("round %d: b did not read the key: %+v", round, r)
+		}
+		if _, err := a.Evict(ctx, k); err != nil {
+			t.Fatalf("round %d: Evict: %v", round, err)
+		}
+		waitEvicted(t, b, k)
 	}
 }
