@@ -4,19 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// redisConn is what gofiber/storage's Redis driver offers beyond Storage:
-// its go-redis client, which pub/sub needs.
-type redisConn interface {
-	Conn() redis.UniversalClient
-}
 
 // An eviction message is the sender's id, then up to maxKeysPerMessage keys
 // (what a reader of the channel decodes is bounded; Evict sends larger batches
@@ -38,12 +31,25 @@ const (
 // ago must have come back (Redis delivers messages and the PONG in order, so
 // the PONG proves that every message published before the PING arrived).
 // Anything less and the Cache falls back to rechecking the shared tier.
+//
+// On a Redis Cluster that argument holds only if the publisher and the
+// subscriber meet on one node: a plain PUBLISH goes to any node (go-redis
+// picks one at random) and reaches the subscriber's node over the cluster
+// bus, which may hold it while the subscriber's node keeps answering PONG.
+// So on a Cluster the bus uses sharded pub/sub (SSUBSCRIBE, SPUBLISH): both
+// go to the node that holds the channel's slot, which delivers the message
+// and the PONG in order, as a single Redis does.
 type bus struct {
-	client  redis.UniversalClient
+	client  *redisClient
 	channel string
-	drop    func(context.Context, Key)
-	nanos   func() int64 // the Cache's clock
-	timeout time.Duration
+	drop    func([]Key) // drops keys from the in-process tier
+	// redelete deletes heard keys from the shared tier again; the listener
+	// hands them to redeleter, so that a batch's later messages do not wait
+	// a round trip to Redis per message before their keys leave the process.
+	redelete func(context.Context, []Key)
+	redel    chan []Key
+	nanos    func() int64 // the Cache's clock
+	timeout  time.Duration
 	// id marks this bus's own messages, which it ignores: its Cache has
 	// dropped those keys already, and may have learnt them anew since.
 	id [senderIDLen]byte
@@ -62,18 +68,53 @@ type bus struct {
 	done sync.WaitGroup
 }
 
-// startBus returns a running bus for storage, or nil when storage is not a
-// Redis driver (the Cache then relies on Recheck alone).
-func startBus(storage Storage, channel string, recheck, timeout time.Duration, nanos func() int64, drop func(context.Context, Key)) *bus {
-	rc, ok := storage.(redisConn)
-	if !ok || rc.Conn() == nil {
+// startBus returns a running bus on rc, or nil without one (the storage is
+// not a Redis driver: the Cache then relies on Recheck alone). Each command
+// the bus sends (subscribe, ping, publish) is bounded by timeout.
+func startBus(rc *redisClient, channel string, recheck, timeout time.Duration, nanos func() int64, drop func([]Key), redelete func(context.Context, []Key)) *bus {
+	if rc == nil {
 		return nil
 	}
-	b := &bus{client: rc.Conn(), channel: channel, drop: drop, nanos: nanos, timeout: timeout, stop: make(chan struct{})}
+	b := &bus{
+		client: rc, channel: channel, drop: drop, redelete: redelete, nanos: nanos, timeout: timeout,
+		redel: make(chan []Key, redeleteQueue), stop: make(chan struct{}),
+	}
 	_, _ = rand.Read(b.id[:]) // never fails (crypto/rand)
-	b.done.Add(1)
+	b.done.Add(2)
 	go b.listen(max(recheck/4, time.Millisecond))
+	go b.redeleter()
 	return b
+}
+
+// redeleteQueue bounds the messages whose keys wait for their second
+// delete; when it is full the listener deletes them itself (and slows down
+// with Redis, as it did before the queue).
+const redeleteQueue = 64
+
+// redeleter runs until close: it deletes heard keys from the shared tier
+// again, merging the messages that queued meanwhile into one round trip of
+// at most evictChunkKeys keys. Keys still queued at close are dropped: the
+// second delete is a safeguard, not the eviction.
+func (b *bus) redeleter() {
+	defer b.done.Done()
+	for {
+		var keys []Key
+		select {
+		case <-b.stop:
+			return
+		case keys = <-b.redel:
+		}
+	merge:
+		for len(keys) < evictChunkKeys {
+			select {
+			case more := <-b.redel:
+				keys = append(keys, more...)
+			default:
+				break merge
+			}
+		}
+		b.redelete(context.Background(), keys)
+	}
 }
 
 // vouches reports whether an in-process copy checked against the shared tier
@@ -90,9 +131,12 @@ func (b *bus) listen(ping time.Duration) {
 	// ends at close, which also closes the subscription (ending a receive at
 	// once).
 	ctx := untilStopped(b.stop)
-	// Subscribing dials Redis, which may be down: here, not in New.
-	ps := b.client.Subscribe(ctx, b.channel)
-	defer func() { _ = ps.Close() }()
+	// Subscribing dials Redis, which may be down: here, not in New. If it
+	// fails, the first receive subscribes again.
+	sctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	ps := b.client.subscribe(sctx, b.channel)
+	cancel()
+	defer func() { _ = ps.Close() }() // the latest ps: see below
 	b.ps.Store(ps)
 	if b.stopped() { // closed before ps was there to close
 		return
@@ -104,7 +148,7 @@ func (b *bus) listen(ping time.Duration) {
 		msg, err := ps.ReceiveTimeout(ctx, ping)
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
 				// The coarse clock may lag by its resolution; since must not
 				// be earlier than the confirmation.
 				b.since.Store(b.nanos() + int64(clockResolution))
@@ -128,15 +172,29 @@ func (b *bus) listen(ping time.Duration) {
 			case <-b.stop:
 			case <-time.After(ping):
 			}
+			if b.client.cluster {
+				// go-redis (v9.17) re-makes a lost sharded subscription on a
+				// random node (PubSub.conn hands the cluster only the plain
+				// channels), which refuses SSUBSCRIBE with MOVED, and the
+				// subscription never comes back. A new PubSub goes to the
+				// channel's node.
+				_ = ps.Close()
+				sctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+				ps = b.client.subscribe(sctx, b.channel)
+				cancel()
+				b.ps.Store(ps)
+			}
 			continue
 		}
 		// One PING per interval, or another when one never came back; a
 		// steady stream of messages must not starve the proof either.
 		now := b.nanos()
 		if b.since.Load() != 0 && now-last >= int64(ping) && (outstanding == 0 || now-outstanding > int64(4*ping)) {
-			if ps.Ping(ctx) == nil {
+			pctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+			if ps.Ping(pctx) == nil {
 				outstanding, last = now, now
 			}
+			cancel()
 		}
 	}
 }
@@ -160,19 +218,25 @@ func (b *bus) handle(ctx context.Context, payload string) {
 	if payload[:senderIDLen] == string(b.id[:]) {
 		return
 	}
+	ks := make([]Key, 0, keys/len(Key{}))
 	for p := payload[senderIDLen:]; len(p) > 0; p = p[len(Key{}):] {
 		var k Key
 		copy(k[:], p)
-		b.drop(ctx, k)
+		ks = append(ks, k)
+	}
+	b.drop(ks)
+	select {
+	case b.redel <- ks:
+	default:
+		b.redelete(ctx, ks)
 	}
 	b.applied.Add(1)
 }
 
-// publish tells every instance to drop keys.
-func (b *bus) publish(ctx context.Context, keys []Key) error {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	var errs []error
+// messages encodes the eviction of keys as messages of at most
+// maxKeysPerMessage keys each.
+func (b *bus) messages(keys []Key) [][]byte {
+	msgs := make([][]byte, 0, (len(keys)+maxKeysPerMessage-1)/maxKeysPerMessage)
 	for len(keys) > 0 {
 		n := min(len(keys), maxKeysPerMessage)
 		msg := make([]byte, 0, senderIDLen+n*len(Key{}))
@@ -180,12 +244,10 @@ func (b *bus) publish(ctx context.Context, keys []Key) error {
 		for _, k := range keys[:n] {
 			msg = append(msg, k[:]...)
 		}
-		if err := b.client.Publish(ctx, b.channel, msg).Err(); err != nil {
-			errs = append(errs, fmt.Errorf("cache: publish eviction: %w", err))
-		}
+		msgs = append(msgs, msg)
 		keys = keys[n:]
 	}
-	return errors.Join(errs...)
+	return msgs
 }
 
 // subscribed reports whether the subscription is confirmed and proven

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -193,7 +194,7 @@ func New(cfg Config) *Cache {
 	c.local = newMemoryStore(cfg.MaxEntries)
 	if cfg.Storage != nil {
 		c.shared = newStorageStore(cfg.Storage, cfg.Prefix, cfg.StoreTimeout, cfg.Secret)
-		c.bus = startBus(cfg.Storage, c.shared.prefix+"evict", time.Duration(c.recheck), c.shared.timeout, c.nanos, c.heardEviction)
+		c.bus = startBus(c.shared.redis, c.shared.prefix+"evict", time.Duration(c.recheck), c.shared.timeout, c.nanos, c.heardEviction, c.redeleteHeard)
 	}
 	if cfg.UserIndex {
 		if c.shared != nil {
@@ -251,17 +252,21 @@ func (c *Cache) Remember(key Key, s *introspect.Session, until time.Time) {
 	}
 }
 
-// Close stops the Cache's goroutines (clock, janitor, eviction listener).
-// A Storage passed in is left to its owner. The Cache must not be used
-// afterwards.
+// Close stops the Cache's goroutines (clock, janitor, eviction listener)
+// and closes its own Redis connections. A Storage passed in is left to its
+// owner. The Cache must not be used afterwards.
 func (c *Cache) Close() error {
 	if c.bus != nil {
 		c.bus.close()
 	}
+	var err error
+	if c.shared != nil {
+		err = c.shared.close()
+	}
 	if c.clock != nil {
 		c.clock.close()
 	}
-	return c.local.Close()
+	return errors.Join(err, c.local.Close())
 }
 
 // nanos is the current time in Unix nanoseconds.

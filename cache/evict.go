@@ -7,34 +7,44 @@ import (
 
 // Evict drops keys from both tiers and tells the other instances (with
 // Redis) to drop them from theirs, so that the next request for any of them
-// asks allauth. It returns how many held an entry (in either tier), and the
-// shared store's errors; every key is dropped from the in-process tier even
-// when the shared tier fails.
+// asks allauth. It returns how many held an entry (in this process, or in
+// Redis by DEL's reply; other Storage drivers do not say), and the shared
+// store's errors; every key is dropped from the in-process tier even when the
+// shared tier fails.
+//
+// The shared tier is reached in one pipelined round trip per chunk of
+// evictChunkKeys keys, each bounded by StoreTimeout, and is tried even while
+// the store rests after failures: an eviction is never skipped. The keys
+// whose delete or announcement failed go to the retry queue.
 func (c *Cache) Evict(ctx context.Context, keys ...Key) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errs []error
-	for _, k := range keys {
+	present := make([]bool, len(keys))
+	for i, k := range keys {
 		c.stats.evictions.Add(1)
-		present := c.dropLocal(k)
-		if c.shared != nil {
-			if e, err := c.shared.Get(ctx, k); err == nil && e != nil {
-				present = true
-			}
-			if err := c.shared.Delete(ctx, k); err != nil {
+		present[i] = c.dropLocal(k)
+	}
+	var errs []error
+	var failed []Key
+	if c.shared != nil {
+		for start := 0; start < len(keys); start += evictChunkKeys {
+			end := min(start+evictChunkKeys, len(keys))
+			f, err := c.evictShared(ctx, keys[start:end], present[start:end])
+			if err != nil {
 				c.stats.storeErrors.Add(1)
 				errs = append(errs, err)
 			}
-		}
-		if present {
-			n++
+			failed = append(failed, f...)
 		}
 	}
-	if c.bus != nil {
-		if err := c.bus.publish(ctx, keys); err != nil {
-			errs = append(errs, err)
+	if len(failed) > 0 {
+		c.retryEviction(failed)
+	}
+	n := 0
+	for _, p := range present {
+		if p {
+			n++
 		}
 	}
 	return n, errors.Join(errs...)
@@ -49,17 +59,11 @@ func (c *Cache) dropLocal(key Key) bool {
 	return e != nil
 }
 
-// heardEviction applies another instance's eviction of key: it drops the
-// in-process copy, and deletes key from the shared tier again. The second
-// delete closes a window: a lookup here that wrote allauth's earlier answer
-// to the shared tier after the other instance deleted it, but before its
-// message arrived, would otherwise keep that answer there until its TTL. A
-// later answer (a re-check after the eviction) only costs one more lookup.
-func (c *Cache) heardEviction(ctx context.Context, key Key) {
-	c.dropLocal(key)
-	if c.shared != nil {
-		if err := c.shared.Delete(ctx, key); err != nil {
-			c.stats.storeErrors.Add(1)
-		}
+// heardEviction applies another instance's eviction of keys (one message):
+// it drops the in-process copies. The bus then has redeleteHeard delete them
+// from the shared tier again.
+func (c *Cache) heardEviction(keys []Key) {
+	for _, k := range keys {
+		c.dropLocal(k)
 	}
 }

@@ -42,22 +42,45 @@ type storageWithContext interface {
 	DeleteWithContext(ctx context.Context, key string) error
 }
 
+// errStoreBusy is returned, without touching the storage, when
+// maxAbandoned operations of a driver without a bounded client are still
+// running after their timeout: the driver is stalled, and waiting on it in
+// more goroutines would only grow their number.
+var errStoreBusy = errors.New("cache: shared store stalled, too many operations still running")
+
+// maxAbandoned bounds the operations of a driver that the Cache cannot bound
+// itself (see storageStore.run) that may still be running after the caller
+// stopped waiting.
+const maxAbandoned = 64
+
 // storageStore keeps entries in a Storage (Redis, Memcached, ...), so that
 // several instances share them.
 //
-// Each operation is bounded by a short timeout; after three failures in a row
-// the store rests for a second, answering ErrStoreUnavailable at once, so a
-// dead Redis costs requests nothing but the cache. Everything read back is
-// untrusted: a value this version cannot read, or (with a secret) one whose
-// MAC does not match its key, is a miss, never a login.
+// Each operation is bounded by a short timeout (StoreTimeout), whatever the
+// driver's own settings: with gofiber/storage's Redis driver every command
+// goes through the Cache's own go-redis client, which honours the deadline
+// (see redisClient); any other driver is waited for at most the timeout, and
+// at most maxAbandoned of its operations may run on past it (errStoreBusy
+// beyond). After three failures in a row the store rests for a second,
+// answering ErrStoreUnavailable at once, so a dead Redis costs requests
+// nothing but the cache (deletes of an eviction are tried all the same).
+// Everything read back is untrusted: a value this version cannot read, or
+// (with a secret) one whose MAC does not match its key, is a miss, never a
+// login.
 type storageStore struct {
-	storage   Storage
-	withCtx   storageWithContext // nil when the driver has no context methods
-	prefix    string
-	secret    []byte // nil: values are not authenticated
-	timeout   time.Duration
+	storage Storage
+	// withCtx is the Cache's own Redis client when there is one, else the
+	// driver's context methods, else nil.
+	withCtx storageWithContext
+	redis   *redisClient  // nil unless the driver is go-redis based
+	running chan struct{} // one token per operation running (other drivers)
+	prefix  string
+	secret  []byte // nil: values are not authenticated
+	timeout time.Duration
+
 	fails     atomic.Int32
 	restUntil atomic.Int64
+	busy      atomic.Int64 // operations refused with errStoreBusy
 }
 
 // newStorageStore wraps storage. Keys are prefix + hex(Key) (prefix ""
@@ -75,8 +98,22 @@ func newStorageStore(storage Storage, prefix string, timeout time.Duration, secr
 	if len(secret) > 0 {
 		s.secret = bytes.Clone(secret)
 	}
-	s.withCtx, _ = storage.(storageWithContext)
+	if s.redis = newRedisClient(storage); s.redis != nil {
+		s.withCtx = s.redis
+	} else {
+		s.withCtx, _ = storage.(storageWithContext)
+		s.running = make(chan struct{}, maxAbandoned)
+	}
 	return s
+}
+
+// close closes the Cache's own Redis client, if any (the Storage itself
+// belongs to the caller).
+func (s *storageStore) close() error {
+	if s.redis == nil {
+		return nil
+	}
+	return s.redis.close()
 }
 
 // storageKey returns the key under which an entry is stored.
@@ -158,15 +195,23 @@ func (s *storageStore) do(ctx context.Context, op func(context.Context) error) e
 	return s.run(ctx, op)
 }
 
+// run runs op within the store's timeout, even while the store rests, and
+// keeps the failure streak.
 func (s *storageStore) run(ctx context.Context, op func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var err error
-	if s.withCtx != nil {
-		err = op(ctx)
+	if s.redis != nil {
+		err = op(ctx) // the own client honours ctx's deadline
 	} else {
-		err = runBounded(ctx, op)
+		err = s.runBounded(ctx, op)
 	}
+	return s.note(err)
+}
+
+// note keeps the failure streak: three failures in a row and the store rests
+// for a second. It returns err, wrapped.
+func (s *storageStore) note(err error) error {
 	if err != nil {
 		if s.fails.Add(1) >= 3 {
 			s.restUntil.Store(time.Now().Add(time.Second).UnixNano())
@@ -178,11 +223,23 @@ func (s *storageStore) run(ctx context.Context, op func(context.Context) error) 
 	return nil
 }
 
-// runBounded waits for op at most until ctx ends. A driver without context
-// support may go on in the background; it finishes on its own timeout.
-func runBounded(ctx context.Context, op func(context.Context) error) error {
+// runBounded waits for op at most until ctx ends. A driver that ignores
+// ctx may go on in the background until its own timeout; at most
+// maxAbandoned such operations run at once, and beyond that runBounded fails
+// at once with errStoreBusy (counted in busy), so that a stalled driver
+// cannot grow the goroutines without bound.
+func (s *storageStore) runBounded(ctx context.Context, op func(context.Context) error) error {
+	select {
+	case s.running <- struct{}{}:
+	default:
+		s.busy.Add(1)
+		return errStoreBusy
+	}
 	done := make(chan error, 1)
-	go func() { done <- op(ctx) }()
+	go func() {
+		defer func() { <-s.running }()
+		done <- op(ctx)
+	}()
 	select {
 	case err := <-done:
 		return err

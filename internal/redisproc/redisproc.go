@@ -40,13 +40,16 @@ func Bin() (string, error) {
 type Server struct {
 	bin, dir string
 	port     int
+	extra    []string
 	cmd      *exec.Cmd
 	done     chan struct{}
 }
 
-// Start runs redis-server (see Bin) on a free port and waits until it
-// answers PING. Close stops it and removes its directory.
-func Start() (*Server, error) {
+// Start runs redis-server (see Bin) on a free port, with extra arguments
+// after its own (e.g. "--cluster-enabled", "yes"; relative file names are in
+// the server's own directory), and waits until it answers PING. Close stops
+// it and removes its directory.
+func Start(extra ...string) (*Server, error) {
 	bin, err := Bin()
 	if err != nil {
 		return nil, err
@@ -55,9 +58,9 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, dir: dir}
+	s := &Server{bin: bin, dir: dir, extra: extra}
 	for attempt := 1; ; attempt++ {
-		if s.port, err = freePort(); err == nil {
+		if s.port, err = FreePort(); err == nil {
 			err = s.Restart()
 		}
 		if err == nil || !errors.Is(err, errExited) || attempt == startAttempts {
@@ -82,10 +85,12 @@ func (s *Server) Restart() error {
 	if s.cmd != nil {
 		return errors.New("redis-server is already running")
 	}
-	//nolint:gosec // the binary is the caller's own redis-server
-	cmd := exec.CommandContext(context.Background(), s.bin,
+	args := append([]string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", "")
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", "",
+	}, s.extra...)
+	//nolint:gosec // the binary is the caller's own redis-server
+	cmd := exec.CommandContext(context.Background(), s.bin, args...)
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
@@ -126,12 +131,35 @@ func (s *Server) Kill() error {
 	return err
 }
 
+// Port is the server's port.
+func (s *Server) Port() int { return s.port }
+
+// Stop suspends redis-server with SIGSTOP: it keeps its connections and
+// accepts new ones (the kernel does), but answers nothing until Continue. It
+// is how a Redis stalled by swapping, a long fork or a paused VM looks to a
+// client.
+func (s *Server) Stop() error { return s.signal(sigStop) }
+
+// Continue resumes redis-server after Stop.
+func (s *Server) Continue() error { return s.signal(sigCont) }
+
+func (s *Server) signal(sig os.Signal) error {
+	if sig == nil {
+		return errors.New("stopping redis-server is supported on Linux only")
+	}
+	if s.cmd == nil {
+		return errors.New("redis-server is not running")
+	}
+	return s.cmd.Process.Signal(sig)
+}
+
 // Close kills redis-server and removes its directory.
 func (s *Server) Close() error {
 	return errors.Join(s.Kill(), os.RemoveAll(s.dir))
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {

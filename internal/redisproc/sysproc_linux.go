@@ -1,6 +1,9 @@
 package redisproc
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // sysProcAttr has the kernel kill redis-server when the process that started
 // it dies, so a test binary killed by -timeout or a load run stopped with
@@ -8,3 +11,8 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+var (
+	sigStop os.Signal = syscall.SIGSTOP
+	sigCont os.Signal = syscall.SIGCONT
+)

@@ -84,3 +84,22 @@ func (s *Server) Kill(tb testing.TB) {
 		tb.Errorf("kill redis-server: %v", err)
 	}
 }
+
+// Stop suspends redis-server with SIGSTOP (a stalled Redis: connections
+// stay open and nothing answers) until Continue; the test's cleanup resumes
+// it if the test does not.
+func (s *Server) Stop(tb testing.TB) {
+	tb.Helper()
+	if err := s.p.Stop(); err != nil {
+		tb.Fatalf("stop redis-server: %v", err)
+	}
+	tb.Cleanup(func() { _ = s.p.Continue() })
+}
+
+// Continue resumes redis-server after Stop.
+func (s *Server) Continue(tb testing.TB) {
+	tb.Helper()
+	if err := s.p.Continue(); err != nil {
+		tb.Fatalf("resume redis-server: %v", err)
+	}
+}
