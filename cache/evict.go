@@ -16,6 +16,7 @@ func (c *Cache) Evict(ctx context.Context, keys ...Key) (int, error) {
 	}
 	var n int
 	var errs []error
+	var retry []Key
 	for _, k := range keys {
 		c.stats.evictions.Add(1)
 		present := c.dropLocal(k)
@@ -26,6 +27,7 @@ func (c *Cache) Evict(ctx context.Context, keys ...Key) (int, error) {
 			if err := c.shared.Delete(ctx, k); err != nil {
 				c.stats.storeErrors.Add(1)
 				errs = append(errs, err)
+				retry = append(retry, k)
 			}
 		}
 		if present {
@@ -35,8 +37,10 @@ func (c *Cache) Evict(ctx context.Context, keys ...Key) (int, error) {
 	if c.bus != nil {
 		if err := c.bus.publish(ctx, keys); err != nil {
 			errs = append(errs, err)
+			retry = keys
 		}
 	}
+	c.retryEviction(retry)
 	return n, errors.Join(errs...)
 }
 
@@ -55,11 +59,22 @@ func (c *Cache) dropLocal(key Key) bool {
 // to the shared tier after the other instance deleted it, but before its
 // message arrived, would otherwise keep that answer there until its TTL. A
 // later answer (a re-check after the eviction) only costs one more lookup.
+//
+// The delete is tried even while the store rests after failures. If it
+// fails, or other deletes are already waiting (the store is failing: the
+// listener must not wait a timeout per key), the key goes to the retry
+// queue.
 func (c *Cache) heardEviction(ctx context.Context, key Key) {
 	c.dropLocal(key)
-	if c.shared != nil {
-		if err := c.shared.Delete(ctx, key); err != nil {
-			c.stats.storeErrors.Add(1)
-		}
+	if c.shared == nil {
+		return
+	}
+	if c.pending != nil && c.pending.len() > 0 {
+		c.retryPurge(key)
+		return
+	}
+	if err := c.shared.purge(ctx, key); err != nil {
+		c.stats.storeErrors.Add(1)
+		c.retryPurge(key)
 	}
 }
