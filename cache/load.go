@@ -206,14 +206,14 @@ func (c *Cache) refused(ctx context.Context, key Key, status int, now, checked i
 		e := &entry{Status: status, ObtainedAt: now, FreshUntil: now + int64(c.negTTL)}
 		if c.shared != nil {
 			e.checkedAt = checked
-			if err := c.shared.Set(ctx, key, e, time.Duration(c.negTTL)); err != nil {
+			if err := c.shared.Set(ctx, key, e, c.negTTL); err != nil {
 				c.stats.storeErrors.Add(1)
 			} else {
 				stored = true
 			}
 		}
 		// Replaces a session held in process, whatever the stripe's count.
-		c.local.set(key, e, time.Duration(c.negTTL))
+		c.local.set(key, e, c.negTTL)
 	} else {
 		c.local.del(key)
 	}

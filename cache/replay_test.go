@@ -19,8 +19,10 @@ func TestRedisReplayAfterEvictionBoundedByTTL(t *testing.T) {
 	storage := newRedisStorage(t, addr, prefix)
 	clk := newFakeClock()
 	const ttl = time.Minute
-	cfg := Config{Storage: storage, Prefix: prefix, TTL: ttl, Recheck: time.Hour, Now: clk.Now, StoreTimeout: time.Second,
-		Secret: []byte("0123456789abcdef0123456789abcdef")}
+	cfg := Config{
+		Storage: storage, Prefix: prefix, TTL: ttl, Recheck: time.Hour, Now: clk.Now, StoreTimeout: time.Second,
+		Secret: []byte("0123456789abcdef0123456789abcdef"),
+	}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	k := keyFor(1)
 	sk := prefix + k.String()

@@ -338,8 +338,10 @@ func TestUserIndexForgedEntriesRedis(t *testing.T) {
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, addr, prefix)
-	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: time.Second, UserIndex: true,
-		Secret: []byte("0123456789abcdef0123456789abcdef")}
+	cfg := Config{
+		Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: time.Second, UserIndex: true,
+		Secret: []byte("0123456789abcdef0123456789abcdef"),
+	}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	waitSubscribed(t, a, b)
 	loadFor(t, a, 1, 1)
