@@ -76,5 +76,9 @@ func (c *Cache) heardEviction(ctx context.Context, key Key) {
 	if err := c.shared.purge(ctx, key); err != nil {
 		c.stats.storeErrors.Add(1)
 		c.retryPurge(key)
+		return
 	}
+	// Again after the delete: a lookup here that read the value between the
+	// first drop and the delete must not keep it (see keepLocal).
+	c.dropLocal(key)
 }

@@ -315,3 +315,49 @@ func TestWriteLandingAfterEviction(t *testing.T) {
 		t.Error("the evicted answer is back in process")
 	}
 }
+
+// blockingDeleteStorage is a map whose next Delete, once armed, waits until
+// the test releases it.
+type blockingDeleteStorage struct {
+	*mapStorage
+	armed   atomic.Bool
+	inDel   chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingDeleteStorage) Delete(key string) error {
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.inDel)
+		<-s.release
+	}
+	return s.mapStorage.Delete(key)
+}
+
+// A lookup that reads the shared value after a heard eviction dropped the
+// in-process copy, but before the eviction's delete reached Redis, does not
+// keep what it read: the instance would otherwise serve it (vouched for by
+// the subscription) until TTL.
+func TestHeardEvictionRacingASharedRead(t *testing.T) {
+	ctx := context.Background()
+	storage := &blockingDeleteStorage{mapStorage: newMapStorage(), inDel: make(chan struct{}), release: make(chan struct{})}
+	c := newTestCache(t, Config{Storage: storage, Prefix: "test:heard-race:", TTL: time.Minute, StoreTimeout: 30 * time.Second})
+	k := keyFor(1)
+	if r := c.Load(ctx, k, time.Time{}, (&fetchCounter{sess: newSession(t, 1)}).fetch); r.Session == nil {
+		t.Fatalf("Load = %+v", r)
+	}
+	storage.armed.Store(true)
+	heard := make(chan struct{})
+	go func() {
+		defer close(heard)
+		c.heardEviction(ctx, k)
+	}()
+	<-storage.inDel
+	if r := c.Load(ctx, k, time.Time{}, mustNotFetch(t)); r.Tier != TierShared {
+		t.Fatalf("the read between the drop and the delete: %+v, want the shared value", r)
+	}
+	close(storage.release)
+	<-heard
+	if localEntry(c, k) != nil {
+		t.Error("the value read during the eviction is kept in process")
+	}
+}
