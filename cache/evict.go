@@ -29,6 +29,10 @@ func (c *Cache) Evict(ctx context.Context, keys ...Key) (int, error) {
 				errs = append(errs, err)
 				retry = append(retry, k)
 			}
+			// Again after the delete: a lookup here that read the value in
+			// between must not keep it (this instance ignores its own
+			// message, so nothing else would drop it).
+			c.dropLocal(k)
 		}
 		if present {
 			n++

@@ -361,3 +361,33 @@ func TestHeardEvictionRacingASharedRead(t *testing.T) {
 		t.Error("the value read during the eviction is kept in process")
 	}
 }
+
+// The same race on the instance that evicts: a lookup that reads the shared
+// value between Evict's in-process drop and its delete does not keep it.
+// This instance ignores its own eviction message, so nothing else would.
+func TestEvictRacingASharedRead(t *testing.T) {
+	ctx := context.Background()
+	storage := &blockingDeleteStorage{mapStorage: newMapStorage(), inDel: make(chan struct{}), release: make(chan struct{})}
+	c := newTestCache(t, Config{Storage: storage, Prefix: "test:evict-race:", TTL: time.Minute, StoreTimeout: 30 * time.Second})
+	k := keyFor(1)
+	if r := c.Load(ctx, k, time.Time{}, (&fetchCounter{sess: newSession(t, 1)}).fetch); r.Session == nil {
+		t.Fatalf("Load = %+v", r)
+	}
+	storage.armed.Store(true)
+	evicted := make(chan error, 1)
+	go func() {
+		_, err := c.Evict(ctx, k)
+		evicted <- err
+	}()
+	<-storage.inDel
+	if r := c.Load(ctx, k, time.Time{}, mustNotFetch(t)); r.Tier != TierShared {
+		t.Fatalf("the read between the drop and the delete: %+v, want the shared value", r)
+	}
+	close(storage.release)
+	if err := <-evicted; err != nil {
+		t.Fatal(err)
+	}
+	if localEntry(c, k) != nil {
+		t.Error("the value read during the eviction is kept in process")
+	}
+}
