@@ -159,6 +159,7 @@ type Cache struct {
 	// other keys (frequent under many logouts) from costing fills their
 	// answer.
 	evictGen [256]atomic.Uint64
+	pending  *pendingQueue // evictions and purges to retry; nil without Storage
 	stats    counters
 }
 
@@ -195,6 +196,7 @@ func New(cfg Config) *Cache {
 	if cfg.Storage != nil {
 		c.shared = newStorageStore(cfg.Storage, cfg.Prefix, cfg.StoreTimeout, cfg.Secret)
 		c.bus = startBus(c.shared.redis, c.shared.prefix+"evict", time.Duration(c.recheck), c.shared.timeout, c.nanos, c.heardEviction, c.redeleteHeard)
+		c.startPending(max(time.Duration(c.recheck)/4, time.Millisecond))
 	}
 	if cfg.UserIndex {
 		if c.shared != nil {
@@ -252,10 +254,14 @@ func (c *Cache) Remember(key Key, s *introspect.Session, until time.Time) {
 	}
 }
 
-// Close stops the Cache's goroutines (clock, janitor, eviction listener)
-// and closes its own Redis connections. A Storage passed in is left to its
-// owner. The Cache must not be used afterwards.
+// Close stops the Cache's goroutines (clock, janitor, eviction listener,
+// retry queue) and closes its own Redis connections. Evictions still waiting
+// to be retried are given up (they end at their TTL). A Storage passed in is
+// left to its owner. The Cache must not be used afterwards.
 func (c *Cache) Close() error {
+	if c.pending != nil {
+		c.pending.close()
+	}
 	if c.bus != nil {
 		c.bus.close()
 	}

@@ -36,11 +36,15 @@ func (c *Cache) Evict(ctx context.Context, keys ...Key) (int, error) {
 				errs = append(errs, err)
 			}
 			failed = append(failed, f...)
+			// Again after the delete: a lookup here that read the value in
+			// between must not keep it (this instance ignores its own
+			// message, so nothing else would drop it).
+			for _, k := range keys[start:end] {
+				c.dropLocal(k)
+			}
 		}
 	}
-	if len(failed) > 0 {
-		c.retryEviction(failed)
-	}
+	c.retryEviction(failed)
 	n := 0
 	for _, p := range present {
 		if p {

@@ -74,13 +74,14 @@ func (c *Cache) evictSharedEach(ctx context.Context, chunk []Key) ([]Key, error)
 }
 
 // deleteMany deletes keys from the shared tier within one StoreTimeout (one
-// pipelined round trip on Redis), failing at once while the store rests.
+// pipelined round trip on Redis), even while the store rests: it is an
+// eviction's delete, which must never be skipped.
 func (s *storageStore) deleteMany(ctx context.Context, keys []Key) error {
 	skeys := make([]string, len(keys))
 	for i, k := range keys {
 		skeys[i] = s.storageKey(k)
 	}
-	return s.do(ctx, func(ctx context.Context) error {
+	return s.run(ctx, func(ctx context.Context) error {
 		if s.redis != nil {
 			_, _, _, err := s.redis.deleteAndPublish(ctx, skeys, "", nil)
 			return err
@@ -99,11 +100,29 @@ func (s *storageStore) deleteMany(ctx context.Context, keys []Key) error {
 // deleted it, but before its message arrived, would otherwise keep that
 // answer there until its TTL. A later answer (a re-check after the eviction)
 // only costs one more lookup.
+//
+// The delete is tried even while the store rests after failures. If it
+// fails, or other deletes are already waiting (the store is failing: the
+// bus must not wait a timeout per message), the keys go to the retry queue.
+// After the delete the in-process copies are dropped again: a lookup here
+// that read the old value between the first drop and the delete must not
+// keep it.
 func (c *Cache) redeleteHeard(ctx context.Context, keys []Key) {
 	if c.shared == nil {
 		return
 	}
+	if c.pending != nil && c.pending.len() > 0 {
+		c.pending.add(false, keys)
+		return
+	}
 	if err := c.shared.deleteMany(ctx, keys); err != nil {
 		c.stats.storeErrors.Add(1)
+		if c.pending != nil {
+			c.pending.add(false, keys)
+		}
+		return
+	}
+	for _, k := range keys {
+		c.dropLocal(k)
 	}
 }

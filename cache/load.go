@@ -46,8 +46,13 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 	if prev != nil && c.usable(prev, checked) {
 		return prev.result(TierLocal)
 	}
+	// unread: the shared tier could not be read, so it may hold a session
+	// this instance does not know of.
+	unread := false
 	if c.shared != nil {
-		if e, ok := c.readShared(ctx, key, checked); ok {
+		e, ok := c.readShared(ctx, key, checked)
+		unread = !ok
+		if ok {
 			// The shared tier is the truth: nothing there means evicted or
 			// expired, so an in-process copy is no stale fallback either.
 			if e == nil && prev != nil {
@@ -84,22 +89,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		}
 		return Result{Session: sess}
 	case errors.As(err, &authErr):
-		// allauth said no: a positive answer kept for this key must go from
-		// both tiers, even when the negative answer cannot be written (a
-		// full Redis refuses the write, not the delete; a resting store is
-		// tried anyway), or StaleIfError would serve a logged-out session.
-		// Only a key known to have held one pays for the forced delete, so a
-		// flood of unknown tokens during an outage costs no waits.
-		hadSession := prev != nil && !prev.negative()
-		if c.negTTL > 0 {
-			e := &entry{Status: authErr.Status, ObtainedAt: now, FreshUntil: now + int64(c.negTTL)}
-			if !c.keep(ctx, key, e, started, gen) && hadSession {
-				c.purgeShared(ctx, key)
-			}
-		} else if hadSession {
-			c.local.del(key)
-			c.purgeShared(ctx, key)
-		}
+		c.refused(ctx, key, authErr.Status, now, started, prev != nil && !prev.negative(), unread)
 		return Result{Err: err}
 	default:
 		if err == nil {
@@ -155,26 +145,32 @@ func (c *Cache) readShared(ctx context.Context, key Key, now int64) (e *entry, o
 	return e, true
 }
 
-// keep stores a fresh answer from allauth in both tiers, unless an eviction
-// happened since gen (the answer may predate it). It reports whether the
-// shared tier (if any) took it.
-func (c *Cache) keep(ctx context.Context, key Key, e *entry, checked int64, gen uint64) bool {
+// keep stores a fresh authenticated answer from allauth in both tiers,
+// unless an eviction happened since gen (the answer may predate it). An
+// eviction that comes in while the write is on its way may have deleted
+// before the write lands: then the key is evicted again, in both tiers and on
+// the other instances (see redoEviction).
+func (c *Cache) keep(ctx context.Context, key Key, e *entry, checked int64, gen uint64) {
 	if c.evictGen[key[0]].Load() != gen {
-		return true
+		return
 	}
-	ok := true
 	if c.shared != nil {
+		// A write that timed out may still land, so the re-check below
+		// runs whatever Set returned.
 		if err := c.shared.Set(ctx, key, e, time.Duration(e.keepUntil()-c.nanos())); err != nil {
 			c.stats.storeErrors.Add(1)
-			ok = false
+		}
+		if c.evictGen[key[0]].Load() != gen {
+			c.redoEviction(ctx, key)
+			return
 		}
 	}
 	c.keepLocal(key, e, checked, gen)
-	return ok
 }
 
-// keepLocal stores e in the in-process tier; checked is when the shared
-// tier last vouched for it.
+// keepLocal stores e in the in-process tier, unless an eviction happened
+// since gen; checked is when the shared tier last vouched for it. An
+// eviction that lands while e is being stored takes it out again.
 func (c *Cache) keepLocal(key Key, e *entry, checked int64, gen uint64) {
 	if c.shared != nil {
 		e.checkedAt = checked
@@ -184,14 +180,66 @@ func (c *Cache) keepLocal(key Key, e *entry, checked int64, gen uint64) {
 	}
 	if ttl := e.keepUntil() - c.nanos(); ttl > 0 {
 		c.local.set(key, e, time.Duration(ttl))
+		// dropLocal counts before it deletes: if the delete ran before the
+		// set, the count has moved.
+		if c.evictGen[key[0]].Load() != gen {
+			c.local.del(key)
+		}
 	}
 }
 
-func (c *Cache) purgeShared(ctx context.Context, key Key) {
-	if c.shared == nil {
+// refused stores allauth's 401/410 for key and makes sure that no
+// authenticated answer for key outlives it in either tier, or StaleIfError
+// would serve a logged-out session. A refusal is always safe to store, so no
+// eviction suppresses it (an eviction of another key of the same stripe
+// would otherwise leave the old session in place).
+//
+// hadSession says this instance held a session for key; unread that the
+// shared tier could not be read (it may hold one). When the negative answer
+// cannot be written over it (a full Redis refuses writes, not deletes), a
+// known session is deleted at once (even while the store rests); a possible
+// one, and a delete that failed, go to the retry queue, so a flood of
+// unknown tokens during an outage costs no waits.
+func (c *Cache) refused(ctx context.Context, key Key, status int, now, checked int64, hadSession, unread bool) {
+	stored := false
+	if c.negTTL > 0 {
+		e := &entry{Status: status, ObtainedAt: now, FreshUntil: now + int64(c.negTTL)}
+		if c.shared != nil {
+			e.checkedAt = checked
+			if err := c.shared.Set(ctx, key, e, c.negTTL); err != nil {
+				c.stats.storeErrors.Add(1)
+			} else {
+				stored = true
+			}
+		}
+		// Replaces a session held in process, whatever the stripe's count.
+		c.local.set(key, e, c.negTTL)
+	} else {
+		c.local.del(key)
+	}
+	if stored || c.shared == nil {
 		return
 	}
-	if err := c.shared.purge(ctx, key); err != nil {
+	switch {
+	case hadSession:
+		if err := c.shared.purge(ctx, key); err != nil {
+			c.stats.storeErrors.Add(1)
+			c.retryPurge(key)
+		}
+	case unread:
+		c.retryPurge(key)
+	}
+}
+
+// redoEviction evicts key again after a write of this instance may have
+// landed after an eviction's delete: from the shared tier (even while the
+// store rests), from this process, and from the other instances, which may
+// have read the value meanwhile. What fails goes to the retry queue.
+func (c *Cache) redoEviction(ctx context.Context, key Key) {
+	failed, err := c.evictShared(ctx, []Key{key}, make([]bool, 1))
+	c.dropLocal(key)
+	if err != nil {
 		c.stats.storeErrors.Add(1)
 	}
+	c.retryEviction(failed)
 }

@@ -21,6 +21,14 @@ type Stats struct {
 	// EvictionsHeard counts eviction messages from other instances applied
 	// to the in-process tier (each drops one or more keys).
 	EvictionsHeard int64
+	// PendingEvictions is how many keys wait in the retry queue now: evictions
+	// whose delete from the shared store or message to the other instances
+	// failed, and deletes that allauth's 401/410 asked for while the store
+	// failed. They are retried every Recheck/4 until Redis takes them.
+	PendingEvictions int
+	// PendingDropped counts keys the full retry queue could not keep
+	// (100,000 evictions, 10,000 other deletes): those end at their TTL.
+	PendingDropped int64
 }
 
 type counters struct {
@@ -52,6 +60,10 @@ func (c *Cache) Stats() Stats {
 		s.Hits += c.stats.lookups[i].hits.Load()
 		s.NegativeHits += c.stats.lookups[i].negativeHits.Load()
 		s.Misses += c.stats.lookups[i].misses.Load()
+	}
+	if c.pending != nil {
+		s.PendingEvictions = c.pending.len()
+		s.PendingDropped = c.pending.dropped.Load()
 	}
 	if c.bus != nil {
 		s.Subscribed = c.bus.subscribed(c.nanos(), c.recheck)

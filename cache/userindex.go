@@ -2,10 +2,12 @@ package cache
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,10 +32,12 @@ var ErrNoUserIndex = errors.New("cache: no user index (set Config.UserIndex)")
 // been deleted (deleting it again is harmless), and a key it lost (see the
 // bounds of each store) still expires at its TTL.
 type userIndexer interface {
-	// AddUserKey records that key holds an entry of userID for ttl.
-	AddUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) error
-	// UserKeys returns the unexpired keys recorded for userID.
-	UserKeys(ctx context.Context, userID string) ([]Key, error)
+	// addUserKey records that key holds an entry of userID for ttl. untrusted
+	// counts entries found in the index that failed their MAC (dropped).
+	addUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) (untrusted int, err error)
+	// userKeys returns the unexpired keys recorded for userID; untrusted
+	// counts entries that failed their MAC (left out).
+	userKeys(ctx context.Context, userID string) (keys []Key, untrusted int, err error)
 }
 
 // indexUser records key under the session's user, when the Cache keeps a
@@ -43,7 +47,9 @@ func (c *Cache) indexUser(ctx context.Context, userID string, key Key, ttl time.
 	if c.users == nil || userID == "" {
 		return
 	}
-	if err := c.users.AddUserKey(ctx, c.indexID(userID), key, ttl); err != nil {
+	untrusted, err := c.users.addUserKey(ctx, c.indexID(userID), key, ttl)
+	c.stats.storeErrors.Add(int64(untrusted))
+	if err != nil {
 		c.stats.storeErrors.Add(1)
 	}
 }
@@ -58,12 +64,15 @@ func (c *Cache) indexID(userID string) string { return c.realm + "\x00" + userID
 //
 // With Storage the index is shared: one call reaches the entries every
 // instance stored (and, with Redis, their in-process copies). Without, it
-// reaches this process only.
+// reaches this process only. With Config.Secret, entries of the shared index
+// that fail their MAC (written by someone without the secret) are left out
+// and counted in Stats.StoreErrors; the user's other keys are still evicted.
 func (c *Cache) EvictUser(ctx context.Context, userID string) (int, error) {
 	if c.users == nil {
 		return 0, ErrNoUserIndex
 	}
-	keys, err := c.users.UserKeys(ctx, c.indexID(userID))
+	keys, untrusted, err := c.users.userKeys(ctx, c.indexID(userID))
+	c.stats.storeErrors.Add(int64(untrusted))
 	if err != nil {
 		c.stats.storeErrors.Add(1)
 		return 0, err
@@ -200,6 +209,15 @@ func (s *memoryStore) UserKeys(_ context.Context, userID string) ([]Key, error) 
 	return s.users.keys(userID, time.Now().UnixNano()), nil
 }
 
+func (s *memoryStore) addUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) (int, error) {
+	return 0, s.AddUserKey(ctx, userID, key, ttl)
+}
+
+func (s *memoryStore) userKeys(ctx context.Context, userID string) ([]Key, int, error) {
+	keys, err := s.UserKeys(ctx, userID)
+	return keys, 0, err
+}
+
 // IndexedKeys returns how many keys the user index holds, expired ones not
 // yet swept included.
 func (s *memoryStore) IndexedKeys() int { return s.users.len() }
@@ -210,12 +228,20 @@ func (s *memoryStore) IndexRejected() int64 { return s.users.rejected.Load() }
 
 // The storageStore keeps one value per user, under prefix + "u:" +
 // hex(SHA-256(user id)), with the TTL of the user's latest-expiring key.
-// Format, version 1:
 //
 //	byte 0   magic 0xA8
-//	byte 1   format version (1)
-//	then, per key, 40 bytes: the Key, and its expiry (Unix nanoseconds, big
-//	endian), at most MaxKeysPerUser of them
+//	byte 1   format version: 1 without a secret, 2 with one
+//	then, per key, the Key (32 bytes), its expiry (Unix nanoseconds, 8
+//	bytes, big endian) and, in version 2 only, a MAC (32 bytes):
+//	HMAC-SHA256(secret, "allauthgo user index" 0x00 || the index's storage
+//	key || 0x00 || Key || expiry)
+//
+// Version 1 holds at most MaxKeysPerUser keys, and a value that breaks the
+// format is unreadable as a whole. In version 2 each entry stands alone: one
+// that fails its MAC (forged, altered, or copied from another user's index)
+// is left out and counted, and the others still count, so a writer without
+// the secret cannot hide a user's keys by adding entries; a reader checks at
+// most maxIndexEntries entries of one value.
 //
 // Adding a key is a read, then a write, of that value. Two instances storing
 // two new sessions of one user within the same round trip to the storage
@@ -223,9 +249,15 @@ func (s *memoryStore) IndexRejected() int64 { return s.users.rejected.Load() }
 // entry then ends at its TTL instead of at EvictUser. A value this version
 // cannot read is overwritten by the next add, and EvictUser reports it.
 const (
-	userIndexMagic   = 0xA8
-	userIndexVersion = 1
-	userKeyLen       = len(Key{}) + 8
+	userIndexMagic      = 0xA8
+	userIndexVersion    = 1
+	userIndexVersionMAC = 2
+	userKeyLen          = len(Key{}) + 8
+	userKeyMACLen       = userKeyLen + sha256.Size
+	// maxIndexEntries bounds the entries of one index value a reader
+	// checks (and so the MACs it computes): a forger can pad a value, never
+	// make a reader work through it all.
+	maxIndexEntries = 8 * MaxKeysPerUser
 )
 
 // userStorageKey returns the key under which the index of userID (scoped
@@ -238,12 +270,20 @@ func (s *storageStore) userStorageKey(userID string) string {
 // AddUserKey records key under userID in the shared storage (see the format
 // above for the race it accepts).
 func (s *storageStore) AddUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) error {
+	_, err := s.addUserKey(ctx, userID, key, ttl)
+	return err
+}
+
+func (s *storageStore) addUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) (int, error) {
 	sk := s.userStorageKey(userID)
 	raw, err := s.getRaw(ctx, sk)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	ks, _ := decodeUserKeys(raw) // an unreadable value is replaced
+	ks, untrusted, err := s.decodeIndex(sk, raw)
+	if err != nil { // an unreadable value is replaced
+		ks, untrusted = nil, 1
+	}
 	now := time.Now().UnixNano()
 	ks = pruneUserKeys(ks, key, now)
 	if len(ks) >= MaxKeysPerUser {
@@ -254,19 +294,25 @@ func (s *storageStore) AddUserKey(ctx context.Context, userID string, key Key, t
 	for _, k := range ks {
 		last = max(last, k.expires)
 	}
-	return s.setRaw(ctx, sk, encodeUserKeys(ks), time.Duration(last-now))
+	return untrusted, s.setRaw(ctx, sk, s.encodeIndex(sk, ks), time.Duration(last-now))
 }
 
 // UserKeys returns the unexpired keys recorded for userID in the shared
-// storage.
+// storage. Entries that fail their MAC are left out.
 func (s *storageStore) UserKeys(ctx context.Context, userID string) ([]Key, error) {
-	raw, err := s.getRaw(ctx, s.userStorageKey(userID))
+	keys, _, err := s.userKeys(ctx, userID)
+	return keys, err
+}
+
+func (s *storageStore) userKeys(ctx context.Context, userID string) ([]Key, int, error) {
+	sk := s.userStorageKey(userID)
+	raw, err := s.getRaw(ctx, sk)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	ks, err := decodeUserKeys(raw)
+	ks, untrusted, err := s.decodeIndex(sk, raw)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	now := time.Now().UnixNano()
 	var out []Key
@@ -275,7 +321,102 @@ func (s *storageStore) UserKeys(ctx context.Context, userID string) ([]Key, erro
 			out = append(out, k.key)
 		}
 	}
-	return out, nil
+	return out, untrusted, nil
+}
+
+// encodeIndex encodes ks for the index under sk: version 2 (each entry
+// with its MAC) with a secret, else version 1.
+func (s *storageStore) encodeIndex(sk string, ks []userKey) []byte {
+	if s.secret == nil {
+		return encodeUserKeys(ks)
+	}
+	buf := make([]byte, 2, 2+len(ks)*userKeyMACLen)
+	buf[0], buf[1] = userIndexMagic, userIndexVersionMAC
+	for _, k := range ks {
+		start := len(buf)
+		buf = append(buf, k.key[:]...)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(k.expires)) //nolint:gosec // a round trip of the same int64
+		buf = s.indexMAC(sk, buf[start:]).Sum(buf)
+	}
+	return buf
+}
+
+// indexMAC returns the MAC of one index entry (key and expiry) of the
+// index under sk, written but not summed.
+func (s *storageStore) indexMAC(sk string, entry []byte) hash.Hash {
+	h := hmac.New(sha256.New, s.secret)
+	h.Write([]byte("allauthgo user index\x00"))
+	h.Write([]byte(sk))
+	h.Write([]byte{0})
+	h.Write(entry)
+	return h
+}
+
+// decodeIndex reads the index value under sk. Without a secret it is
+// decodeUserKeys. With one, only version 2 is read (anything else is
+// errCorrupt, as a whole), and each entry is checked on its own: untrusted
+// counts those that fail their MAC, and a trailing partial entry or
+// entries past maxIndexEntries; the rest are returned (at most
+// MaxKeysPerUser, the latest-expiring, each key once).
+func (s *storageStore) decodeIndex(sk string, b []byte) (ks []userKey, untrusted int, err error) {
+	if s.secret == nil {
+		ks, err = decodeUserKeys(b)
+		return ks, 0, err
+	}
+	if len(b) == 0 {
+		return nil, 0, nil
+	}
+	if len(b) < 2 || b[0] != userIndexMagic || b[1] != userIndexVersionMAC {
+		return nil, 0, errCorrupt
+	}
+	p := b[2:]
+	n := len(p) / userKeyMACLen
+	if len(p)%userKeyMACLen != 0 {
+		untrusted++
+	}
+	if n > maxIndexEntries {
+		untrusted += n - maxIndexEntries
+		n = maxIndexEntries
+	}
+	var sum [sha256.Size]byte
+	for i := range n {
+		e := p[i*userKeyMACLen : (i+1)*userKeyMACLen]
+		body, mac := e[:userKeyLen], e[userKeyLen:]
+		if !hmac.Equal(s.indexMAC(sk, body).Sum(sum[:0]), mac) {
+			untrusted++
+			continue
+		}
+		var k userKey
+		copy(k.key[:], body)
+		k.expires = int64(binary.BigEndian.Uint64(body[len(Key{}):])) //nolint:gosec // a round trip of the same int64
+		ks = addNewest(ks, k)
+	}
+	return ks, untrusted, nil
+}
+
+// addNewest adds k to ks, once per key (the later expiry wins) and keeping
+// at most MaxKeysPerUser (the latest-expiring): authentic entries can only
+// exceed that by a replay of older values.
+func addNewest(ks []userKey, k userKey) []userKey {
+	for i := range ks {
+		if ks[i].key == k.key {
+			ks[i].expires = max(ks[i].expires, k.expires)
+			return ks
+		}
+	}
+	if len(ks) < MaxKeysPerUser {
+		return append(ks, k)
+	}
+	first := 0
+	for i := range ks {
+		if ks[i].expires < ks[first].expires {
+			first = i
+		}
+	}
+	if k.expires > ks[first].expires {
+		ks[first] = k
+	}
+	return ks
 }
 
 func (s *storageStore) getRaw(ctx context.Context, key string) ([]byte, error) {

@@ -325,3 +325,101 @@ func TestUserIndexRedis(t *testing.T) {
 		}
 	}
 }
+
+// With a secret, a writer to Redis without it cannot hide a user's keys from
+// EvictUser by adding entries to the user's index (padding, junk, or valid
+// entries copied from another user's index), nor turn EvictUser onto
+// another user's sessions: each entry carries a MAC bound to the index's
+// key, entries that fail it are left out and counted, the others still
+// count, and the next add keeps them. Real Redis, as an attacker would
+// write it.
+func TestUserIndexForgedEntriesRedis(t *testing.T) {
+	addr := redistest.Addr(t)
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	storage := newRedisStorage(t, addr, prefix)
+	cfg := Config{
+		Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: time.Second, UserIndex: true,
+		Secret: []byte("0123456789abcdef0123456789abcdef"),
+	}
+	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
+	waitSubscribed(t, a, b)
+	loadFor(t, a, 1, 1)
+	loadFor(t, b, 2, 1)
+	loadFor(t, a, 3, 2)
+	store := storageStoreOf(t, a)
+	uk1, uk2 := store.userStorageKey(a.indexID("1")), store.userStorageKey(a.indexID("2"))
+	conn := storage.Conn()
+	raw1, err := conn.Get(ctx, uk1).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw2, err := conn.Get(ctx, uk2).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw2) < 3 {
+		t.Fatalf("user 2's index: %d bytes", len(raw2))
+	}
+	entryLen := len(raw2) - 2 // user 2 has one key
+
+	// The forger appends user 2's entry and more junk entries than a user
+	// may hold, then an odd byte.
+	forged := append([]byte(nil), raw1...)
+	forged = append(forged, raw2[2:]...)
+	for i := range MaxKeysPerUser + 1 {
+		junk := make([]byte, entryLen)
+		k := keyFor(900 + i)
+		copy(junk, k[:])
+		forged = append(forged, junk...)
+	}
+	forged = append(forged, 0xff)
+	if err := conn.Set(ctx, uk1, forged, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A new session of user 1 is indexed over the forged value: the add
+	// keeps the authentic keys (and counts the others).
+	errs := b.Stats().StoreErrors
+	loadFor(t, b, 4, 1)
+	if b.Stats().StoreErrors == errs {
+		t.Error("the forged entries were not counted")
+	}
+	// The forger pads the index again.
+	cur, err := conn.Get(ctx, uk1).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Set(ctx, uk1, append(cur, forged[len(raw1):]...), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs = a.Stats().StoreErrors
+	if n, err := a.EvictUser(ctx, "1"); n != 3 || err != nil {
+		t.Errorf("EvictUser(1) over a padded index = %d, %v; want user 1's 3 sessions", n, err)
+	}
+	if a.Stats().StoreErrors == errs {
+		t.Error("the forged entries were not counted by EvictUser")
+	}
+	waitEvicted(t, b, keyFor(2))
+	for _, i := range []int{1, 2, 4} {
+		for _, c := range []*Cache{a, b} {
+			if _, ok := peek(c, keyFor(i)); ok {
+				t.Errorf("user 1's key %d is still cached", i)
+			}
+		}
+	}
+	if _, ok := peek(a, keyFor(3)); !ok {
+		t.Error("user 2's session was evicted by an entry copied into user 1's index")
+	}
+
+	// User 1's index replaced by user 2's (a valid value, under the wrong
+	// key): EvictUser(1) does not reach user 2.
+	if err := conn.Set(ctx, uk1, raw2, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.EvictUser(ctx, "1"); n != 0 || err != nil {
+		t.Errorf("EvictUser(1) over user 2's index = %d, %v; want 0", n, err)
+	}
+	if _, ok := peek(a, keyFor(3)); !ok {
+		t.Error("user 2's session was evicted through user 1's index")
+	}
+}
