@@ -24,7 +24,8 @@ type breaker struct {
 	mu        sync.Mutex
 	open      bool      // open or half-open
 	openUntil time.Time // end of the cool-down, while open
-	probing   bool      // the half-open ping is in flight
+	pingDue   bool      // closed, but the failures tripped it: the next lookup pings
+	probing   bool      // a ping is in flight
 	trusted   time.Time // until then, a ping allauth answered stands: no trip
 	buckets   [breakerBuckets]breakerBucket
 	newest    int64 // the number (time / width) of the newest bucket
@@ -121,15 +122,18 @@ func (b *breaker) snapshot() (st BreakerState, left time.Duration, failures, loo
 }
 
 // allow decides whether a lookup may ask allauth. probe is true for the one
-// lookup that finds the half-open breaker without a ping in flight: it must
-// call probe before its own request.
+// lookup that must carry the breaker's ping before its own request: the
+// first after the failures tripped the breaker (while others go on), or the
+// first after the cool-down (while others fail at once).
 func (b *breaker) allow() (probe bool, err error) {
 	now := b.now()
 	b.mu.Lock()
 	switch st := b.stateLocked(now); {
 	case st == BreakerClosed:
+		probe = b.pingDue && !b.probing
+		b.probing = b.probing || probe
 		b.mu.Unlock()
-		return false, nil
+		return probe, nil
 	case st == BreakerOpen:
 		left := b.openUntil.Sub(now)
 		b.mu.Unlock()
@@ -148,12 +152,11 @@ func (b *breaker) allow() (probe bool, err error) {
 	}
 }
 
-// probe runs the half-open breaker's ping and takes its verdict: allauth
-// answered (nil: the breaker is closed, with an empty window, and the lookup
-// goes on), the caller went away (its error; the breaker stays half-open for
-// the next lookup), or allauth did not answer (an *UpstreamError wrapping
-// ErrBreakerOpen; the breaker is open for another CoolDown). parent is the
-// caller's context.
+// probe runs the breaker's ping and takes its verdict: allauth answered
+// (nil: the breaker is closed, with an empty window, and the lookup goes
+// on), the caller went away (its error; the next lookup pings instead), or
+// allauth did not answer (an *UpstreamError wrapping ErrBreakerOpen; the
+// breaker is open for CoolDown). parent is the caller's context.
 func (b *breaker) probe(parent context.Context, ping func() error) error {
 	err := ping()
 	b.pings.Add(1)
@@ -164,7 +167,7 @@ func (b *breaker) probe(parent context.Context, ping func() error) error {
 	cancelled := err != nil && errors.Is(parent.Err(), context.Canceled)
 	switch {
 	case err == nil:
-		b.open = false
+		b.open, b.pingDue = false, false
 		b.buckets = [breakerBuckets]breakerBucket{}
 		b.trusted = now.Add(b.coolDown)
 	case cancelled:
@@ -187,9 +190,8 @@ func (b *breaker) probe(parent context.Context, ping func() error) error {
 }
 
 // record counts a lookup's outcome. When the window holds enough failures,
-// the breaker does not open yet: it turns half-open at once, so that the
-// next lookup pings allauth, and opens only if allauth does not answer the
-// ping. Failures of some lookups while allauth answers (tokens that make it
+// the breaker does not open yet: the next lookup pings allauth (the others
+// go on meanwhile), and it opens only if allauth does not answer the ping. Failures of some lookups while allauth answers (tokens that make it
 // fail) so never open it; and after a ping it answered, failures do not
 // trip it again for CoolDown, so that allauth sees at most one such ping
 // per CoolDown. Outcomes that arrive while it is not closed (of lookups
@@ -212,8 +214,7 @@ func (b *breaker) record(o outcome) {
 		k.failures++
 		f, n := b.countsLocked()
 		if f >= b.minFailures && float64(f) >= b.ratio*float64(n) && !now.Before(b.trusted) {
-			b.open = true
-			b.openUntil = now // half-open: the cool-down is already over
+			b.pingDue = true
 			b.buckets = [breakerBuckets]breakerBucket{}
 		}
 	}
@@ -225,7 +226,7 @@ func (b *breaker) record(o outcome) {
 }
 
 func (b *breaker) openLocked(now time.Time) {
-	b.open = true
+	b.open, b.pingDue = true, false
 	b.openUntil = now.Add(b.coolDown)
 	b.buckets = [breakerBuckets]breakerBucket{}
 	b.opens.Add(1)

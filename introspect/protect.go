@@ -47,8 +47,9 @@ var (
 	// No request was made.
 	ErrTooManyLookups = errors.New("introspect: too many concurrent lookups")
 	// ErrBreakerOpen is the Err of an [*UpstreamError] for a lookup refused
-	// by the open circuit breaker (Config.Breaker), or by a half-open one
-	// whose single probe is already in flight. No request was made.
+	// by the open circuit breaker (Config.Breaker), by a half-open one
+	// whose ping is already in flight, or whose own ping allauth did not
+	// answer. No lookup was made.
 	ErrBreakerOpen = errors.New("introspect: circuit breaker open")
 )
 
@@ -63,17 +64,17 @@ var (
 // count at all.
 //
 // When at least Failures of them failed and they are at least FailureRatio
-// of all, the breaker asks allauth itself before it opens: it turns
-// half-open, and the next lookup makes it ping allauth ([Client.Ping]: the
-// session endpoint without any credential, which allauth answers with its
-// JSON 401 and no session lookup) while the other lookups fail at once. If
-// allauth does not answer the ping, the breaker opens for CoolDown: every
-// lookup then fails at once with an [*UpstreamError] wrapping
-// [ErrBreakerOpen] whose RetryAfter is the cool-down left, and allauth sees
-// nothing. After the cool-down it is half-open again and pings again. Once
-// allauth answers a ping, the breaker closes with an empty window, the
-// lookup that carried the ping goes on, and for CoolDown failures do not
-// trip it again.
+// of all, the breaker asks allauth itself before it opens: the next lookup
+// makes it ping allauth first ([Client.Ping]: the session endpoint without
+// any credential, which allauth answers with its JSON 401 and no session
+// lookup), while the other lookups go on as before. If allauth does not
+// answer the ping, the breaker opens for CoolDown: every lookup then fails
+// at once with an [*UpstreamError] wrapping [ErrBreakerOpen] whose
+// RetryAfter is the cool-down left, and allauth sees nothing. After the
+// cool-down it is half-open: the next lookup pings again, while the others
+// still fail at once. Once allauth answers a ping, the breaker is closed
+// with an empty window, the lookup that carried the ping goes on, and for
+// CoolDown failures do not trip it again.
 //
 // So a client's own lookup is never the probe, and lookups that fail while
 // allauth answers (one client's tokens that make allauth slow or fail)
@@ -127,11 +128,12 @@ type BreakerState uint8
 
 // The states.
 const (
-	// BreakerClosed: lookups go to allauth (also when the breaker is off).
+	// BreakerClosed: lookups go to allauth (also when the breaker is off,
+	// and after failures tripped it, until its ping says allauth does not
+	// answer).
 	BreakerClosed BreakerState = iota
-	// BreakerHalfOpen: the failures tripped it, or the cool-down is over;
-	// the next lookup makes the breaker ping allauth, and others fail at
-	// once while the ping runs.
+	// BreakerHalfOpen: the cool-down is over; the next lookup makes the
+	// breaker ping allauth, and others fail at once while the ping runs.
 	BreakerHalfOpen
 	// BreakerOpen: lookups fail at once until the cool-down is over.
 	BreakerOpen

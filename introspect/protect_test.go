@@ -86,10 +86,10 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 	var tr transitions
 	const coolDown = 10 * time.Second
 	srv, c := newStandIn(t, introspect.Config{
-		// Long enough that the good ping and lookup at the end answer in
-		// time on a loaded CI machine; each of the 5 hanging requests
-		// costs it.
-		Timeout: 500 * time.Millisecond,
+		// Long enough that every request reaches the stand-in, and the good
+		// ping and lookup at the end answer, in time on a loaded CI
+		// machine; each of the 5 hanging requests costs it.
+		Timeout: time.Second,
 		Breaker: introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: clock.Now, OnStateChange: tr.record},
 	})
 	srv.AddUser(allauthtest.User{Username: "alice"})
@@ -108,7 +108,7 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 		}
 	}
 	// Tripped: not open yet, but the next lookup pings first.
-	if p := wantBreaker(t, c, introspect.BreakerHalfOpen); p.BreakerOpens != 0 {
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerOpens != 0 || p.BreakerPings != 0 {
 		t.Fatalf("tripped: %+v", p)
 	}
 	_, err := c.Session(ctx, sessionToken(srv.IssueToken("alice")))
@@ -204,7 +204,7 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 	if p.BreakerRejections != 1+3+20+1 || p.BreakerOpens != 2 || p.BreakerPings != 3 || p.InFlight != 0 {
 		t.Errorf("protection at the end: %+v", p)
 	}
-	want := []string{"closed->half_open", "half_open->open", "half_open->open", "half_open->closed"}
+	want := []string{"closed->open", "half_open->open", "half_open->closed"}
 	if got := tr.list(); !slices.Equal(got, want) {
 		t.Errorf("state changes %q, want %q", got, want)
 	}
@@ -258,8 +258,10 @@ func TestBreakerCountsARate(t *testing.T) {
 		t.Fatalf("51 failures against 52 answers: %+v", p)
 	}
 	fail()
-	wantBreaker(t, c, introspect.BreakerHalfOpen)
-	// allauth fails the ping too: it opens.
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 || p.BreakerPings != 0 {
+		t.Fatalf("tripped: %+v", p)
+	}
+	// The next lookup pings; allauth fails the ping too: it opens.
 	if _, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); !errors.Is(err, introspect.ErrBreakerOpen) {
 		t.Fatalf("the ping failed: %v, want the breaker's refusal", err)
 	}
@@ -290,7 +292,13 @@ func TestBreakerWindowSlides(t *testing.T) {
 	}
 	clock.Advance(5 * time.Second) // the last two are still in it
 	fail(1)
-	wantBreaker(t, c, introspect.BreakerHalfOpen)
+	// Tripped: the next lookup pings, allauth fails that too, and it opens.
+	if _, err := c.Session(context.Background(), sessionToken(srv.IssueToken("alice"))); !errors.Is(err, introspect.ErrBreakerOpen) {
+		t.Fatalf("after the third failure in the window: %v, want the breaker's refusal", err)
+	}
+	if p := wantBreaker(t, c, introspect.BreakerOpen); p.BreakerPings != 1 {
+		t.Fatalf("opened: %+v", p)
+	}
 }
 
 // One client's tokens make allauth fail while it answers everyone else.
@@ -325,7 +333,9 @@ func TestBreakerPingIsTheProbe(t *testing.T) {
 			t.Fatalf("an evil token: %v, want allauth's 500", err)
 		}
 	}
-	wantBreaker(t, c, introspect.BreakerHalfOpen)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 {
+		t.Fatalf("tripped: %+v", p)
+	}
 	// The next lookup, the evil client's own, carries the ping: allauth
 	// answers it, the breaker closes, and the lookup goes on (and fails).
 	if err := evil(); errors.Is(err, introspect.ErrBreakerOpen) || upstreamErr(t, err).Status != 500 {
@@ -348,7 +358,9 @@ func TestBreakerPingIsTheProbe(t *testing.T) {
 	// After it, the next failure trips it again, and alice's lookup pings.
 	clock.Advance(coolDown)
 	_ = evil()
-	wantBreaker(t, c, introspect.BreakerHalfOpen)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 {
+		t.Fatalf("tripped again: %+v", p)
+	}
 	alice()
 	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerPings != 2 || p.BreakerOpens != 0 || p.BreakerRejections != 0 {
 		t.Fatalf("at the end: %+v", p)
@@ -387,7 +399,9 @@ func TestBreakerFailureKinds(t *testing.T) {
 				t.Fatalf("first failure refused by the breaker: %v", err)
 			}
 			_ = upstreamErr(t, err)
-			wantBreaker(t, c, introspect.BreakerHalfOpen)
+			if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 {
+				t.Fatalf("not tripped: %+v", p)
+			}
 			if _, err := c.Session(context.Background(), sessionToken(tok)); !errors.Is(err, introspect.ErrBreakerOpen) {
 				t.Fatalf("after the ping: %v, want the breaker's refusal", err)
 			}
@@ -431,11 +445,15 @@ func TestBreakerCallerCancel(t *testing.T) {
 	if _, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); !upstreamErr(t, err).Timeout() {
 		t.Fatalf("caller's deadline: %v", err)
 	}
-	wantBreaker(t, c, introspect.BreakerHalfOpen)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 {
+		t.Fatalf("not tripped: %+v", p)
+	}
 
-	// A cancelled ping leaves the breaker half-open for the next one.
+	// A cancelled ping leaves the ping to the next lookup.
 	cancelled()
-	wantBreaker(t, c, introspect.BreakerHalfOpen)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerOpens != 0 {
+		t.Fatalf("after a cancelled ping: %+v", p)
+	}
 	srv.SetFault(allauthtest.Fault{})
 	if _, err := c.Session(context.Background(), sessionToken(srv.IssueToken("alice"))); err != nil {
 		t.Fatalf("the next ping and its lookup: %v", err)
