@@ -1,6 +1,7 @@
 package headless_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -39,11 +41,13 @@ func TestOneClientCannotLockOutLogins(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ok, notReady, opens := attack(t, tc.fault)
-			t.Logf("%s: %d of 100 logins succeeded; readiness answered 503 %d times; the breaker opened %d times",
-				tc.name, ok, notReady, opens)
-			if ok < 95 {
-				t.Errorf("%d of 100 logins succeeded during the attack, want at least 95", ok)
+			ok, refused, notReady, opens := attack(t, tc.fault)
+			t.Logf("%s: %d of 100 logins succeeded (%d refused by the breaker); readiness answered 503 %d times; the breaker opened %d times",
+				tc.name, ok, refused, notReady, opens)
+			// A login may miss its Timeout on a loaded machine; none may be
+			// refused by the breaker.
+			if refused != 0 || ok < 90 {
+				t.Errorf("%d of 100 logins succeeded during the attack, %d refused by the breaker; want none refused", ok, refused)
 			}
 			if notReady != 0 {
 				t.Errorf("readiness answered 503 %d times while allauth answered", notReady)
@@ -52,7 +56,7 @@ func TestOneClientCannotLockOutLogins(t *testing.T) {
 	}
 }
 
-func attack(t *testing.T, fault allauthtest.Fault) (ok, notReady int64, opens uint64) {
+func attack(t *testing.T, fault allauthtest.Fault) (ok, refused, notReady int64, opens uint64) {
 	t.Helper()
 	const (
 		attackers = 8
@@ -110,7 +114,7 @@ func attack(t *testing.T, fault allauthtest.Fault) (ok, notReady int64, opens ui
 	}()
 
 	time.Sleep(1100 * time.Millisecond) // the attack is under way: hanging tokens failed twice
-	var good atomic.Int64
+	var good, byBreaker atomic.Int64
 	var wg sync.WaitGroup
 	for range users {
 		wg.Add(1)
@@ -121,6 +125,8 @@ func attack(t *testing.T, fault allauthtest.Fault) (ok, notReady int64, opens ui
 				switch {
 				case res.Err == nil && res.Session.User.Username == "alice":
 					good.Add(1)
+				case res.Err != nil && errors.Is(res.Err.Err, introspect.ErrBreakerOpen):
+					byBreaker.Add(1)
 				case res.Err != nil:
 					t.Logf("a login failed: %d %v", res.Err.Status, res.Err.Err)
 				}
@@ -131,5 +137,5 @@ func attack(t *testing.T, fault allauthtest.Fault) (ok, notReady int64, opens ui
 	wg.Wait()
 	close(stop)
 	bg.Wait()
-	return good.Load(), readyDown.Load(), a.Client().Protection().BreakerOpens
+	return good.Load(), byBreaker.Load(), readyDown.Load(), a.Client().Protection().BreakerOpens
 }
