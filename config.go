@@ -44,14 +44,17 @@ type Config struct {
 	// Optional. Default: 64
 	MaxConcurrentLookups int
 
-	// Breaker tunes the circuit breaker in front of allauth: after 5
-	// consecutive failed lookups (no answer, refused, 429, 5xx, not
-	// allauth's JSON; never a 401 or 410) misses answer at once for a 1 s
+	// Breaker tunes the circuit breaker in front of allauth: when at least
+	// 5 lookups within 10 s failed (no answer, refused, 429, 5xx, not
+	// allauth's JSON; never a 401 or 410) and they are at least half of
+	// them, the breaker pings allauth without a credential; only if allauth
+	// does not answer that either do misses answer at once for a 1 s
 	// cool-down (stale under StaleIfError, else 503 with Retry-After = the
-	// cool-down left), then one probe at a time tests allauth and the first
-	// success closes it. Breaker.Disabled turns it off.
+	// cool-down left), after which a ping allauth answers closes it. So
+	// one client's failing tokens never open it. Breaker.Disabled turns it
+	// off. See introspect.BreakerConfig.
 	//
-	// Optional. Default: on, 5 failures, 1 * time.Second cool-down
+	// Optional. Default: on, 5 failures and half the lookups within 10 s, 1 * time.Second cool-down
 	Breaker introspect.BreakerConfig
 
 	// CacheTTL is how long an authenticated answer is served without asking

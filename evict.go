@@ -2,6 +2,7 @@ package headless
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -40,6 +41,7 @@ const (
 	defaultEvictMaxSkew    = 30 * time.Second
 	defaultEvictMaxBody    = 64 << 10
 	defaultEvictMaxReplays = 10_000
+	defaultEvictTimeout    = 10 * time.Second
 	minEvictSecret         = 32
 )
 
@@ -91,6 +93,20 @@ type EvictConfig struct {
 	// Optional. Default: 10000
 	MaxReplays int
 
+	// Timeout bounds the work of one eviction (the deletes in the shared
+	// store, the message to the other instances), measured from when the
+	// request was authenticated. That work does not end with the caller's
+	// request: Django's client gives up after 2 s, and an eviction cut
+	// there would leave some keys deleted, others not, and no message sent.
+	// An eviction that started is carried through, up to Timeout, even if
+	// the caller went away. The default leaves room for a large eviction
+	// against a slow store (each store call is bounded on its own, and a
+	// failing store is skipped at once), while still ending a handler that
+	// a hung store would otherwise hold.
+	//
+	// Optional. Default: 10 * time.Second
+	Timeout time.Duration
+
 	// Now is the clock; tests inject one.
 	//
 	// Optional. Default: time.Now
@@ -118,6 +134,11 @@ type EvictConfig struct {
 // body_too_large, unsigned, bad_timestamp, stale, bad_signature, replayed,
 // bad_request, user_index_off, store_unavailable).
 //
+// The eviction is carried through even if the caller goes away meanwhile
+// (bounded by Timeout), and a signature is remembered as a replay only once
+// its eviction was applied: the identical request retried after a 503 is
+// accepted, a replay after a 200 is refused.
+//
 // It returns an error when the Secret is shorter than 32 bytes or no
 // Authenticator is given.
 func EvictHandler(cfg EvictConfig, as ...*Authenticator) (http.Handler, error) {
@@ -140,6 +161,9 @@ func EvictHandler(cfg EvictConfig, as ...*Authenticator) (http.Handler, error) {
 	}
 	if cfg.MaxReplays <= 0 {
 		cfg.MaxReplays = defaultEvictMaxReplays
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultEvictTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -188,7 +212,8 @@ func (e *evictor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		evictFail(w, http.StatusRequestEntityTooLarge, codeEvictTooLarge, "The body is too large.")
 		return
 	}
-	if code, msg := e.authenticate(r.Header, body); code != "" {
+	sig, code, msg := e.authenticate(r.Header, body)
+	if code != "" {
 		evictFail(w, http.StatusUnauthorized, code, msg)
 		return
 	}
@@ -215,7 +240,12 @@ func (e *evictor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	ctx := r.Context()
+	// Detached from the caller: once started, the eviction is finished even
+	// if the caller (Django's 2 s client) gives up, so that the deletes and
+	// the message to the other instances are not cut halfway. Its own
+	// Timeout bounds it instead.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.Timeout)
+	defer cancel()
 	var n int
 	var storeErr error
 	noIndex := false
@@ -232,6 +262,14 @@ func (e *evictor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				storeErr = errors.Join(storeErr, err)
 			}
 		}
+	}
+	if storeErr == nil {
+		// Applied: from now on the same request is a replay. A failed one
+		// is not remembered, so that the identical request retried after
+		// the 503 is accepted. Two identical requests running at once may
+		// both get here and both evict: evicting the same keys twice is
+		// harmless, so that race is not worth a lock around the eviction.
+		e.replays.add(sig.mac, sig.expires, e.cfg.Now().UnixNano())
 	}
 	switch {
 	case storeErr != nil:

@@ -10,30 +10,38 @@ import (
 	"time"
 )
 
-// authenticate checks the signature headers against body. It returns an
-// error code and message, or "" when the request is authentic, fresh and
-// seen for the first time.
-func (e *evictor) authenticate(h http.Header, body []byte) (code, msg string) {
+// evictSig is an authentic request's signature, and until when it must be
+// remembered to refuse its replay (Unix nanoseconds).
+type evictSig struct {
+	mac     [sha256.Size]byte
+	expires int64
+}
+
+// authenticate checks the signature headers against body. It returns the
+// signature, or an error code and message when the request is not
+// authentic, not fresh, or a replay of one already applied. It does not
+// record the signature: ServeHTTP does once the eviction is applied.
+func (e *evictor) authenticate(h http.Header, body []byte) (sig evictSig, code, msg string) {
 	tsRaw, sigRaw := []byte(h.Get(HeaderEvictTimestamp)), []byte(h.Get(HeaderEvictSignature))
 	if len(tsRaw) == 0 || len(sigRaw) == 0 {
-		return codeEvictUnsigned, "The request is not signed."
+		return sig, codeEvictUnsigned, "The request is not signed."
 	}
 	ts, ok := parseUnixSeconds(tsRaw)
 	if !ok {
-		return codeEvictBadTimestamp, "The timestamp is not Unix seconds."
+		return sig, codeEvictBadTimestamp, "The timestamp is not Unix seconds."
 	}
 	now := e.cfg.Now()
 	skew := now.Sub(time.Unix(ts, 0))
 	if skew > e.cfg.MaxSkew || skew < -e.cfg.MaxSkew {
-		return codeEvictStale, "The timestamp is too far from this server's clock."
+		return sig, codeEvictStale, "The timestamp is too far from this server's clock."
 	}
 	var got [sha256.Size]byte
 	if !bytes.HasPrefix(sigRaw, []byte(evictSignatureScheme)) ||
 		hex.DecodedLen(len(sigRaw)-len(evictSignatureScheme)) != len(got) {
-		return codeEvictBadSignature, "The signature is not v1=<64 hex digits>."
+		return sig, codeEvictBadSignature, "The signature is not v1=<64 hex digits>."
 	}
 	if _, err := hex.Decode(got[:], sigRaw[len(evictSignatureScheme):]); err != nil {
-		return codeEvictBadSignature, "The signature is not v1=<64 hex digits>."
+		return sig, codeEvictBadSignature, "The signature is not v1=<64 hex digits>."
 	}
 	valid := false
 	for _, secret := range e.secrets {
@@ -42,14 +50,14 @@ func (e *evictor) authenticate(h http.Header, body []byte) (code, msg string) {
 		valid = hmac.Equal(got[:], want[:]) || valid
 	}
 	if !valid {
-		return codeEvictBadSignature, "The signature does not match the body."
+		return sig, codeEvictBadSignature, "The signature does not match the body."
+	}
+	if e.replays.has(got, now.UnixNano()) {
+		return sig, codeEvictReplayed, "This request was already accepted."
 	}
 	// Remembered until the timestamp is stale, plus a second of margin.
 	expires := time.Unix(ts, 0).Add(e.cfg.MaxSkew + time.Second).UnixNano()
-	if !e.replays.add(got, expires, now.UnixNano()) {
-		return codeEvictReplayed, "This request was already accepted."
-	}
-	return "", ""
+	return evictSig{mac: got, expires: expires}, "", ""
 }
 
 // parseUnixSeconds accepts 1 to 12 decimal digits and nothing else.

@@ -41,17 +41,6 @@ func refusedLocally(err error) bool {
 	return errors.Is(err, introspect.ErrBreakerOpen) || errors.Is(err, introspect.ErrTooManyLookups)
 }
 
-// errBreakerOpen is Ready's verdict while the breaker is open.
-var errBreakerOpen = &introspect.UpstreamError{Reason: "circuit breaker open", Err: introspect.ErrBreakerOpen}
-
-// sinceUnix is now minus a Unix-nanosecond time, or 0 for none.
-func sinceUnix(now time.Time, ns int64) time.Duration {
-	if ns == 0 {
-		return 0
-	}
-	return now.Sub(time.Unix(0, ns))
-}
-
 // ask is the cache's fetch: it asks allauth about cred (a cache miss, one
 // per coalesced miss) and records the lookup: its duration by status class,
 // when allauth last answered or failed, the status on the lookup's span in

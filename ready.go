@@ -61,8 +61,10 @@ var readyConfigDefault = ReadyConfig{
 // the age of the answer the verdict rests on; reason never holds an address
 // or a token.
 //
-// Mind what readiness means for a shared dependency: when allauth is down,
-// every instance turns unready together. Mount it where that is what you
+// The circuit breaker's state is not consulted: it may open on one client's
+// failing lookups while allauth answers the ping, and then the check says
+// up. Mind what readiness means for a shared dependency: when allauth is
+// down, every instance turns unready together. Mount it where that is what you
 // want (e.g. a gateway's upstream check), and use the 503s and metrics
 // otherwise.
 func (a *Authenticator) Ready(config ...ReadyConfig) http.Handler {
@@ -103,15 +105,12 @@ type probeResult struct {
 }
 
 func (r *readiness) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	// The circuit breaker's state is not asked: it may have opened on one
+	// client's lookups (tokens that make allauth fail) while allauth answers
+	// everyone else. Whether allauth answers is what the ping says, and
+	// every instance pulled from its load balancer over one client's
+	// traffic would be an outage of its own.
 	now := time.Now()
-	if r.a.client.Protection().Breaker == introspect.BreakerOpen {
-		// allauth failed often enough to open the breaker: down, without
-		// asking it. Once the cool-down is over, the checks below probe it
-		// again, so an unready instance (which gets no traffic to probe
-		// with) still notices recovery.
-		answerReady(w, "breaker", sinceUnix(now, r.a.obs.lastError.Load()), errBreakerOpen)
-		return
-	}
 	good := r.a.obs.lastAnswer.Load()
 	bad := r.a.obs.lastError.Load()
 	if good != 0 && good >= bad && now.Sub(time.Unix(0, good)) <= r.cfg.Window {
@@ -187,8 +186,6 @@ func readyReason(err error) string {
 		return "probe failed"
 	}
 	switch {
-	case errors.Is(err, introspect.ErrBreakerOpen):
-		return "circuit breaker open"
 	case up.Status != 0:
 		return "allauth answered " + strconv.Itoa(up.Status) + ", not its JSON 401"
 	case up.Timeout():

@@ -25,6 +25,14 @@ func newReplaySet(maxEntries int) *replaySet {
 	return &replaySet{max: maxEntries, seen: make(map[[sha256.Size]byte]int64)}
 }
 
+// has reports whether sig is recorded and not expired at now.
+func (r *replaySet) has(sig [sha256.Size]byte, now int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	exp, ok := r.seen[sig]
+	return ok && exp > now
+}
+
 // add records sig until expires and reports whether it was new (or its
 // earlier record had expired).
 func (r *replaySet) add(sig [sha256.Size]byte, expires, now int64) bool {

@@ -114,7 +114,7 @@ func New(a *headless.Authenticator, config ...Config) *Collector {
 		breakerState: desc("upstream", "breaker_state",
 			"State of the circuit breaker in front of allauth: 0 closed, 1 half-open (cool-down over, probing), 2 open (misses answered at once)."),
 		breakerOpens: desc("upstream", "breaker_opens_total",
-			"Times the circuit breaker opened (after consecutive failures, or a failed probe)."),
+			"Times the circuit breaker opened (allauth failed its ping, after failed lookups or a cool-down)."),
 	}
 	counter := func(name, help string, value func(s *cache.Stats) int64) {
 		c.counters = append(c.counters, cacheCounter{desc: desc("cache", name, help), value: value})

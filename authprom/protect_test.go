@@ -24,9 +24,12 @@ func TestCollectorProtection(t *testing.T) {
 	}
 
 	f.srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
-	for range 2 { // two failures open it
+	for range 2 { // two failures trip it
 		f.token(t, f.srv.IssueToken("alice"), http.StatusServiceUnavailable)
 	}
+	// The next lookup makes the breaker ping allauth, which fails too: it
+	// opens, and that lookup is refused.
+	f.token(t, f.srv.IssueToken("alice"), http.StatusServiceUnavailable)
 	calls := f.srv.SessionCalls()
 	for range 3 { // refused at once, without a request
 		f.token(t, f.srv.IssueToken("alice"), http.StatusServiceUnavailable)
@@ -48,8 +51,8 @@ func TestCollectorProtection(t *testing.T) {
 	if got := counter(t, mfs, "allauthgo_upstream_breaker_opens_total", "", ""); got != 1 {
 		t.Errorf("breaker_opens_total = %v, want 1", got)
 	}
-	if got := counter(t, mfs, "allauthgo_upstream_rejected_total", "reason", "breaker_open"); got != 3 {
-		t.Errorf("rejected_total{breaker_open} = %v, want 3", got)
+	if got := counter(t, mfs, "allauthgo_upstream_rejected_total", "reason", "breaker_open"); got != 4 {
+		t.Errorf("rejected_total{breaker_open} = %v, want 4", got)
 	}
 	if got := counter(t, mfs, "allauthgo_upstream_rejected_total", "reason", "no_slot"); got != 0 {
 		t.Errorf("rejected_total{no_slot} = %v, want 0", got)

@@ -207,8 +207,13 @@ func Test_Observe_Logs(t *testing.T) {
 	sleepPast(50 * time.Millisecond)
 	wantUser(t, do(t, app, withToken(alice)), "alice")
 
-	// The fifth failure in a row also opens the circuit breaker: one line
-	// of its own, checked in protect_test.go.
+	// The fifth failure also trips the circuit breaker: the next miss makes
+	// it ping allauth, which fails too, so it opens: one line of its own,
+	// checked in protect_test.go, and none for that miss, refused without a
+	// lookup.
+	refused := srv.IssueToken("bob")
+	tokens = append(tokens, refused)
+	wantError(t, do(t, app, withToken(refused)), http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	var lines []logLine
 	var breakerLines int
 	for _, l := range parseLogs(t, logs.String()) {

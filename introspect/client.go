@@ -75,8 +75,9 @@ type Config struct {
 	// means unlimited. Default 64.
 	MaxConcurrentLookups int
 	// Breaker tunes the circuit breaker that fails lookups at once while
-	// allauth keeps failing. The zero value is on with the defaults (5
-	// failures, 1 s cool-down); see [BreakerConfig].
+	// allauth keeps failing. The zero value is on with the defaults (at
+	// least 5 failures and half of the lookups within 10 s, 1 s cool-down,
+	// then a ping); see [BreakerConfig].
 	Breaker BreakerConfig
 }
 
@@ -207,7 +208,7 @@ func (c *Client) Session(ctx context.Context, cred Credential) (*Session, error)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
-	done, err := c.admit(ctx)
+	done, err := c.admit(parent, ctx, cred.Kind)
 	if err != nil {
 		return nil, err
 	}

@@ -3,8 +3,6 @@ package introspect
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -17,12 +15,27 @@ const (
 	// 64 concurrent lookups already queue at such a server, and more only
 	// lengthen its queue until every request times out.
 	defaultMaxConcurrentLookups = 64
-	// defaultBreakerFailures is how many consecutive failed lookups open the
-	// breaker.
+	// defaultBreakerFailures is the fewest failed lookups within the window
+	// that open the breaker: a few, so that a quiet instance still notices
+	// an outage, and not one or two, which any blip gives.
 	defaultBreakerFailures = 5
+	// defaultBreakerFailureRatio is the share of the window's lookups that
+	// must have failed: at least half, as most breakers default to. Real
+	// traffic that allauth answers keeps a few clients' failing lookups
+	// below it.
+	defaultBreakerFailureRatio = 0.5
+	// defaultBreakerWindow is how far back lookups are counted: long enough
+	// to hold several lookups that each failed after Timeout (2 s), short
+	// enough that failures long past do not weigh on the verdict.
+	defaultBreakerWindow = 10 * time.Second
 	// defaultBreakerCoolDown is how long an open breaker answers at once
-	// before it lets one probe through.
+	// before it pings allauth, and how long a good ping stands: a second
+	// keeps the pings cheap (allauth answers them without a lookup) and
+	// notices recovery soon.
 	defaultBreakerCoolDown = time.Second
+	// breakerBuckets is how many slices of the window are counted apart: the
+	// window slides by a tenth of itself.
+	breakerBuckets = 10
 	// slotRetryAfter is the Retry-After of a lookup refused for want of a
 	// slot: allauth is busy, not down.
 	slotRetryAfter = time.Second
@@ -34,30 +47,61 @@ var (
 	// No request was made.
 	ErrTooManyLookups = errors.New("introspect: too many concurrent lookups")
 	// ErrBreakerOpen is the Err of an [*UpstreamError] for a lookup refused
-	// by the open circuit breaker (Config.Breaker), or by a half-open one
-	// whose single probe is already in flight. No request was made.
+	// by the open circuit breaker (Config.Breaker), by a half-open one
+	// whose ping is already in flight, or whose own ping allauth did not
+	// answer. No lookup was made.
 	ErrBreakerOpen = errors.New("introspect: circuit breaker open")
 )
 
 // BreakerConfig tunes the circuit breaker in front of allauth. The zero
 // value is on, with the defaults.
 //
-// After Failures consecutive lookups that failed upstream (no answer in
-// time, refused, reset, a 429 or 5xx, a body that is not allauth's JSON),
-// the breaker opens for CoolDown: every lookup then fails at once with an
-// [*UpstreamError] wrapping [ErrBreakerOpen] whose RetryAfter is the
-// cool-down left, and allauth sees nothing. When the cool-down is over the
-// breaker is half-open: one lookup at a time is let through as a probe
-// (the others still fail at once); its success closes the breaker, its
-// failure opens it for another CoolDown. allauth's own 401 and 410 are
-// successes: they never open it. Lookups the caller cancelled, and
-// credentials refused locally, do not count either way.
+// The breaker counts the lookups of the last Window, whatever their
+// credential: those that failed upstream (no answer in time, refused,
+// reset, a 429 or 5xx, a body that is not allauth's JSON) and the others.
+// allauth's own 401 and 410 are answers: they never count as failures.
+// Lookups the caller cancelled, and credentials refused locally, do not
+// count at all.
+//
+// When at least Failures of them failed and they are at least FailureRatio
+// of all, the breaker asks allauth itself before it opens: the next lookup
+// makes it ping allauth first ([Client.Ping]: the session endpoint without
+// any credential, which allauth answers with its JSON 401 and no session
+// lookup), while the other lookups go on as before. If allauth does not
+// answer the ping, the breaker opens for CoolDown: every lookup then fails
+// at once with an [*UpstreamError] wrapping [ErrBreakerOpen] whose
+// RetryAfter is the cool-down left, and allauth sees nothing. After the
+// cool-down it is half-open: the next lookup pings again, while the others
+// still fail at once. Once allauth answers a ping, the breaker is closed
+// with an empty window, the lookup that carried the ping goes on, and for
+// CoolDown failures do not trip it again.
+//
+// So a client's own lookup is never the probe, and lookups that fail while
+// allauth answers (one client's tokens that make allauth slow or fail)
+// never open the breaker: they cost allauth one ping per CoolDown. The
+// price: when allauth answers the ping but fails every lookup (its session
+// store down), the breaker stays closed, and each miss waits for allauth's
+// failure (bounded by Timeout and MaxConcurrentLookups).
 type BreakerConfig struct {
-	// Failures is how many consecutive failed lookups open the breaker.
+	// Failures is the fewest failed lookups within Window that open the
+	// breaker (with FailureRatio).
 	//
 	// Optional. Default: 5
 	Failures int
-	// CoolDown is how long the breaker stays open before a probe.
+	// FailureRatio is the share of the lookups within Window that must
+	// have failed for the breaker to open, from 0 to 1: with 0.5, each
+	// lookup allauth answered outweighs a failed one.
+	//
+	// Optional. Default: 0.5
+	FailureRatio float64
+	// Window is how far back lookups are counted. It slides by a tenth of
+	// itself.
+	//
+	// Optional. Default: 10 * time.Second
+	Window time.Duration
+	// CoolDown is how long the breaker stays open before it pings allauth
+	// again, and how long a ping that allauth answered stands: failures do
+	// not trip the breaker again within it.
 	//
 	// Optional. Default: 1 * time.Second
 	CoolDown time.Duration
@@ -84,10 +128,12 @@ type BreakerState uint8
 
 // The states.
 const (
-	// BreakerClosed: lookups go to allauth (also when the breaker is off).
+	// BreakerClosed: lookups go to allauth (also when the breaker is off,
+	// and after failures tripped it, until its ping says allauth does not
+	// answer).
 	BreakerClosed BreakerState = iota
-	// BreakerHalfOpen: the cool-down is over; the next lookup is a probe,
-	// and others fail at once while it runs.
+	// BreakerHalfOpen: the cool-down is over; the next lookup makes the
+	// breaker ping allauth, and others fail at once while the ping runs.
 	BreakerHalfOpen
 	// BreakerOpen: lookups fail at once until the cool-down is over.
 	BreakerOpen
@@ -125,11 +171,15 @@ type Protection struct {
 	Breaker BreakerState
 	// BreakerRetryAfter is the cool-down left while Breaker is BreakerOpen.
 	BreakerRetryAfter time.Duration
-	// BreakerFailures is the current run of consecutive failed lookups.
-	BreakerFailures int
+	// BreakerFailures is the number of failed lookups within the window
+	// (BreakerConfig.Window), and BreakerLookups that of all the lookups
+	// counted there, failed or not.
+	BreakerFailures, BreakerLookups int
+	// BreakerPings counts the pings the half-open breaker sent to allauth.
+	BreakerPings uint64
 	// BreakerRejections counts lookups the breaker failed at once.
 	BreakerRejections uint64
-	// BreakerOpens counts the times the breaker opened (a failed probe
+	// BreakerOpens counts the times the breaker opened (a failed ping
 	// included).
 	BreakerOpens uint64
 	// BreakerDisabled is true when Config.Breaker.Disabled.
@@ -150,8 +200,9 @@ func (c *Client) Protection() Protection {
 		p.MaxConcurrentLookups = cap(c.slots)
 	}
 	if b := c.breaker; b != nil {
-		p.Breaker, p.BreakerRetryAfter, p.BreakerFailures = b.snapshot()
+		p.Breaker, p.BreakerRetryAfter, p.BreakerFailures, p.BreakerLookups = b.snapshot()
 		p.BreakerRejections = b.rejections.Load()
+		p.BreakerPings = b.pings.Load()
 		p.BreakerOpens = b.opens.Load()
 	}
 	return p
@@ -187,21 +238,27 @@ func classify(parent context.Context, err error) outcome {
 	return outcomeFailure
 }
 
-// admit lets a lookup through the breaker and into a slot, or refuses it
-// with an *UpstreamError, without a request. On success the caller must
-// call done with the lookup's outcome.
-func (c *Client) admit(ctx context.Context) (done func(outcome), err error) {
-	probe := false
-	if c.breaker != nil {
-		if probe, err = c.breaker.allow(); err != nil {
+// admit lets a lookup for a credential of kind k through the breaker and
+// into a slot, or refuses it with an *UpstreamError, without a request (but
+// for the half-open breaker's ping). On success the caller must call done
+// with the lookup's outcome. parent is the caller's context, before
+// Timeout was applied to ctx.
+func (c *Client) admit(parent, ctx context.Context, k Kind) (done func(outcome), err error) {
+	if b := c.breaker; b != nil {
+		probe, err := b.allow()
+		if err != nil {
 			return nil, err
+		}
+		if probe {
+			// The breaker's own probe: the endpoint of this lookup's kind
+			// (one the project serves), without its credential.
+			if err := b.probe(parent, func() error { return c.Ping(ctx, k) }); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if c.slots != nil {
 		if err := c.acquire(ctx); err != nil {
-			if c.breaker != nil {
-				c.breaker.record(probe, outcomeNeutral)
-			}
 			return nil, err
 		}
 	}
@@ -212,7 +269,7 @@ func (c *Client) admit(ctx context.Context) (done func(outcome), err error) {
 			<-c.slots
 		}
 		if c.breaker != nil {
-			c.breaker.record(probe, o)
+			c.breaker.record(o)
 		}
 	}, nil
 }
@@ -237,140 +294,4 @@ func (c *Client) acquire(ctx context.Context) error {
 			Err:        ErrTooManyLookups,
 		}
 	}
-}
-
-// breaker is a consecutive-failure circuit breaker. It holds a small mutex
-// for a few instructions per lookup at allauth (never on a cache hit) and
-// starts no goroutine: the cool-down is checked when a lookup arrives.
-type breaker struct {
-	failures int           // consecutive failures that open it
-	coolDown time.Duration // how long it stays open
-	now      func() time.Time
-	onChange func(from, to BreakerState)
-
-	mu        sync.Mutex
-	open      bool      // open or half-open
-	openUntil time.Time // end of the cool-down, while open
-	probing   bool      // a half-open probe is in flight
-	run       int       // consecutive failures while closed
-
-	rejections atomic.Uint64
-	opens      atomic.Uint64
-}
-
-func newBreaker(cfg BreakerConfig) *breaker {
-	if cfg.Disabled {
-		return nil
-	}
-	b := &breaker{
-		failures: cfg.Failures,
-		coolDown: cfg.CoolDown,
-		now:      cfg.Now,
-		onChange: cfg.OnStateChange,
-	}
-	if b.failures <= 0 {
-		b.failures = defaultBreakerFailures
-	}
-	if b.coolDown <= 0 {
-		b.coolDown = defaultBreakerCoolDown
-	}
-	if b.now == nil {
-		b.now = time.Now
-	}
-	return b
-}
-
-// stateLocked is the state at now.
-func (b *breaker) stateLocked(now time.Time) BreakerState {
-	switch {
-	case !b.open:
-		return BreakerClosed
-	case now.Before(b.openUntil):
-		return BreakerOpen
-	default:
-		return BreakerHalfOpen
-	}
-}
-
-func (b *breaker) snapshot() (BreakerState, time.Duration, int) {
-	now := b.now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	st := b.stateLocked(now)
-	var left time.Duration
-	if st == BreakerOpen {
-		left = b.openUntil.Sub(now)
-	}
-	return st, left, b.run
-}
-
-// allow decides whether a lookup may ask allauth. probe is true for the one
-// lookup let through while half-open.
-func (b *breaker) allow() (probe bool, err error) {
-	now := b.now()
-	b.mu.Lock()
-	switch st := b.stateLocked(now); {
-	case st == BreakerClosed:
-		b.mu.Unlock()
-		return false, nil
-	case st == BreakerOpen:
-		left := b.openUntil.Sub(now)
-		b.mu.Unlock()
-		b.rejections.Add(1)
-		return false, &UpstreamError{Reason: "circuit breaker open", RetryAfter: left, Err: ErrBreakerOpen}
-	case b.probing:
-		b.mu.Unlock()
-		b.rejections.Add(1)
-		// The probe ends within Timeout; a second is what a client should
-		// wait before it asks again.
-		return false, &UpstreamError{Reason: "circuit breaker half-open, probe in flight", RetryAfter: b.coolDown, Err: ErrBreakerOpen}
-	default:
-		b.probing = true
-		b.mu.Unlock()
-		return true, nil
-	}
-}
-
-// record takes a lookup's outcome into account.
-func (b *breaker) record(probe bool, o outcome) {
-	now := b.now()
-	b.mu.Lock()
-	from := b.stateLocked(now)
-	if probe {
-		b.probing = false
-	}
-	switch o {
-	case outcomeSuccess:
-		// Any answer of allauth's own closes the breaker: the first success
-		// after the cool-down (a probe), or a lookup that started before it
-		// opened and was answered after.
-		b.run = 0
-		b.open = false
-	case outcomeFailure:
-		switch {
-		case from == BreakerClosed:
-			b.run++
-			if b.run >= b.failures {
-				b.openLocked(now)
-			}
-		case probe && from == BreakerHalfOpen:
-			b.openLocked(now)
-		default:
-			// A lookup admitted before the breaker opened, failing after:
-			// the breaker already knows.
-		}
-	case outcomeNeutral:
-	}
-	to := b.stateLocked(now)
-	b.mu.Unlock()
-	if from != to && b.onChange != nil {
-		b.onChange(from, to)
-	}
-}
-
-func (b *breaker) openLocked(now time.Time) {
-	b.open = true
-	b.openUntil = now.Add(b.coolDown)
-	b.run = 0
-	b.opens.Add(1)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,18 +74,21 @@ func wantBreaker(t *testing.T, c *introspect.Client, want introspect.BreakerStat
 }
 
 // With allauth hanging: each of the first Failures lookups waits Timeout;
-// then the breaker opens and lookups fail at once, with Retry-After = the
-// cool-down left, and allauth sees nothing. After the cool-down exactly one
-// probe goes through while the others still fail at once; its failure
-// re-opens the breaker; once allauth is back the next probe closes it.
+// then the breaker trips, and the next lookup makes it ping allauth (a
+// request without a credential) before it opens. The ping hangs too, so it
+// opens: lookups fail at once, with Retry-After = the cool-down left, and
+// allauth sees nothing. After the cool-down exactly one ping goes out while
+// the others still fail at once; its failure re-opens the breaker; once
+// allauth is back the next ping closes it and that lookup goes on.
 func TestBreakerOpensProbesAndCloses(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
 	var tr transitions
 	const coolDown = 10 * time.Second
 	srv, c := newStandIn(t, introspect.Config{
-		// Long enough that the good probe at the end answers in time on a
-		// loaded CI machine; each of the 4 hanging lookups costs it.
+		// Long enough that every request reaches the stand-in, and the good
+		// ping and lookup at the end answer, in time on a loaded CI
+		// machine; each of the 5 hanging requests costs it.
 		Timeout: time.Second,
 		Breaker: introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: clock.Now, OnStateChange: tr.record},
 	})
@@ -98,17 +102,28 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 			t.Fatalf("failure %d: %v, want a timeout", i+1, err)
 		}
 		if i < 2 {
-			if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != i+1 {
-				t.Fatalf("after %d failures: run %d", i+1, p.BreakerFailures)
+			if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != i+1 || p.BreakerLookups != i+1 {
+				t.Fatalf("after %d failures: %+v", i+1, p)
 			}
 		}
 	}
+	// Tripped: not open yet, but the next lookup pings first.
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerOpens != 0 || p.BreakerPings != 0 {
+		t.Fatalf("tripped: %+v", p)
+	}
+	_, err := c.Session(ctx, sessionToken(srv.IssueToken("alice")))
+	if up := upstreamErr(t, err); !errors.Is(err, introspect.ErrBreakerOpen) || up.RetryAfter != coolDown {
+		t.Fatalf("the lookup whose ping failed: %+v", up)
+	}
+	if h := srv.LastSessionHeader("X-Session-Token"); h != "" {
+		t.Fatalf("the ping carried a session token %q", h)
+	}
 	p := wantBreaker(t, c, introspect.BreakerOpen)
-	if p.BreakerRetryAfter != coolDown || p.BreakerOpens != 1 {
+	if p.BreakerRetryAfter != coolDown || p.BreakerOpens != 1 || p.BreakerPings != 1 {
 		t.Fatalf("just opened: %+v", p)
 	}
-	if got := srv.SessionCalls(); got != 3 {
-		t.Fatalf("allauth saw %d lookups, want 3", got)
+	if got := srv.SessionCalls(); got != 4 {
+		t.Fatalf("allauth saw %d requests, want 3 lookups and a ping", got)
 	}
 
 	// Open: at once, no request, Retry-After = the cool-down left.
@@ -123,13 +138,13 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 			t.Fatalf("open, %v left: %+v", left, up)
 		}
 	}
-	if got := srv.SessionCalls(); got != 3 {
-		t.Fatalf("allauth saw %d lookups while the breaker was open, want none", got-3)
+	if got := srv.SessionCalls(); got != 4 {
+		t.Fatalf("allauth saw %d requests while the breaker was open, want none", got-4)
 	}
 
-	// Half-open: one probe. It hangs; every lookup while it is in flight
-	// fails at once. Whether those run before or after the probe times
-	// out, allauth sees exactly one request.
+	// Half-open: one ping. It hangs; every lookup while it is in flight
+	// fails at once. Whether those run before or after the ping times out,
+	// allauth sees exactly one request, and no credential.
 	clock.Advance(time.Second)
 	wantBreaker(t, c, introspect.BreakerHalfOpen)
 	probeDone := make(chan error, 1)
@@ -137,7 +152,7 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 		_, err := c.Session(ctx, sessionToken(srv.IssueToken("alice")))
 		probeDone <- err
 	}()
-	for srv.SessionCalls() == 3 { // the probe reached allauth
+	for srv.SessionCalls() == 4 { // the ping reached allauth
 		time.Sleep(time.Millisecond)
 	}
 	var wg sync.WaitGroup
@@ -152,25 +167,32 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 	wg.Wait()
 	for _, err := range errs {
 		if !errors.Is(err, introspect.ErrBreakerOpen) || upstreamErr(t, err).RetryAfter <= 0 {
-			t.Fatalf("a lookup beside the probe: %v", err)
+			t.Fatalf("a lookup beside the ping: %v", err)
 		}
 	}
-	if err := <-probeDone; !upstreamErr(t, err).Timeout() {
-		t.Fatalf("probe: %v, want a timeout", err)
+	if err := <-probeDone; !errors.Is(err, introspect.ErrBreakerOpen) {
+		t.Fatalf("the lookup that carried the ping: %v, want the breaker's refusal", err)
 	}
-	if got := srv.SessionCalls(); got != 4 {
-		t.Fatalf("half-open: allauth saw %d lookups, want exactly 1", got-3)
+	if got := srv.SessionCalls(); got != 5 {
+		t.Fatalf("half-open: allauth saw %d requests, want exactly 1", got-4)
 	}
-	// The failed probe re-opened it for a full cool-down.
+	if h := srv.LastSessionHeader("X-Session-Token"); h != "" {
+		t.Fatalf("the ping carried a session token %q", h)
+	}
+	// The failed ping re-opened it for a full cool-down.
 	if p := wantBreaker(t, c, introspect.BreakerOpen); p.BreakerRetryAfter != coolDown || p.BreakerOpens != 2 {
-		t.Fatalf("after a failed probe: %+v", p)
+		t.Fatalf("after a failed ping: %+v", p)
 	}
 
-	// allauth is back: the next probe closes the breaker, and lookups flow.
+	// allauth is back: the next ping closes the breaker, and the lookup
+	// that carried it is answered.
 	srv.SetFault(allauthtest.Fault{})
 	clock.Advance(coolDown)
 	if s, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); err != nil || s.User.Username != "alice" {
-		t.Fatalf("probe after recovery: %v", err)
+		t.Fatalf("ping and lookup after recovery: %v", err)
+	}
+	if got := srv.SessionCalls(); got != 7 {
+		t.Fatalf("recovery: allauth saw %d requests, want a ping and the lookup", got-5)
 	}
 	wantBreaker(t, c, introspect.BreakerClosed)
 	for range 5 {
@@ -179,7 +201,7 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 		}
 	}
 	p = c.Protection()
-	if p.BreakerRejections != 3+20 || p.BreakerOpens != 2 || p.InFlight != 0 {
+	if p.BreakerRejections != 1+3+20+1 || p.BreakerOpens != 2 || p.BreakerPings != 3 || p.InFlight != 0 {
 		t.Errorf("protection at the end: %+v", p)
 	}
 	want := []string{"closed->open", "half_open->open", "half_open->closed"}
@@ -188,12 +210,14 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 	}
 }
 
-// allauth's own 401 and 410 are answers, not failures: they never open the
-// breaker, and they end a run of failures. Credentials refused locally
-// make no request and count neither way.
-func TestBreakerIgnoresAuthAnswers(t *testing.T) {
+// Failures are a rate over the window, whatever the credential: allauth's
+// own 401 and 410 are answers that outweigh failures, and credentials
+// refused locally count neither way. With FailureRatio 0.5, 52 answers
+// hold off 51 failures; the 52nd trips the breaker.
+func TestBreakerCountsARate(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{Breaker: introspect.BreakerConfig{Failures: 2, CoolDown: time.Hour}})
+	clock := newFakeClock() // the window does not slide
+	srv, c := newStandIn(t, introspect.Config{Breaker: introspect.BreakerConfig{Failures: 2, CoolDown: time.Hour, Now: clock.Now}})
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	srv.AddUser(allauthtest.User{Username: "carol", Inactive: true})
 	srv.AddUser(allauthtest.User{Username: "erin", Email: "erin@example.com", PendingEmailVerification: true})
@@ -211,39 +235,141 @@ func TestBreakerIgnoresAuthAnswers(t *testing.T) {
 			t.Fatalf("%v: %v, want 401", cred, err)
 		}
 	}
-	wantBreaker(t, c, introspect.BreakerClosed)
-
-	// failure, 410, failure: the 410 ended the run.
-	fail := func() {
-		t.Helper()
-		srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
-		if _, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); errors.Is(err, introspect.ErrBreakerOpen) || upstreamErr(t, err).Status != 502 {
-			t.Fatalf("want allauth's 502: %v", err)
-		}
-		srv.SetFault(allauthtest.Fault{})
-	}
-	fail()
-	if _, err := c.Session(ctx, sessionToken("0123456789abcdefghijklmnopqrstuv")); !errors.Is(err, introspect.ErrSessionGone) {
-		t.Fatalf("410: %v", err)
-	}
-	fail()
-	wantBreaker(t, c, introspect.BreakerClosed)
-
-	// failure, local rejections, failure: the run goes on and opens it.
 	for _, cred := range []introspect.Credential{sessionToken(""), sessionToken("bad\x00token"), sessionToken(string(make([]byte, 5000)))} {
 		if _, err := c.Session(ctx, cred); err == nil {
 			t.Fatal("a malformed credential was accepted")
 		}
 	}
-	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 1 {
-		t.Fatalf("run after local rejections = %d, want 1", p.BreakerFailures)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 || p.BreakerLookups != 52 {
+		t.Fatalf("after 52 answers and 3 local refusals: %+v", p)
+	}
+
+	srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
+	fail := func() {
+		t.Helper()
+		if _, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); errors.Is(err, introspect.ErrBreakerOpen) || upstreamErr(t, err).Status != 502 {
+			t.Fatalf("want allauth's 502: %v", err)
+		}
+	}
+	for range 51 {
+		fail()
+	}
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 51 || p.BreakerLookups != 103 {
+		t.Fatalf("51 failures against 52 answers: %+v", p)
 	}
 	fail()
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 || p.BreakerPings != 0 {
+		t.Fatalf("tripped: %+v", p)
+	}
+	// The next lookup pings; allauth fails the ping too: it opens.
+	if _, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); !errors.Is(err, introspect.ErrBreakerOpen) {
+		t.Fatalf("the ping failed: %v, want the breaker's refusal", err)
+	}
 	wantBreaker(t, c, introspect.BreakerOpen)
 }
 
+// Failures older than Window do not count: the window slides by a tenth
+// of itself.
+func TestBreakerWindowSlides(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	srv, c := newStandIn(t, introspect.Config{Breaker: introspect.BreakerConfig{Failures: 3, Window: 10 * time.Second, Now: clock.Now}})
+	srv.AddUser(allauthtest.User{Username: "alice"})
+	srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
+	fail := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := c.Session(context.Background(), sessionToken(srv.IssueToken("alice"))); upstreamErr(t, err).Status != 502 {
+				t.Fatalf("want allauth's 502: %v", err)
+			}
+		}
+	}
+	fail(2)
+	clock.Advance(10 * time.Second) // those two are out of the window
+	fail(2)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 2 || p.BreakerLookups != 2 {
+		t.Fatalf("after the window moved on: %+v", p)
+	}
+	clock.Advance(5 * time.Second) // the last two are still in it
+	fail(1)
+	// Tripped: the next lookup pings, allauth fails that too, and it opens.
+	if _, err := c.Session(context.Background(), sessionToken(srv.IssueToken("alice"))); !errors.Is(err, introspect.ErrBreakerOpen) {
+		t.Fatalf("after the third failure in the window: %v, want the breaker's refusal", err)
+	}
+	if p := wantBreaker(t, c, introspect.BreakerOpen); p.BreakerPings != 1 {
+		t.Fatalf("opened: %+v", p)
+	}
+}
+
+// One client's tokens make allauth fail while it answers everyone else.
+// They trip the breaker, but the breaker pings allauth (without a
+// credential, so without that client's tokens), allauth answers, and the
+// breaker never opens: other clients' lookups are answered, the failing
+// client's lookups still reach allauth (and fail there), and allauth sees
+// at most one ping per CoolDown. Before, a failing client's lookup was the
+// half-open probe and opened the breaker again and again.
+func TestBreakerPingIsTheProbe(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	const coolDown = 5 * time.Second
+	srv, c := newStandIn(t, introspect.Config{Breaker: introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: clock.Now}})
+	srv.AddUser(allauthtest.User{Username: "alice"})
+	srv.SetCredentialFault(func(tok string) bool { return strings.HasPrefix(tok, "evil") }, allauthtest.Fault{Status: http.StatusInternalServerError})
+	ctx := context.Background()
+	var n int
+	evil := func() error {
+		n++
+		_, err := c.Session(ctx, sessionToken(fmt.Sprintf("evil%028d", n)))
+		return err
+	}
+	alice := func() {
+		t.Helper()
+		if s, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); err != nil || s.User.Username != "alice" {
+			t.Fatalf("alice: %v", err)
+		}
+	}
+	for range 3 {
+		if err := evil(); upstreamErr(t, err).Status != 500 {
+			t.Fatalf("an evil token: %v, want allauth's 500", err)
+		}
+	}
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 {
+		t.Fatalf("tripped: %+v", p)
+	}
+	// The next lookup, the evil client's own, carries the ping: allauth
+	// answers it, the breaker closes, and the lookup goes on (and fails).
+	if err := evil(); errors.Is(err, introspect.ErrBreakerOpen) || upstreamErr(t, err).Status != 500 {
+		t.Fatalf("the evil lookup that carried the ping: %v, want allauth's 500", err)
+	}
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerPings != 1 || p.BreakerOpens != 0 {
+		t.Fatalf("after the ping: %+v", p)
+	}
+	alice()
+	// Within CoolDown the good ping stands: failures do not trip it.
+	for range 20 {
+		if err := evil(); errors.Is(err, introspect.ErrBreakerOpen) {
+			t.Fatalf("an evil lookup refused by the breaker: %v", err)
+		}
+	}
+	alice()
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerPings != 1 {
+		t.Fatalf("pinged within CoolDown: %+v", p)
+	}
+	// After it, the next failure trips it again, and alice's lookup pings.
+	clock.Advance(coolDown)
+	_ = evil()
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 {
+		t.Fatalf("tripped again: %+v", p)
+	}
+	alice()
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerPings != 2 || p.BreakerOpens != 0 || p.BreakerRejections != 0 {
+		t.Fatalf("at the end: %+v", p)
+	}
+}
+
 // Every kind of upstream failure counts: no answer in time, refused,
-// dropped, 5xx, 429, a body that is not allauth's JSON.
+// dropped, 5xx, 429, a body that is not allauth's JSON. With Failures 1 one
+// of them trips the breaker; the ping fails the same way, and it opens.
 func TestBreakerFailureKinds(t *testing.T) {
 	t.Parallel()
 	for name, fault := range map[string]allauthtest.Fault{
@@ -273,20 +399,25 @@ func TestBreakerFailureKinds(t *testing.T) {
 				t.Fatalf("first failure refused by the breaker: %v", err)
 			}
 			_ = upstreamErr(t, err)
+			if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 {
+				t.Fatalf("not tripped: %+v", p)
+			}
+			if _, err := c.Session(context.Background(), sessionToken(tok)); !errors.Is(err, introspect.ErrBreakerOpen) {
+				t.Fatalf("after the ping: %v, want the breaker's refusal", err)
+			}
 			wantBreaker(t, c, introspect.BreakerOpen)
 		})
 	}
 }
 
 // A lookup the caller cancelled says nothing about allauth: it neither
-// opens the breaker nor spends the half-open probe. A caller's deadline
-// does count, as allauth did not answer within it.
+// counts nor spends the half-open ping. A caller's deadline does count, as
+// allauth did not answer within it.
 func TestBreakerCallerCancel(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
 	srv, c := newStandIn(t, introspect.Config{
 		Timeout: 5 * time.Second,
-		Breaker: introspect.BreakerConfig{Failures: 1, CoolDown: time.Second, Now: clock.Now},
+		Breaker: introspect.BreakerConfig{Failures: 1, CoolDown: time.Second},
 	})
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	srv.SetFault(allauthtest.Fault{Delay: time.Hour})
@@ -305,24 +436,31 @@ func TestBreakerCallerCancel(t *testing.T) {
 		}
 	}
 	cancelled()
-	wantBreaker(t, c, introspect.BreakerClosed)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerLookups != 0 {
+		t.Fatalf("a cancelled lookup was counted: %+v", p)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); !upstreamErr(t, err).Timeout() {
 		t.Fatalf("caller's deadline: %v", err)
 	}
-	wantBreaker(t, c, introspect.BreakerOpen)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerFailures != 0 {
+		t.Fatalf("not tripped: %+v", p)
+	}
 
-	// A cancelled probe leaves the breaker half-open for the next one.
-	clock.Advance(time.Second)
+	// A cancelled ping leaves the ping to the next lookup.
 	cancelled()
-	wantBreaker(t, c, introspect.BreakerHalfOpen)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerOpens != 0 {
+		t.Fatalf("after a cancelled ping: %+v", p)
+	}
 	srv.SetFault(allauthtest.Fault{})
 	if _, err := c.Session(context.Background(), sessionToken(srv.IssueToken("alice"))); err != nil {
-		t.Fatalf("the next probe: %v", err)
+		t.Fatalf("the next ping and its lookup: %v", err)
 	}
-	wantBreaker(t, c, introspect.BreakerClosed)
+	if p := wantBreaker(t, c, introspect.BreakerClosed); p.BreakerPings != 2 || p.BreakerOpens != 0 {
+		t.Fatalf("at the end: %+v", p)
+	}
 }
 
 // Breaker.Disabled: every lookup asks allauth, however often it failed.

@@ -114,10 +114,12 @@
 // # Faults and counters
 //
 // SetFault makes the session endpoints (GET and HEAD only) answer an error
-// status, a raw body, late, or not at all; SessionCalls counts the requests
-// they receive, and LastSessionHeader shows a header of the last one (a
-// client's traceparent, say). All are safe to use while requests are in
-// flight.
+// status, a raw body, late, or not at all; SetCredentialFault does the same
+// for chosen credentials only (one client's tokens, say), while requests
+// without a credential and everyone else are answered. SessionCalls counts
+// the requests they receive, and LastSessionHeader shows a header of the
+// last one (a client's traceparent, say). All are safe to use while
+// requests are in flight.
 //
 // # Limits
 //

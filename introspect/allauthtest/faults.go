@@ -49,6 +49,45 @@ func (s *Server) SetFault(f Fault) {
 	s.fault.Store(&f)
 }
 
+// credFault is a Fault for chosen credentials (SetCredentialFault).
+type credFault struct {
+	match func(credential string) bool
+	fault Fault
+}
+
+// SetCredentialFault makes f apply only to the session lookups whose
+// credential (the X-Session-Token, the Bearer token, or the session cookie
+// on the browser endpoint) match reports true for, e.g. one client's tokens
+// that make allauth hang or fail while everyone else is answered. It is
+// checked before the fault of SetFault. A request without a credential (a
+// ping) is never matched. SetCredentialFault(nil, Fault{}) switches it off;
+// match is called concurrently and must be safe for that.
+func (s *Server) SetCredentialFault(match func(credential string) bool, f Fault) {
+	if match == nil {
+		s.credFault.Store(nil)
+		return
+	}
+	s.credFault.Store(&credFault{match: match, fault: f})
+}
+
+// faultFor returns the fault for a session lookup carrying token (its
+// X-Session-Token), or nil.
+func (s *Server) faultFor(r *http.Request, token string) *Fault {
+	if cf := s.credFault.Load(); cf != nil {
+		cred := token
+		if cred == "" {
+			cred, _ = bearerToken(r)
+		}
+		if cred == "" {
+			cred = parseCookies(r)[s.cookieName]
+		}
+		if cred != "" && cf.match(cred) {
+			return &cf.fault
+		}
+	}
+	return s.fault.Load()
+}
+
 // CurrentFault returns the fault in force (the zero Fault if none).
 func (s *Server) CurrentFault() Fault {
 	if f := s.fault.Load(); f != nil {
@@ -57,11 +96,10 @@ func (s *Server) CurrentFault() Fault {
 	return Fault{}
 }
 
-// applyFault runs the current fault, if any. It reports whether the request
-// was fully handled (answered, dropped, or abandoned).
-func (s *Server) applyFault(w http.ResponseWriter, r *http.Request) bool {
-	f := s.fault.Load()
-	if f == nil {
+// applyFault runs the fault f, if any. It reports whether the request was
+// fully handled (answered, dropped, or abandoned).
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
+	if f == nil || *f == (Fault{}) {
 		return false
 	}
 	if f.Delay > 0 {

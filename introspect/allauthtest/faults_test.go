@@ -231,3 +231,28 @@ func TestUnstartedServer(t *testing.T) {
 	never := allauthtest.NewUnstartedServer()
 	never.Close()
 }
+
+// SetCredentialFault hits only the chosen credentials, as a token, a Bearer
+// token or a browser cookie; requests without a credential (a ping) and
+// other credentials are answered, and it comes before SetFault's fault.
+func TestCredentialFault(t *testing.T) {
+	srv := newServer(t)
+	hc := newClient(t)
+	tok := srv.IssueToken("alice")
+	srv.SetCredentialFault(func(c string) bool { return c == "evil-token" }, allauthtest.Fault{Status: http.StatusInternalServerError})
+	expect(t, do(t, hc, http.MethodGet, srv.SessionURL("app"), "", "X-Session-Token", "evil-token"), 500, `{"status": 500}`)
+	expect(t, do(t, hc, http.MethodGet, srv.SessionURL("app"), "", "Authorization", "Bearer evil-token"), 500, `{"status": 500}`)
+	expect(t, do(t, hc, http.MethodGet, srv.SessionURL("browser"), "", "Cookie", "sessionid=evil-token"), 500, `{"status": 500}`)
+	expect(t, do(t, hc, http.MethodGet, srv.SessionURL("app"), "", "X-Session-Token", tok), 200, aliceSession)
+	if r := do(t, hc, http.MethodGet, srv.SessionURL("app"), ""); r.status != http.StatusUnauthorized {
+		t.Errorf("no credential: %d, want allauth's 401", r.status)
+	}
+	// Before SetFault's fault; and off again.
+	srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
+	expect(t, do(t, hc, http.MethodGet, srv.SessionURL("app"), "", "X-Session-Token", "evil-token"), 500, `{"status": 500}`)
+	srv.SetFault(allauthtest.Fault{})
+	srv.SetCredentialFault(nil, allauthtest.Fault{})
+	if r := do(t, hc, http.MethodGet, srv.SessionURL("app"), "", "X-Session-Token", "evil-token"); r.status != http.StatusGone {
+		t.Errorf("fault off: %d, want allauth's 410", r.status)
+	}
+}

@@ -120,7 +120,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.lastHeader.Store(&h)
 		leave := s.inFlight.enter()
 		defer leave()
-		if s.applyFault(w, r) {
+		if s.applyFault(w, r, s.faultFor(r, token)) {
 			return
 		}
 		if client == clientApp {

@@ -44,6 +44,7 @@ type Server struct {
 	jwt *jwtState // nil unless WithJWT
 
 	fault        atomic.Pointer[Fault]
+	credFault    atomic.Pointer[credFault] // SetCredentialFault
 	sessionCalls atomic.Int64
 	lastHeader   atomic.Pointer[http.Header] // of the last session lookup
 	inFlight     inFlight                    // session lookups being served (inflight.go)
