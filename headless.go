@@ -84,6 +84,8 @@ func New(cfg Config) (*Authenticator, error) {
 		Recheck:      cfg.Recheck,
 		Realm:        a.client.Endpoint(introspect.SessionToken),
 		UserIndex:    cfg.UserIndex,
+		RefreshAhead: cfg.RefreshAhead,
+		MaxRefreshes: maxRefreshes(cfg.MaxConcurrentLookups),
 	})
 	return a, nil
 }
