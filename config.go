@@ -193,6 +193,10 @@ type Config struct {
 	// no-ops: nothing on a cache hit, about half a microsecond on a miss
 	// (next to allauth's round trip).
 	TracerProvider trace.TracerProvider
+
+	// now is the cache's clock, for the package's own tests (nil: the
+	// cache's coarse clock).
+	now func() time.Time
 }
 
 // HeaderSessionToken is the header allauth's app client sends.

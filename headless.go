@@ -85,6 +85,7 @@ func New(cfg Config) (*Authenticator, error) {
 		Realm:        a.client.Endpoint(introspect.SessionToken),
 		UserIndex:    cfg.UserIndex,
 		RefreshAhead: cfg.RefreshAhead,
+		Now:          cfg.now,
 		MaxRefreshes: maxRefreshes(cfg.MaxConcurrentLookups),
 	})
 	return a, nil
