@@ -60,7 +60,7 @@ func TestAuthenticate_RefreshAhead(t *testing.T) {
 	if first == nil || first.User.Username != "alice" {
 		t.Fatalf("first request: %+v", first)
 	}
-	clock.Add(9 * time.Second)
+	clock.Add(9200 * time.Millisecond) // in the last fifth, whatever its jitter
 	if res := a.Authenticate(req, false); res.Session == nil {
 		t.Fatalf("hit in the refresh window: %+v", res)
 	}
@@ -73,7 +73,7 @@ func TestAuthenticate_RefreshAhead(t *testing.T) {
 		return res.Session != nil && res.Session != first
 	})
 
-	clock.Add(2 * time.Second) // 11 s: past the first answer
+	clock.Add(2 * time.Second) // 11.2 s: past the first answer
 	req.token = []byte(token)
 	if res := a.Authenticate(req, false); res.Session == nil || res.Session.User.Username != "alice" {
 		t.Fatalf("after the refresh: %+v", res)
@@ -84,7 +84,7 @@ func TestAuthenticate_RefreshAhead(t *testing.T) {
 
 	// allauth logs the session out; the next refresh sees it.
 	srv.Logout(token)
-	clock.Add(9 * time.Second)
+	clock.Add(7200 * time.Millisecond) // 18.4 s: the refreshed answer's last fifth
 	a.Authenticate(req, false) // served, and refreshes
 	waitUntil(t, "the refresh after logout", func() bool { return srv.SessionCalls() == 3 })
 	waitUntil(t, "the refusal to be cached", func() bool {

@@ -2,12 +2,14 @@ package cache
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
 
 // Refresh ahead: an authenticated entry that is used during the last part of
-// its life (Config.RefreshAhead, by default the last fifth of TTL) is asked
+// its life (Config.RefreshAhead, by default the last fifth of TTL, see
+// refreshAt) is asked
 // of allauth again in the background while the request that noticed it is
 // answered from the cache at once. A token used at least once per fifth of
 // TTL thus never waits for allauth, at the cost of at most 1.25 lookups per
@@ -53,12 +55,15 @@ func newRefresher(window time.Duration, maxInFlight int) *refresher {
 }
 
 // refreshAt is when a hit on an authenticated entry fresh until freshUntil
-// and obtained at obtainedAt starts a refresh, or 0 for never.
+// and obtained at obtainedAt starts a refresh, or 0 for never: at a random
+// point of the first half of the window, so that tokens first seen together
+// (a deploy, a burst of logins) do not stay in step and ask allauth at once,
+// while the second half is left for a refresh that had to wait for a slot.
 func (r *refresher) refreshAt(obtainedAt, freshUntil int64) int64 {
 	if r.window == 0 {
 		return 0
 	}
-	return max(freshUntil-r.window, obtainedAt+1)
+	return max(freshUntil-r.window+rand.Int64N(r.window/2+1), obtainedAt+1) //nolint:gosec // jitter, not a secret
 }
 
 // Refresh starts the background refresh that a hit asked for (Result.Refresh)

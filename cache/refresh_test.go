@@ -99,7 +99,7 @@ func TestRefreshAhead_OneRefreshPerWindow(t *testing.T) {
 		t.Fatal("a hit at 70% of TTL asked for a refresh")
 	}
 
-	clock.Add(1500 * time.Millisecond) // 85%: in the window
+	clock.Add(2200 * time.Millisecond) // 92%: in the window, whatever its jitter
 	f.hold()
 	var asked atomic.Int64
 	var wg sync.WaitGroup
@@ -129,7 +129,7 @@ func TestRefreshAhead_OneRefreshPerWindow(t *testing.T) {
 	if got := f.calls.Load(); got != 2 {
 		t.Fatalf("fetches = %d, want 2 (the first lookup and one refresh)", got)
 	}
-	clock.Add(3 * time.Second) // past the first answer's expiry (10 s)
+	clock.Add(2 * time.Second) // 11.2 s: past the first answer's expiry (10 s)
 	if r := hit(t, c, key); r.Session.User.ID != "1" || r.Refresh {
 		t.Fatalf("after the refresh: %+v", r)
 	}
@@ -154,7 +154,7 @@ func TestRefreshAhead_UnusedEntryExpires(t *testing.T) {
 // TestRefreshAhead_Off: a negative RefreshAhead never asks for one.
 func TestRefreshAhead_Off(t *testing.T) {
 	c, clock, _ := refreshTestCache(t, Config{RefreshAhead: -1})
-	clock.Add(9 * time.Second)
+	clock.Add(9200 * time.Millisecond)
 	if r := hit(t, c, keyFor(1)); r.Refresh {
 		t.Fatal("RefreshAhead < 0 asked for a refresh")
 	}
@@ -167,7 +167,7 @@ func TestRefreshAhead_RefusalReplacesEntry(t *testing.T) {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			c, clock, f := refreshTestCache(t, Config{StaleIfError: time.Minute})
 			key := keyFor(1)
-			clock.Add(9 * time.Second)
+			clock.Add(9200 * time.Millisecond)
 			f.set(nil, &introspect.AuthError{Status: status})
 			c.Refresh(key, hit(t, c, key), nil, f.fetch)
 			c.refresh.wg.Wait()
@@ -192,16 +192,16 @@ func TestRefreshAhead_RefusalReplacesEntry(t *testing.T) {
 func TestRefreshAhead_FailureLeavesEntry(t *testing.T) {
 	c, clock, f := refreshTestCache(t, Config{StaleIfError: time.Minute})
 	key := keyFor(1)
-	clock.Add(8500 * time.Millisecond)
+	clock.Add(9200 * time.Millisecond)
 	f.set(nil, upstreamErr())
 	c.Refresh(key, hit(t, c, key), nil, f.fetch)
 	c.refresh.wg.Wait()
 
-	clock.Add(time.Second) // 9.5 s: still fresh
+	clock.Add(500 * time.Millisecond) // 9.7 s: still fresh
 	if r := hit(t, c, key); r.Session == nil || r.Refresh {
 		t.Fatalf("after a failed refresh: %+v (want the session, no second refresh)", r)
 	}
-	clock.Add(time.Second) // 10.5 s: expired
+	clock.Add(500 * time.Millisecond) // 10.2 s: expired
 	if _, ok := c.Get(context.Background(), key); ok {
 		t.Fatal("a failed refresh extended the entry")
 	}
@@ -219,7 +219,7 @@ func TestRefreshAhead_FailureLeavesEntry(t *testing.T) {
 func TestRefreshAhead_EvictionRacingRefresh(t *testing.T) {
 	c, clock, f := refreshTestCache(t, Config{})
 	key := keyFor(1)
-	clock.Add(9 * time.Second)
+	clock.Add(9200 * time.Millisecond)
 	f.hold()
 	c.Refresh(key, hit(t, c, key), nil, f.fetch)
 	<-f.started
@@ -238,7 +238,7 @@ func TestRefreshAhead_EvictionRacingRefresh(t *testing.T) {
 func TestRefreshAhead_NotReady(t *testing.T) {
 	c, clock, f := refreshTestCache(t, Config{})
 	key := keyFor(1)
-	clock.Add(9 * time.Second)
+	clock.Add(9200 * time.Millisecond)
 	c.Refresh(key, hit(t, c, key), func() bool { return false }, f.fetch)
 	c.refresh.wg.Wait()
 	if got := f.calls.Load(); got != 1 {
@@ -263,7 +263,7 @@ func TestRefreshAhead_Bounded(t *testing.T) {
 	other := &gatedFetch{}
 	other.set(newSession(t, 2), nil)
 	c.Load(context.Background(), keyFor(2), time.Time{}, other.fetch)
-	clock.Add(9 * time.Second)
+	clock.Add(9200 * time.Millisecond)
 
 	f.hold()
 	c.Refresh(keyFor(1), hit(t, c, keyFor(1)), nil, f.fetch)
@@ -300,7 +300,7 @@ func TestRefreshAhead_CloseEndsRefreshes(t *testing.T) {
 	f := &gatedFetch{}
 	f.set(newSession(t, 1), nil)
 	c.Load(context.Background(), keyFor(1), time.Time{}, f.fetch)
-	clock.Add(9 * time.Second)
+	clock.Add(9200 * time.Millisecond)
 	f.hold()
 	c.Refresh(keyFor(1), hit(t, c, keyFor(1)), nil, f.fetch)
 	<-f.started
@@ -335,7 +335,7 @@ func testRefreshShared(t *testing.T, storage Storage) {
 		t.Fatalf("b's first Load: tier %v, want shared", r.Tier)
 	}
 
-	clock.Add(8500 * time.Millisecond)
+	clock.Add(9200 * time.Millisecond)
 	a.Refresh(key, hit(t, a, key), nil, f.fetch)
 	a.refresh.wg.Wait()
 	b.Refresh(key, hit(t, b, key), nil, f.fetch) // due too: finds a's answer
