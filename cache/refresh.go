@@ -63,7 +63,7 @@ func (r *refresher) refreshAt(obtainedAt, freshUntil int64) int64 {
 	if r.window == 0 {
 		return 0
 	}
-	return max(freshUntil-r.window+rand.Int64N(r.window/2+1), obtainedAt+1) //nolint:gosec // jitter, not a secret
+	return max(freshUntil-r.window+rand.Int64N(r.window/4+1), obtainedAt+1) //nolint:gosec // jitter, not a secret
 }
 
 // Refresh starts the background refresh that a hit asked for (Result.Refresh)
