@@ -56,6 +56,9 @@ func (a *Authenticator) Authenticate(r Request, optional bool) Result {
 	if res.Session == nil {
 		return a.fail(a.outcomeError(src.kind, res.Err))
 	}
+	if res.Refresh {
+		a.refreshAhead(src, key, value, res)
+	}
 	return a.succeed(res.Session)
 }
 

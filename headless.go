@@ -84,6 +84,9 @@ func New(cfg Config) (*Authenticator, error) {
 		Recheck:      cfg.Recheck,
 		Realm:        a.client.Endpoint(introspect.SessionToken),
 		UserIndex:    cfg.UserIndex,
+		RefreshAhead: cfg.RefreshAhead,
+		Now:          cfg.now,
+		MaxRefreshes: maxRefreshes(cfg.MaxConcurrentLookups),
 	})
 	return a, nil
 }

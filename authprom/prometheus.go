@@ -20,6 +20,8 @@
 //	allauthgo_cache_store_errors_total                  failures of the cache store (e.g. Redis)
 //	allauthgo_cache_rejected_total                      entries the full in-process cache declined
 //	allauthgo_cache_shared_reads_total                  reads of the shared cache (Storage)
+//	allauthgo_cache_refreshes_total                     background refreshes started (RefreshAhead)
+//	allauthgo_cache_refresh_skips_total                 refreshes not started (too many in flight, breaker)
 //	allauthgo_cache_entries                             entries held in process now
 //	allauthgo_cache_eviction_subscribed                 1 while evictions arrive by Redis pub/sub
 //	allauthgo_upstream_request_duration_seconds{class}  lookups at allauth by status class:
@@ -127,6 +129,8 @@ func New(a *headless.Authenticator, config ...Config) *Collector {
 	counter("stale_serves_total", "Expired sessions served because allauth failed (StaleIfError).", func(s *cache.Stats) int64 { return s.StaleServes })
 	counter("evictions_total", "Cache deletions (Evict drops a token once per credential kind).", func(s *cache.Stats) int64 { return s.Evictions })
 	counter("store_errors_total", "Failures of the shared cache (e.g. Redis down) and unreadable, forged or future-dated values in it; each is a miss.", func(s *cache.Stats) int64 { return s.StoreErrors })
+	counter("refreshes_total", "Background refreshes of sessions in use near their expiry (RefreshAhead).", func(s *cache.Stats) int64 { return s.Refreshes })
+	counter("refresh_skips_total", "Refreshes a hit asked for that did not start: too many in flight, or the breaker not closed.", func(s *cache.Stats) int64 { return s.RefreshSkips })
 	counter("rejected_total", "Entries the full in-process cache declined (MaxEntries).", func(s *cache.Stats) int64 { return s.Rejected })
 	return c
 }

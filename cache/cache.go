@@ -81,6 +81,13 @@ type Config struct {
 	// UserIndex keeps a user → keys index, so that EvictUser can drop
 	// every entry of one user (see [MaxKeysPerUser] for its bounds).
 	UserIndex bool
+	// RefreshAhead is how long before an authenticated answer expires a hit
+	// on it asks for a background refresh (Result.Refresh, Cache.Refresh).
+	// 0 means TTL/5; a negative value turns refreshing off.
+	RefreshAhead time.Duration
+	// MaxRefreshes bounds the refreshes in flight; a hit that would start
+	// one more is served without. Default DefaultMaxRefreshes.
+	MaxRefreshes int
 }
 
 // Fetch asks allauth. It returns a session, an *introspect.AuthError (a 401
@@ -109,6 +116,12 @@ type Result struct {
 	// Coalesced is true when this Load waited on a fetch that another
 	// caller's Load started, instead of starting its own.
 	Coalesced bool
+	// Refresh is true when Get served an entry in the last part of its life
+	// (Config.RefreshAhead) and no refresh of it has started yet: pass the
+	// Result to Refresh. At most one hit per entry sees it.
+	Refresh bool
+
+	refresh *entry // the entry to refresh, with Refresh
 }
 
 // Tier names where an answer came from (Result.Tier).
@@ -160,6 +173,7 @@ type Cache struct {
 	// answer.
 	evictGen [256]atomic.Uint64
 	pending  *pendingQueue // evictions and purges to retry; nil without Storage
+	refresh  *refresher
 	stats    counters
 }
 
@@ -192,6 +206,11 @@ func New(cfg Config) *Cache {
 	if c.now == nil {
 		c.clock = startClock()
 	}
+	refreshAhead := cfg.RefreshAhead
+	if refreshAhead == 0 {
+		refreshAhead = c.ttl / 5
+	}
+	c.refresh = newRefresher(min(refreshAhead, c.ttl), cfg.MaxRefreshes)
 	c.local = newMemoryStore(cfg.MaxEntries)
 	if cfg.Storage != nil {
 		c.shared = newStorageStore(cfg.Storage, cfg.Prefix, cfg.StoreTimeout, cfg.Secret)
@@ -213,8 +232,8 @@ func New(cfg Config) *Cache {
 // reads the shared tier (once for all concurrent callers) and, failing
 // that, allauth. Get never leaves the process and allocates nothing.
 func (c *Cache) Get(_ context.Context, key Key) (r Result, ok bool) {
-	e := c.local.get(key)
-	if e == nil || !c.usable(e, c.nanos()) {
+	e, now := c.local.get(key), c.nanos()
+	if e == nil || !c.usable(e, now) {
 		c.stats.lookups[key[0]&(numShards-1)].misses.Add(1)
 		return Result{}, false
 	}
@@ -223,6 +242,9 @@ func (c *Cache) Get(_ context.Context, key Key) (r Result, ok bool) {
 		return Result{Err: e.authError(), Tier: TierLocal}, true
 	}
 	c.stats.lookups[key[0]&(numShards-1)].hits.Add(1)
+	if e.refreshAt != 0 && now >= e.refreshAt && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
+		return Result{Session: e.Session, Tier: TierLocal, Refresh: true, refresh: e}, true
+	}
 	return Result{Session: e.Session, Tier: TierLocal}, true
 }
 
@@ -255,10 +277,12 @@ func (c *Cache) Remember(key Key, s *introspect.Session, until time.Time) {
 }
 
 // Close stops the Cache's goroutines (clock, janitor, eviction listener,
-// retry queue) and closes its own Redis connections. Evictions still waiting
-// to be retried are given up (they end at their TTL). A Storage passed in is
-// left to its owner. The Cache must not be used afterwards.
+// refreshes in flight, retry queue) and closes its own Redis connections.
+// Evictions still waiting to be retried are given up (they end at their
+// TTL). A Storage passed in is left to its owner. The Cache must not be used
+// afterwards.
 func (c *Cache) Close() error {
+	c.refresh.close()
 	if c.pending != nil {
 		c.pending.close()
 	}

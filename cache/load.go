@@ -22,7 +22,7 @@ func (c *Cache) Load(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 	leader := false
 	ch := c.group.DoChan(string(key[:]), func() (any, error) {
 		leader = true
-		return c.fill(context.WithoutCancel(ctx), key, notAfter, fetch), nil
+		return c.fill(context.WithoutCancel(ctx), key, notAfter, fetch, false), nil
 	})
 	select {
 	case res := <-ch:
@@ -38,12 +38,14 @@ func (c *Cache) Load(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 }
 
 // fill runs once per coalesced miss: the in-process tier again (an earlier
-// leader may have filled it), then the shared tier, then allauth.
-func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fetch) Result {
+// leader may have filled it), then the shared tier, then allauth. A refresh
+// (see refresh.go) passes over an answer that is itself due for one.
+func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fetch, refresh bool) Result {
 	gen := c.evictGen[key[0]].Load()
 	checked := c.nanos() // before the shared read: see bus.vouches
+	due := func(e *entry) bool { return refresh && e.refreshAt != 0 && checked >= e.refreshAt }
 	prev := c.local.get(key)
-	if prev != nil && c.usable(prev, checked) {
+	if prev != nil && c.usable(prev, checked) && !due(prev) {
 		return prev.result(TierLocal)
 	}
 	// unread: the shared tier could not be read, so it may hold a session
@@ -59,7 +61,7 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 				c.local.del(key)
 			}
 			prev = e
-			if e != nil && checked < e.FreshUntil {
+			if e != nil && checked < e.FreshUntil && !due(e) {
 				c.keepLocal(key, e, checked, gen)
 				return e.result(TierShared)
 			}
@@ -84,6 +86,9 @@ func (c *Cache) fill(ctx context.Context, key Key, notAfter time.Time, fetch Fet
 		}
 		if fresh > now {
 			e := &entry{Session: sess, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh, StaleUntil: stale}
+			if notAfter.IsZero() { // a JWT's session ends at its exp: no refresh helps
+				e.refreshAt = c.refresh.refreshAt(now, fresh)
+			}
 			c.keep(ctx, key, e, started, gen)
 			c.indexUser(ctx, sess.User.ID, key, time.Duration(e.keepUntil()-now))
 		}
@@ -137,6 +142,7 @@ func (c *Cache) readShared(ctx context.Context, key Key, now int64) (e *entry, o
 		return e, true
 	}
 	e.FreshUntil = min(e.FreshUntil, e.ObtainedAt+int64(c.ttl))
+	e.refreshAt = c.refresh.refreshAt(e.ObtainedAt, e.FreshUntil)
 	writerStale := e.StaleUntil
 	e.StaleUntil = 0
 	if c.staleIfError > 0 && writerStale > 0 {

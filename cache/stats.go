@@ -29,6 +29,10 @@ type Stats struct {
 	// PendingDropped counts keys the full retry queue could not keep
 	// (100,000 evictions, 10,000 other deletes): those end at their TTL.
 	PendingDropped int64
+	// Refreshes counts background refreshes started (Config.RefreshAhead);
+	// RefreshSkips those a hit asked for but that did not start (too many
+	// in flight, or the caller's ready said no).
+	Refreshes, RefreshSkips int64
 }
 
 type counters struct {
@@ -37,6 +41,7 @@ type counters struct {
 	// parallel hits of different tokens do not write one cache line.
 	lookups                                                              [numShards]lookupCounters
 	sharedReads, fetches, coalesced, staleServes, evictions, storeErrors atomic.Int64
+	refreshes, refreshSkips                                              atomic.Int64
 }
 
 type lookupCounters struct {
@@ -55,6 +60,9 @@ func (c *Cache) Stats() Stats {
 		StoreErrors: c.stats.storeErrors.Load(),
 		Rejected:    c.local.Rejected(),
 		Entries:     c.local.Len(),
+
+		Refreshes:    c.stats.refreshes.Load(),
+		RefreshSkips: c.stats.refreshSkips.Load(),
 	}
 	for i := range c.stats.lookups {
 		s.Hits += c.stats.lookups[i].hits.Load()

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/allauthgo/headless/introspect"
@@ -28,6 +29,10 @@ type entry struct {
 	// (Unix nanoseconds), 0 for an entry that lives in process only (no
 	// Storage, or a verified JWT). See Cache.usable.
 	checkedAt int64
+	// refreshAt is when a hit asks for a refresh (0: never, see refresh.go);
+	// refreshing is set by the one hit that asked.
+	refreshAt  int64
+	refreshing atomic.Bool
 }
 
 // negative reports whether the entry is allauth's 401 or 410.

@@ -58,6 +58,7 @@ type options struct {
 	rounds      int
 	djangoDelay time.Duration
 	coldSamples int
+	refresh     bool
 }
 
 func main() {
@@ -68,7 +69,15 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of (bare, protected) runs; medians are reported")
 	flag.DurationVar(&o.djangoDelay, "django-delay", 8*time.Millisecond, "delay of the stand-in's session endpoint, standing in for Django")
 	flag.IntVar(&o.coldSamples, "cold-samples", 2000, "cold requests timed for the cold-request cost")
+	flag.BoolVar(&o.refresh, "refresh-scenario", false, "run only the refresh-ahead scenario (Go client, no wrk)")
 	flag.Parse()
+	if o.refresh {
+		if err := runRefreshScenario(os.Stdout, defaultRefreshScenario()); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)

@@ -135,6 +135,13 @@ type Config struct {
 	// Optional. Default: 1 * time.Second
 	Recheck time.Duration
 
+	// RefreshAhead is how long before a cached session expires a request
+	// that uses it starts a background refresh at allauth, served from the
+	// cache meanwhile. Negative: off. See headless.Config.RefreshAhead.
+	//
+	// Optional. Default: CacheTTL / 5
+	RefreshAhead time.Duration
+
 	// StaleIfError serves a session that expired less than this long ago while
 	// allauth fails (never after a 401 or 410). See
 	// headless.Config.StaleIfError.

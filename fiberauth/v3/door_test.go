@@ -207,6 +207,7 @@ func TestEveryFieldConverts(t *testing.T) {
 		StorageSecret:        []byte("0123456789abcdef0123456789abcdef"),
 		Recheck:              time.Second,
 		StaleIfError:         time.Minute,
+		RefreshAhead:         time.Second,
 		UserIndex:            true,
 		JWT:                  &introspect.JWTConfig{PublicKey: srv.JWTPublicKeyPEM()},
 		JWTStateful:          true,

@@ -23,7 +23,7 @@ func Core(door any) headless.Config {
 	dst := reflect.ValueOf(&core).Elem()
 	for i := range dst.NumField() {
 		f := dst.Type().Field(i)
-		if f.Name == "Sources" {
+		if f.Name == "Sources" || !f.IsExported() {
 			continue
 		}
 		v := src.FieldByName(f.Name)
