@@ -28,6 +28,9 @@ type entry struct {
 	// (Unix nanoseconds), 0 for an entry that lives in process only (no
 	// Storage, or a verified JWT). See Cache.usable.
 	checkedAt int64
+	// proof is, for a verified JWT's entry (Cache.RememberToken), what a
+	// hit must present: see tokenProof. Empty for every other entry.
+	proof string
 }
 
 // negative reports whether the entry is allauth's 401 or 410.
