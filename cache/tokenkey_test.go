@@ -69,8 +69,8 @@ func TestNewTokenKey(t *testing.T) {
 func TestGetTokenOnlyTheSameBytes(t *testing.T) {
 	clk := newFakeClock()
 	c := newTestCache(t, Config{Now: clk.Now})
-	for _, n := range []int{700, MaxKeptTokenBytes, MaxKeptTokenBytes + 1, 4096} {
-		tok := fakeJWT(byte(n), n)
+	for i, n := range []int{700, MaxKeptTokenBytes, MaxKeptTokenBytes + 1, 4096} {
+		tok := fakeJWT(byte(i), n)
 		key := NewTokenKey(jwtScope, tok)
 		s := newSession(t, n)
 		c.RememberToken(key, tok, s, clk.Now().Add(time.Hour))
