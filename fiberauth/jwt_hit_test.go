@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
 	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
@@ -136,4 +139,38 @@ func TestJWT_LongTokenHit(t *testing.T) {
 		t.Errorf("a token differing in one byte hit: %+v", s)
 	}
 	wantCalls(t, srv, 0)
+}
+
+// A JWT hit allocates nothing, RS256 and HS256 alike.
+func TestJWT_HitAllocatesNothing(t *testing.T) {
+	for _, alg := range []string{"RS256", "HS256"} {
+		t.Run(alg, func(t *testing.T) {
+			srv := newJWTAllauth(t, allauthtest.JWTConfig{Algorithm: alg})
+			m := newMiddleware(t, srv, fiberauth.Config{
+				KeyLookup: jwtLookup,
+				JWT:       &introspect.JWTConfig{PublicKey: srv.JWTPublicKeyPEM(), Secret: srv.JWTSecret()},
+			})
+			app := fiber.New(fiber.Config{DisableStartupMessage: true})
+			app.Use(m.Handler)
+			app.Get("/", func(c *fiber.Ctx) error { return c.SendStatus(http.StatusOK) })
+			t.Cleanup(func() { _ = app.Shutdown() })
+			h := app.Handler()
+			access, _ := srv.IssueJWT("alice")
+			fctx := &fasthttp.RequestCtx{}
+			fctx.Request.Header.SetMethod(fiber.MethodGet)
+			fctx.Request.SetRequestURI("/")
+			fctx.Request.Header.Set(fiber.HeaderAuthorization, "Bearer "+access)
+			h(fctx) // verified, then kept
+			if fctx.Response.StatusCode() != http.StatusOK {
+				t.Fatalf("status %d", fctx.Response.StatusCode())
+			}
+			hits := m.Metrics().Cache.Hits
+			if n := testing.AllocsPerRun(200, func() { h(fctx) }); n != 0 {
+				t.Errorf("a JWT hit allocates %v times", n)
+			}
+			if got := m.Metrics().Cache.Hits - hits; got < 200 {
+				t.Errorf("%d hits, want every repeat a hit", got)
+			}
+		})
+	}
 }
