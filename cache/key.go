@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash/maphash"
+	"math"
 
 	"github.com/allauthgo/headless/introspect"
 )
@@ -85,7 +86,7 @@ func NewTokenKey[T ~string | ~[]byte](scope Scope, token T) Key {
 	n := copy(tail[:], token[max(0, len(token)-tokenKeyTail):])
 	var k Key
 	binary.LittleEndian.PutUint64(k[0:8], maphash.Bytes(tokenSeed, tail[:n]))
-	binary.LittleEndian.PutUint32(k[8:12], uint32(min(len(token), 1<<32-1)))
+	binary.LittleEndian.PutUint32(k[8:12], uint32(min(uint(len(token)), math.MaxUint32)))
 	copy(k[12:16], tokenKeyTag)
 	copy(k[16:32], scope[:])
 	return k
