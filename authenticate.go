@@ -38,10 +38,10 @@ func (a *Authenticator) Authenticate(r Request, optional bool) Result {
 		return a.fail(a.rejection(src.kind, malformed(src.kind)))
 	case foundToken:
 	}
-	key := cache.NewKey(src.scope, value)
 	if src.kind == introspect.Bearer && a.jwt != nil {
-		return a.authenticateJWT(r, src, key, value)
+		return a.authenticateJWT(r, src, value)
 	}
+	key := cache.NewKey(src.scope, value)
 	// The in-process tier needs no context: the request's (which some
 	// frameworks pay for) is only asked for on a miss.
 	res, ok := a.cache.Get(context.Background(), key)
@@ -113,42 +113,65 @@ func buildJWT(cfg Config, wantsBearer bool) (*introspect.JWTVerifier, error) {
 // asks allauth (through the cache) whether its session still lives. Every
 // Bearer value is answered here, without allauth, unless it is a valid access
 // token: under allauth's JWT strategy nothing else can be valid.
-func (a *Authenticator) authenticateJWT(r Request, src *Source, key cache.Key, value []byte) Result {
+//
+// A verified token's answer is kept in process under a cheap key (a seeded
+// hash of the token's end and its length, cache.NewTokenKey) with the token's
+// own bytes, and a repeat is served only if it is byte for byte the token
+// that verified: a token differing in any byte is a miss and is verified
+// like a new one. Hashing the whole ~700-byte token with SHA-256 on every
+// request, as the shared tier's keys need, would cost more than the rest of
+// the hit. The stateful mode keeps those SHA-256 keys: its answers are
+// allauth's, shared with other instances.
+func (a *Authenticator) authenticateJWT(r Request, src *Source, value []byte) Result {
 	if !a.cfg.JWTStateful {
 		// A token verified before is answered from the in-process cache:
 		// its signature check costs far more than the rest of the request.
-		if res, ok := a.cache.Get(context.Background(), key); ok && res.Session != nil {
-			return a.succeed(res.Session)
+		key := cache.NewTokenKey(src.scope, value)
+		if s, ok := a.cache.GetToken(key, value); ok {
+			return a.succeed(s)
 		}
-	}
-	if !credential.WellFormed(uint8(src.kind), value, credential.MaxBytes) {
-		return a.fail(a.rejection(src.kind, malformed(src.kind)))
-	}
-	s, err := a.jwt.Verify(string(value))
-	if err != nil {
-		return a.fail(a.rejection(introspect.Bearer, err))
-	}
-	if !a.cfg.JWTStateful {
-		a.cache.Remember(key, s, s.ExpiresAt)
+		s, res := a.verifyJWT(src, value)
+		if s == nil {
+			return res
+		}
+		a.cache.RememberToken(key, value, s, s.ExpiresAt)
 		return a.succeed(s)
 	}
-	res, ok := a.cache.Get(context.Background(), key)
+	s, res := a.verifyJWT(src, value)
+	if s == nil {
+		return res
+	}
+	key := cache.NewKey(src.scope, value)
+	cached, ok := a.cache.Get(context.Background(), key)
 	if !ok {
 		// Nothing is cached past exp: a token allauth vouched for must not
 		// outlive its own expiry in the cache.
-		res = a.load(r.Context(), src, key, value, s.ExpiresAt)
+		cached = a.load(r.Context(), src, key, value, s.ExpiresAt)
 	}
-	if res.Session == nil {
-		return a.fail(a.outcomeError(src.kind, res.Err))
+	if cached.Session == nil {
+		return a.fail(a.outcomeError(src.kind, cached.Err))
 	}
-	if res.Session.User.ID != s.User.ID {
+	if cached.Session.User.ID != s.User.ID {
 		// allauth's session belongs to someone else than sub: never trust
 		// either.
 		return a.fail(a.rejection(introspect.Bearer, malformed(introspect.Bearer)))
 	}
 	// The cached session is shared: add this token's claims to a copy.
-	out := *res.Session
+	out := *cached.Session
 	out.User.Claims = s.User.Claims
 	out.ExpiresAt = s.ExpiresAt
 	return a.succeed(&out)
+}
+
+// verifyJWT checks a Bearer value's form and signature: the verified
+// session, or nil and the refusal to answer.
+func (a *Authenticator) verifyJWT(src *Source, value []byte) (*introspect.Session, Result) {
+	if !credential.WellFormed(uint8(src.kind), value, credential.MaxBytes) {
+		return nil, a.fail(a.rejection(src.kind, malformed(src.kind)))
+	}
+	s, err := a.jwt.Verify(string(value))
+	if err != nil {
+		return nil, a.fail(a.rejection(introspect.Bearer, err))
+	}
+	return s, Result{}
 }

@@ -106,12 +106,20 @@ func (a *Authenticator) Evict(ctx context.Context, token string) error {
 func (a *Authenticator) evictTokens(ctx context.Context, tokens ...string) (int, error) {
 	kinds := [...]introspect.Kind{introspect.SessionToken, introspect.Cookie, introspect.Bearer}
 	keys := make([]cache.Key, 0, len(tokens)*len(kinds))
+	forgot := 0
+	bearer := cache.NewScope(introspect.Bearer, a.client.Endpoint(introspect.Bearer))
 	for _, token := range tokens {
 		for _, kind := range kinds {
 			keys = append(keys, cache.NewKey(cache.NewScope(kind, a.client.Endpoint(kind)), token))
 		}
+		// A JWT verified in process is kept under this process's own key
+		// (authenticateJWT).
+		if a.cache.ForgetToken(cache.NewTokenKey(bearer, token)) {
+			forgot++
+		}
 	}
-	return a.cache.Evict(ctx, keys...)
+	n, err := a.cache.Evict(ctx, keys...)
+	return forgot + n, err
 }
 
 // EvictUser drops every cached answer the user index lists for userID (an

@@ -230,10 +230,12 @@ func New(cfg Config) *Cache {
 // Get returns a fresh answer from the in-process tier: a session, or
 // allauth's cached 401/410 in Result.Err. ok is false on a miss; Load then
 // reads the shared tier (once for all concurrent callers) and, failing
-// that, allauth. Get never leaves the process and allocates nothing.
+// that, allauth. Get never leaves the process and allocates nothing. A
+// verified JWT's entry (RememberToken) is never Get's answer: only
+// GetToken, given the token itself, serves it.
 func (c *Cache) Get(_ context.Context, key Key) (r Result, ok bool) {
 	e, now := c.local.get(key), c.nanos()
-	if e == nil || !c.usable(e, now) {
+	if e == nil || e.proof != "" || !c.usable(e, now) {
 		c.stats.lookups[key[0]&(numShards-1)].misses.Add(1)
 		return Result{}, false
 	}
@@ -262,19 +264,40 @@ func (c *Cache) usable(e *entry, now int64) bool {
 	return c.bus != nil && c.bus.vouches(e.checkedAt, now, c.recheck)
 }
 
-// Remember keeps an authenticated answer in the in-process tier only, for
-// at most TTL and never until until (a verified JWT's answer, until its exp:
-// checking it again costs more than the whole request, and no other instance
-// needs it). Delete drops it.
-func (c *Cache) Remember(key Key, s *introspect.Session, until time.Time) {
+// RememberToken keeps a verified JWT's answer in the in-process tier only,
+// for at most TTL and never until until (its exp: checking it again costs
+// more than the whole request, and no other instance needs it), under key
+// (normally NewTokenKey(scope, token)). The entry keeps the token (see
+// tokenProof), so that GetToken serves it to that token only. token is
+// copied. ForgetToken drops the entry.
+func (c *Cache) RememberToken(key Key, token []byte, s *introspect.Session, until time.Time) {
 	now := c.nanos()
 	// The coarse clock may lag by its resolution: stop that much early.
 	fresh := min(now+int64(c.ttl), until.UnixNano()-int64(clockResolution))
 	if ttl := fresh - now; ttl > 0 {
-		e := &entry{Session: s, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh}
+		e := &entry{Session: s, Status: http.StatusOK, ObtainedAt: now, FreshUntil: fresh, proof: tokenProof(token)}
 		c.local.set(key, e, time.Duration(ttl))
 	}
 }
+
+// GetToken returns the session RememberToken kept for token under key, if it
+// is fresh and was remembered for exactly these bytes. Any other token is a
+// miss, even one under the same key: only a miss (a verification) is what a
+// shared key can cost. It allocates nothing.
+func (c *Cache) GetToken(key Key, token []byte) (*introspect.Session, bool) {
+	e := c.local.get(key)
+	if e == nil || e.proof == "" || !proves(e.proof, token) || !c.usable(e, c.nanos()) {
+		c.stats.lookups[key[0]&(numShards-1)].misses.Add(1)
+		return nil, false
+	}
+	c.stats.lookups[key[0]&(numShards-1)].hits.Add(1)
+	return e.Session, true
+}
+
+// ForgetToken drops a RememberToken entry from the in-process tier and
+// reports whether it was there. Nothing is sent to Storage or to other
+// instances: a token key means nothing outside this process (NewTokenKey).
+func (c *Cache) ForgetToken(key Key) bool { return c.dropLocal(key) }
 
 // Close stops the Cache's goroutines (clock, janitor, eviction listener,
 // refreshes in flight, retry queue) and closes its own Redis connections.

@@ -2,7 +2,10 @@ package cache
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"hash/maphash"
+	"math"
 
 	"github.com/allauthgo/headless/introspect"
 )
@@ -53,8 +56,86 @@ func NewKey[T ~string | ~[]byte](scope Scope, token T) Key {
 	return sha256.Sum256(b)
 }
 
+// tokenKeyTail is how many of a token's last bytes its [NewTokenKey] hashes:
+// the end of a JWT is its signature, the part that differs most between
+// tokens, and a bounded slice keeps the key's cost flat however long the
+// token is.
+const tokenKeyTail = 64
+
+// tokenKeyTag marks a token key (bytes 12 to 15), apart from the SHA-256
+// keys of NewKey.
+const tokenKeyTag = "tok\x00"
+
+// tokenSeed is the process's secret seed for token keys: a client cannot
+// predict which tokens share a key, so it cannot aim a token at another
+// one's entry.
+var tokenSeed = maphash.MakeSeed()
+
+// NewTokenKey is the in-process key of a verified JWT (see
+// [Cache.RememberToken]): a seeded maphash of the token's last 64 bytes, its
+// length and the scope. It costs a small fraction of NewKey on a JWT (which
+// runs SHA-256 over all of its ~700 bytes) and allocates nothing, but it
+// proves nothing: tokens that share their last 64 bytes and their length
+// share a key, and a maphash can collide. So such a key is only ever used
+// with RememberToken and GetToken, which keep the verified token itself in
+// the entry and compare it in full on every hit: a shared key costs a miss,
+// never a hit. It must not be stored outside the process (the seed is the
+// process's own) or logged as the token's name in another process.
+func NewTokenKey[T ~string | ~[]byte](scope Scope, token T) Key {
+	var tail [tokenKeyTail]byte
+	n := copy(tail[:], token[max(0, len(token)-tokenKeyTail):])
+	var k Key
+	binary.LittleEndian.PutUint64(k[0:8], maphash.Bytes(tokenSeed, tail[:n]))
+	binary.LittleEndian.PutUint32(k[8:12], uint32(min(uint(len(token)), math.MaxUint32)))
+	copy(k[12:16], tokenKeyTag)
+	copy(k[16:32], scope[:])
+	return k
+}
+
 // String returns the key in hex.
 func (k Key) String() string { return hex.EncodeToString(k[:]) }
 
 // Short returns the first 12 hex digits, enough to correlate log lines.
 func (k Key) Short() string { return hex.EncodeToString(k[:6]) }
+
+// MaxKeptTokenBytes is the longest token whose bytes RememberToken keeps in
+// its entry. allauth's RS256 access tokens are about 700 bytes; an entry
+// grows by at most this much, for tokens that verified (only those are
+// remembered, so a client cannot fill the store with long junk). A longer
+// token's entry keeps its SHA-256 instead (33 bytes), which each of its hits
+// computes again: as dear as every JWT hit was before keys were cheap.
+const MaxKeptTokenBytes = 2048
+
+// tokenProof is what an entry keeps to recognise token: the token itself
+// when it is at most MaxKeptTokenBytes long and does not start with a zero
+// byte, otherwise a zero byte and the token's SHA-256. The two forms cannot
+// be confused (only the second starts with a zero byte), so two tokens have
+// the same proof only if they are the same bytes (or collide in SHA-256).
+func tokenProof(token []byte) string {
+	if keptWhole(token) {
+		return string(token)
+	}
+	sum := sha256.Sum256(token)
+	return "\x00" + string(sum[:])
+}
+
+func keptWhole(token []byte) bool {
+	return len(token) <= MaxKeptTokenBytes && (len(token) == 0 || token[0] != 0)
+}
+
+// proves reports whether proof is tokenProof(token), without allocating.
+//
+// It compares plainly, not in constant time, and that leaks nothing worth
+// having: the compare only runs against the entry that token's own key
+// selects. A client reaches its own token's entry, whose bytes it knows. To
+// reach another token's entry it must present that token's length and last
+// 64 bytes (the end of its signature, as secret as the token), or hit a
+// maphash collision under the process's secret seed blind, without being
+// able to choose or steer towards whose entry it lands on.
+func proves(proof string, token []byte) bool {
+	if keptWhole(token) {
+		return proof == string(token)
+	}
+	sum := sha256.Sum256(token)
+	return len(proof) == 1+sha256.Size && proof[0] == 0 && proof[1:] == string(sum[:])
+}

@@ -33,6 +33,9 @@ type entry struct {
 	// refreshing is set by the one hit that asked.
 	refreshAt  int64
 	refreshing atomic.Bool
+	// proof is, for a verified JWT's entry (Cache.RememberToken), what a
+	// hit must present: see tokenProof. Empty for every other entry.
+	proof string
 }
 
 // negative reports whether the entry is allauth's 401 or 410.
