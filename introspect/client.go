@@ -246,6 +246,7 @@ func (c *Client) lookup(ctx context.Context, cred Credential) (*Session, error) 
 		return nil, &UpstreamError{
 			Status:     status,
 			Reason:     "unexpected status",
+			URL:        c.Endpoint(cred.Kind),
 			RetryAfter: parseRetryAfter(resp.Header().Get("Retry-After"), time.Now()),
 		}
 	}
