@@ -3,12 +3,15 @@ package headless_test
 import (
 	"bytes"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/httpauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -133,4 +136,46 @@ func TestNew_StorageWithoutSecretWarns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A wrong Mount makes allauth answer 404: the request gets a 503 and the
+// log line names the URL that was asked, never the token.
+func TestUnexpectedStatusLogNamesTheURL(t *testing.T) {
+	srv := allauthtest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.AddUser(allauthtest.User{Username: "alice", Password: "alice-pass"})
+	token := srv.IssueToken("alice")
+	var logs syncBuffer
+	m, err := httpauth.NewMiddleware(httpauth.Config{BaseURL: srv.URL, Mount: "/accounts", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAtEnd(t, m)
+	rec := httptest.NewRecorder()
+	m.Handler(http.NotFoundHandler()).ServeHTTP(rec, req("X-Session-Token", token))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", rec.Code)
+	}
+	out := logs.String()
+	if want := "status 404 from " + srv.URL + "/accounts/app/v1/auth/session"; !strings.Contains(out, want) || strings.Contains(out, token) {
+		t.Errorf("log %q, want it to say %q and not the token", out, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a logger may write while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
