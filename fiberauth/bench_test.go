@@ -96,7 +96,7 @@ func Benchmark_Middleware(b *testing.B) {
 	// is a GET to Redis (REDIS_ADDR, else a private redis-server). Compare
 	// with /hit (in process) and Benchmark_MiddlewareJWT/rs256 (no cache).
 	b.Run("redis-hit", func(b *testing.B) {
-		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Storage: newRedis(b, "")}))
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Storage: newRedis(b, ""), Logger: quietLogger()})) // quiet: no StorageSecret, as measured before
 		defer func() { _ = m.Close() }()
 		run(b, newApp(m.Handler), request(token))
 		b.StopTimer()
