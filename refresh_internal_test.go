@@ -26,7 +26,12 @@ type testClock struct{ ns atomic.Int64 }
 
 func (c *testClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
-func newTestClock() *testClock           { c := &testClock{}; c.ns.Store(time.Now().UnixNano()); return c }
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+
 func waitUntil(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -85,7 +90,7 @@ func TestAuthenticate_RefreshAhead(t *testing.T) {
 	// allauth logs the session out; the next refresh sees it.
 	srv.Logout(token)
 	clock.Add(7200 * time.Millisecond) // 18.4 s: the refreshed answer's last fifth
-	a.Authenticate(req, false) // served, and refreshes
+	a.Authenticate(req, false)         // served, and refreshes
 	waitUntil(t, "the refresh after logout", func() bool { return srv.SessionCalls() == 3 })
 	waitUntil(t, "the refusal to be cached", func() bool {
 		res := a.Authenticate(&fakeRequest{token: []byte(token)}, false)
