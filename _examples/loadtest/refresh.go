@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,8 +33,10 @@ type refreshScenario struct {
 }
 
 func defaultRefreshScenario() refreshScenario {
-	return refreshScenario{tokens: 200, clients: 16, every: 20 * time.Millisecond, ttl: time.Second,
-		delay: 30 * time.Millisecond, length: 6 * time.Second}
+	return refreshScenario{
+		tokens: 200, clients: 16, every: 20 * time.Millisecond, ttl: time.Second,
+		delay: 30 * time.Millisecond, length: 6 * time.Second,
+	}
 }
 
 type refreshRun struct {
@@ -46,10 +49,11 @@ type refreshRun struct {
 }
 
 func runRefreshScenario(out io.Writer, sc refreshScenario) error {
-	fmt.Fprintf(out, "## Refresh ahead: %d tokens, each used about every %s by %d clients, CacheTTL %s, allauth %s a lookup, %s a run\n\n",
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Refresh ahead: %d tokens, each used about every %s by %d clients, CacheTTL %s, allauth %s a lookup, %s a run\n\n",
 		sc.tokens, sc.every, sc.clients, sc.ttl, sc.delay, sc.length)
-	fmt.Fprintln(out, "| RefreshAhead | requests | p50 | p99 | p99.9 | max | non-200 | requests that waited (misses) | refreshes (skipped) | lookups at allauth | per token per TTL |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|")
+	b.WriteString("| RefreshAhead | requests | p50 | p99 | p99.9 | max | non-200 | requests that waited (misses) | refreshes (skipped) | lookups at allauth | per token per TTL |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, mode := range []struct {
 		name  string
 		ahead time.Duration
@@ -59,11 +63,12 @@ func runRefreshScenario(out io.Writer, sc refreshScenario) error {
 			return err
 		}
 		perTokenTTL := float64(r.lookups) / float64(sc.tokens) / (float64(sc.length) / float64(sc.ttl))
-		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %d | %d | %d (%d) | %d | %.2f |\n", mode.name, r.requests,
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %d | %d | %d (%d) | %d | %.2f |\n", mode.name, r.requests,
 			ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max), r.non200, r.misses, r.refreshes, r.skips, r.lookups, perTokenTTL)
 	}
-	fmt.Fprintln(out)
-	return nil
+	b.WriteString("\n")
+	_, err := io.WriteString(out, b.String())
+	return err
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
@@ -113,8 +118,12 @@ func refreshOnce(sc refreshScenario, ahead time.Duration) (refreshRun, error) {
 	}
 	// Warm every token, then let the stand-in be as slow as a loaded Django.
 	for _, tok := range tokens {
-		if status, err := get(tok); err != nil || status != http.StatusOK {
-			return refreshRun{}, fmt.Errorf("warming: status %d, %v", status, err)
+		status, err := get(tok)
+		if err != nil {
+			return refreshRun{}, fmt.Errorf("warming: %w", err)
+		}
+		if status != http.StatusOK {
+			return refreshRun{}, fmt.Errorf("warming: status %d", status)
 		}
 	}
 	standin.ResetCounters()
@@ -160,7 +169,9 @@ func refreshOnce(sc refreshScenario, ahead time.Duration) (refreshRun, error) {
 	standin.SetFault(allauthtest.Fault{})
 	slices.Sort(latencies)
 	pct := func(p float64) time.Duration { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
-	return refreshRun{requests: len(latencies), non200: int(non200.Load()), p50: pct(0.50), p99: pct(0.99),
+	return refreshRun{
+		requests: len(latencies), non200: int(non200.Load()), p50: pct(0.50), p99: pct(0.99),
 		p999: pct(0.999), max: latencies[len(latencies)-1], lookups: lookups,
-		misses: st.Misses - tokensWarm, refreshes: st.Refreshes, skips: st.RefreshSkips}, nil
+		misses: st.Misses - tokensWarm, refreshes: st.Refreshes, skips: st.RefreshSkips,
+	}, nil
 }
