@@ -28,6 +28,13 @@ func TestProxies_TwoGatewaysShareRedis(t *testing.T) {
 	viaCaddy := startCaddy(t, gwB, a.addr())
 	c := client(t)
 
+	// Each gateway's first Redis calls dial its connections; on a loaded
+	// machine that can outlast the 50 ms StoreTimeout and turn the shared
+	// read below into a (correct, but here unwanted) miss. Warm both first.
+	warm := srv.IssueToken("alice")
+	wantUser(t, a, do(t, c, "GET", viaNginx+"/x", "X-Session-Token", warm), "1", "alice@example.com", "alice", "Alice Liddell")
+	wantUser(t, a, do(t, c, "GET", viaCaddy+"/x", "X-Session-Token", warm), "1", "alice@example.com", "alice", "Alice Liddell")
+
 	tok := srv.IssueToken("alice")
 	srv.ResetCounters()
 	wantUser(t, a, do(t, c, "GET", viaNginx+"/x", "X-Session-Token", tok), "1", "alice@example.com", "alice", "Alice Liddell")
