@@ -27,6 +27,7 @@ type req struct {
 	headers map[string][][]byte
 	cookies [][2][]byte
 	ctx     context.Context
+	asked   int // calls to Context: a cache hit makes none
 }
 
 // get builds a request from header pairs ("Name", "value", ...). A "Cookie"
@@ -75,6 +76,7 @@ func (r *req) Cookie(name string) []byte {
 }
 
 func (r *req) Context() context.Context {
+	r.asked++
 	if r.ctx != nil {
 		return r.ctx
 	}
@@ -283,3 +285,4 @@ func (*memStorage) Close() error { return nil }
 // recheckAlways makes an instance read the shared store on every request,
 // so that an eviction on another instance is seen by the very next request.
 const recheckAlways = time.Nanosecond
+

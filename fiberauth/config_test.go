@@ -128,6 +128,10 @@ func Test_Config_Next(t *testing.T) {
 	wantUser(t, do(t, app, withToken(tok)), "alice")
 	wantError(t, do(t, app, get()), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 1)
+	// Skipped requests are counted, so that Metrics sees every request.
+	if s := m.Metrics().Requests; s[headless.OutcomeSkipped] != 3 || s[headless.OutcomeAuthenticated] != 1 {
+		t.Errorf("requests by outcome: %v", s)
+	}
 }
 
 // SuccessHandler runs after the user is stored; it may go on or answer.
