@@ -8,10 +8,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
-	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
-	"github.com/allauthgo/headless/introspect"
-	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
 // waitSubscribed waits until each middleware hears evictions from the others.
@@ -133,40 +130,4 @@ func Test_Redis_HitAllocatesNothing(t *testing.T) {
 	if s := m.Metrics().Cache; s.SharedReads-before > 1 {
 		t.Errorf("%d shared reads for one token within Recheck", s.SharedReads-before)
 	}
-}
-
-// A verified JWT is kept in process: a repeat is a cache hit (no signature
-// check, nothing allocated), never past the token's exp, and Evict drops it.
-func TestJWT_VerifiedTokenCached(t *testing.T) {
-	srv := newJWTAllauth(t, allauthtest.JWTConfig{AccessTokenTTL: 2 * time.Second})
-	jc := &introspect.JWTConfig{PublicKey: srv.JWTPublicKeyPEM(), ClockSkew: -1}
-	m := newMiddleware(t, srv, fiberauth.Config{KeyLookup: jwtLookup, JWT: jc, CacheTTL: time.Minute})
-	app := jwtApp(t, m.Handler)
-	access, _ := srv.IssueJWT("bob")
-	srv.ResetCounters()
-	for range 3 {
-		if r := do(t, app, bearer(access)); r.Status != http.StatusOK || r.Body != "2  "+jtiOf(t, access) {
-			t.Fatalf("got %d %q", r.Status, r.Body)
-		}
-	}
-	wantCalls(t, srv, 0)
-	if s := m.Metrics().Cache; s.Hits != 2 || s.Misses != 1 {
-		t.Errorf("stats %+v, want 1 miss (verified) then 2 hits", s)
-	}
-
-	if err := m.Evict(t.Context(), access); err != nil {
-		t.Fatal(err)
-	}
-	if r := do(t, app, bearer(access)); r.Status != http.StatusOK {
-		t.Fatalf("after Evict: %d", r.Status)
-	}
-	if s := m.Metrics().Cache; s.Misses != 2 {
-		t.Errorf("Evict did not drop the verified token: %+v", s)
-	}
-
-	// CacheTTL is a minute; exp comes first and ends the cached answer.
-	exp := time.Unix(int64(claimsOf(t, access)["exp"].(float64)), 0) //nolint:errcheck // test tokens carry a numeric exp
-	time.Sleep(time.Until(exp) + 50*time.Millisecond)
-	wantError(t, do(t, app, bearer(access)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
-	wantCalls(t, srv, 0)
 }
