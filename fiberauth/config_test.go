@@ -42,7 +42,7 @@ func Test_Config_Panics(t *testing.T) {
 		{"duplicate Authorization", fiberauth.Config{BaseURL: base, KeyLookup: "header:Authorization,header:authorization"}, []string{"Authorization", "twice"}},
 		{"two cookies", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:sessionid,cookie:sid"}, []string{"2 cookies"}},
 		{"bad cookie name", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:a;b"}, []string{"CookieName"}},
-		{"short StorageSecret", fiberauth.Config{BaseURL: base, Storage: failingStorage{}, StorageSecret: []byte("short")}, []string{"StorageSecret", "16 bytes"}},
+		{"short StorageSecret", fiberauth.Config{BaseURL: base, Storage: newMemStorage(), StorageSecret: []byte("short")}, []string{"StorageSecret", "16 bytes"}},
 		{"StorageSecret without Storage", fiberauth.Config{BaseURL: base, StorageSecret: make([]byte, 32)}, []string{"StorageSecret", "Storage"}},
 	}
 	for _, tc := range cases {
