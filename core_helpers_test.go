@@ -285,4 +285,3 @@ func (*memStorage) Close() error { return nil }
 // recheckAlways makes an instance read the shared store on every request,
 // so that an eviction on another instance is seen by the very next request.
 const recheckAlways = time.Nanosecond
-

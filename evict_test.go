@@ -489,4 +489,3 @@ func TestEvictSnippet_Vector(t *testing.T) {
 		"X-Allauthgo-Timestamp", strconv.FormatInt(v.timestamp, 10),
 		"X-Allauthgo-Signature", v.signature)), 0)
 }
-

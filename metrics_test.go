@@ -31,7 +31,7 @@ func TestObserve_Metrics(t *testing.T) {
 	wantError(t, auth(a, withToken("abcdefghijklmnopqrstuvwxyz012345")), http.StatusGone, CodeSessionGone)
 	wantError(t, auth(a, get()), http.StatusUnauthorized, CodeNotAuthenticated)
 	wantError(t, auth(a, withCookie("sessionid", "x")), http.StatusUnauthorized, CodeNotAuthenticated) // not a source: no credential
-	a.Skip()                                                                                            // a door's Next let one through
+	a.Skip()                                                                                           // a door's Next let one through
 	srv.SetFault(allauthtest.Fault{Status: http.StatusTooManyRequests})
 	wantError(t, auth(a, withToken(srv.IssueToken("bob"))), http.StatusServiceUnavailable, CodeUpstreamUnavailable)
 	srv.SetFault(allauthtest.Fault{})

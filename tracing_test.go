@@ -468,7 +468,6 @@ func parkedInCacheLoad() int {
 	return count
 }
 
-
 // statusOf is the status a door answers res with.
 func statusOf(res Result) int {
 	if res.Err != nil {
