@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -29,13 +30,7 @@ func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 func newTestClock() *testClock           { c := &testClock{}; c.ns.Store(time.Now().UnixNano()); return c }
 func waitUntil(t testing.TB, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // real time: polls what real HTTP, Redis or a goroutine makes true
-	}
+	testwait.Until(t, 10*time.Second, what, ok)
 }
 
 // TestAuthenticate_RefreshAhead: a hit in the last fifth of CacheTTL is

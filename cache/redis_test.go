@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/storage/redis/v3"
 
 	"github.com/allauthgo/headless/internal/redistest"
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -203,20 +204,16 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	t.Logf("with Redis down: %+v", a.Stats())
 
 	srv.Restart(t) // same port, empty
-	deadline := time.Now().Add(20 * time.Second)
-	for i := 100; ; i++ {
+	i := 99
+	testwait.Until(t, 20*time.Second, "the shared cache to work again after Redis restarted", func() bool {
+		i++
 		r := a.Load(ctx, keyFor(i), time.Time{}, fetch(i))
 		if r.Session == nil {
 			t.Fatalf("Load %d after restart = %+v", i, r)
 		}
-		if got, ok := peek(b, keyFor(i)); ok && got.Session.User.ID == strconv.Itoa(i) {
-			break // written by a, read by b: shared again
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the shared cache does not work again after Redis restarted")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		got, ok := peek(b, keyFor(i))
+		return ok && got.Session.User.ID == strconv.Itoa(i) // written by a, read by b: shared again
+	})
 	if _, err := a.Evict(ctx, keyFor(1)); err != nil {
 		t.Errorf("Delete after restart: %v", err)
 	}
@@ -225,14 +222,8 @@ func TestRedisStoppedMidTest(t *testing.T) {
 // waitSubscribed waits until each cache's eviction subscription is proven.
 func waitSubscribed(tb testing.TB, caches ...*Cache) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
 	for _, c := range caches {
-		for !c.Stats().Subscribed {
-			if time.Now().After(deadline) {
-				tb.Fatal("the eviction subscription never came up")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testwait.Until(tb, 5*time.Second, "the eviction subscription", func() bool { return c.Stats().Subscribed })
 	}
 }
 
@@ -240,14 +231,8 @@ func waitSubscribed(tb testing.TB, caches ...*Cache) {
 // failing after 2 s (far below any Recheck these tests use with it).
 func waitEvicted(tb testing.TB, c *Cache, k Key) {
 	tb.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if _, ok := c.Get(context.Background(), k); !ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatal("the eviction never reached the other instance")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(tb, 2*time.Second, "the eviction to reach the other instance", func() bool {
+		_, ok := c.Get(context.Background(), k)
+		return !ok
+	})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/storage/redis/v3"
 
 	"github.com/allauthgo/headless/internal/redistest"
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -79,25 +80,13 @@ func localEntry(c *Cache, k Key) *entry {
 // waitClock waits until c's clock reads at least t (Unix nanoseconds).
 func waitClock(tb testing.TB, c *Cache, t int64) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for c.nanos() < t {
-		if time.Now().After(deadline) {
-			tb.Fatal("the cache's clock does not advance")
-		}
-		time.Sleep(clockResolution)
-	}
+	testwait.Until(tb, 30*time.Second, "the cache's clock to advance", func() bool { return c.nanos() >= t })
 }
 
 // waitFor polls cond until it holds, failing with what after d.
 func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(tb, d, what, cond)
 }
 
 // TestRedisSharedReadOnce proves an instance on Redis reads the shared tier
@@ -603,12 +592,7 @@ func TestRedisLateEvictionMessageDeletesSharedCopy(t *testing.T) {
 	if err := storage.Conn().Publish(ctx, prefix+"evict", msg).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); b.Stats().EvictionsHeard == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the message never arrived")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 5*time.Second, "the message", func() bool { return b.Stats().EvictionsHeard > 0 })
 	if _, ok := b.Get(ctx, k); ok {
 		t.Error("the in-process copy survived the eviction")
 	}

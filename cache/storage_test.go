@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -401,14 +402,10 @@ func TestStorageStoreFailing(t *testing.T) {
 		t.Errorf("Fetches = %d, want 12", st.Fetches)
 	}
 	// The rest ends: the storage is tried again.
-	deadline := time.Now().Add(10 * time.Second)
-	for storage.calls.Load() == 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("the storage is never tried again")
-		}
-		time.Sleep(20 * time.Millisecond)
+	testwait.Until(t, 10*time.Second, "the storage to be tried again", func() bool {
 		peek(c, keyFor(1))
-	}
+		return storage.calls.Load() != 3
+	})
 }
 
 // flakyStorage is a map storage that fails while failing is set.

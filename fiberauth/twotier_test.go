@@ -1,6 +1,7 @@
 package fiberauth_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -9,19 +10,14 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/testwait"
 )
 
 // waitSubscribed waits until each middleware hears evictions from the others.
 func waitSubscribed(tb testing.TB, ms ...*fiberauth.Middleware) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
 	for _, m := range ms {
-		for !m.Metrics().Cache.Subscribed {
-			if time.Now().After(deadline) {
-				tb.Fatal("the eviction subscription never came up")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testwait.Until(tb, 5*time.Second, "the eviction subscription", func() bool { return m.Metrics().Cache.Subscribed })
 	}
 }
 
@@ -29,13 +25,7 @@ func waitSubscribed(tb testing.TB, ms ...*fiberauth.Middleware) {
 // instances, so that a test goes on only once an eviction has reached it.
 func waitHeard(tb testing.TB, m *fiberauth.Middleware, n int64) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Metrics().Cache.EvictionsHeard < n {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%d eviction messages heard, want %d", m.Metrics().Cache.EvictionsHeard, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(tb, 5*time.Second, fmt.Sprintf("%d eviction messages heard", n), func() bool { return m.Metrics().Cache.EvictionsHeard >= n })
 }
 
 // waitStatus repeats req until app answers want, failing after 2 s: far
@@ -43,17 +33,7 @@ func waitHeard(tb testing.TB, m *fiberauth.Middleware, n int64) {
 // message can explain the change.
 func waitStatus(tb testing.TB, app *fiber.App, req func() *http.Request, want int) {
 	tb.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		r := do(tb, app, req())
-		if r.Status == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("still %d %q, want %d", r.Status, r.Body, want)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.Until(tb, 2*time.Second, fmt.Sprintf("the answer %d", want), func() bool { return do(tb, app, req()).Status == want })
 }
 
 // Two instances on one Redis: the second learns a login from the shared tier
