@@ -489,3 +489,88 @@ func TestEvictSnippet_Vector(t *testing.T) {
 		"X-Allauthgo-Timestamp", strconv.FormatInt(v.timestamp, 10),
 		"X-Allauthgo-Signature", v.signature)), 0)
 }
+
+// A Django logout stops the token on every instance within a second: two
+// instances share a Redis cache, the eviction goes to one of them, and the
+// next request through either gets 410 (app token) or 401 (browser cookie).
+func TestEvict_LogoutEverywhereRedis(t *testing.T) {
+	t.Parallel()
+	prefix := redisPrefix(t)
+	st := newRedis(t, prefix)
+	srv := newAllauth(t)
+	cfg := Config{Storage: st, Prefix: prefix, CacheTTL: time.Minute, Sources: browserSources}
+	ma := newCore(t, srv, cfg)
+	mb := newCore(t, srv, cfg)
+	a, b := newEvictApp(t, EvictConfig{}, ma), newEvictApp(t, EvictConfig{}, mb)
+	waitSubscribed(t, ma, mb)
+
+	tok, cookie := srv.IssueToken("alice"), srv.IssueCookie("bob")
+	for _, app := range []*evictApp{a, b} {
+		wantUser(t, auth(app.a, withToken(tok)), "alice")
+		wantUser(t, auth(app.a, withCookie("sessionid", cookie)), "bob")
+	}
+	wantCalls(t, srv, 2)
+
+	// Without an eviction the cache would keep serving both for a minute.
+	srv.Logout(tok)
+	srv.Logout(cookie)
+	loggedOut := time.Now()
+	wantUser(t, auth(b.a, withToken(tok)), "alice")
+	wantUser(t, auth(b.a, withCookie("sessionid", cookie)), "bob")
+
+	wantEvicted(t, post(t, a, signed(evictBody(t, []string{tok, cookie}, nil))), 2)
+	waitHeard(t, mb, 1) // by Redis pub/sub
+	for name, app := range map[string]*evictApp{"A": a, "B": b} {
+		wantError(t, auth(app.a, withToken(tok)), http.StatusGone, CodeSessionGone)
+		wantError(t, auth(app.a, withCookie("sessionid", cookie)), http.StatusUnauthorized, CodeNotAuthenticated)
+		if d := time.Since(loggedOut); d >= time.Second {
+			t.Errorf("instance %s refused the session %v after the logout", name, d)
+		}
+	}
+	// One lookup per credential, shared by both instances (negative caching).
+	wantCalls(t, srv, 4)
+}
+
+// With Redis the user index is shared: a user's sessions cached by two
+// instances are dropped by one webhook call to one of them, and both
+// refuse them within a second of the deactivation.
+func TestEvict_UserRedis(t *testing.T) {
+	t.Parallel()
+	prefix := redisPrefix(t)
+	st := newRedis(t, prefix)
+	srv := newAllauth(t)
+	cfg := Config{Storage: st, Prefix: prefix, CacheTTL: time.Minute, UserIndex: true}
+	ma := newCore(t, srv, cfg)
+	mb := newCore(t, srv, cfg)
+	a, b := newEvictApp(t, EvictConfig{}, ma), newEvictApp(t, EvictConfig{}, mb)
+	waitSubscribed(t, ma, mb)
+	t1, t2, tb := srv.IssueToken("alice"), srv.IssueToken("alice"), srv.IssueToken("bob")
+	wantUser(t, auth(a.a, withToken(t1)), "alice")
+	wantUser(t, auth(b.a, withToken(t2)), "alice")
+	wantUser(t, auth(b.a, withToken(tb)), "bob")
+	wantUser(t, auth(a.a, withToken(t2)), "alice") // a hit
+	wantCalls(t, srv, 3)
+
+	srv.SetActive("alice", false)
+	deactivated := time.Now()
+	wantEvicted(t, post(t, b, signed(evictBody(t, nil, []string{"1"}))), 2)
+	waitHeard(t, ma, 1) // by Redis pub/sub
+	for _, app := range []*evictApp{a, b} {
+		wantError(t, auth(app.a, withToken(t1)), http.StatusUnauthorized, CodeNotAuthenticated)
+		wantError(t, auth(app.a, withToken(t2)), http.StatusUnauthorized, CodeNotAuthenticated)
+		wantUser(t, auth(app.a, withToken(tb)), "bob")
+	}
+	if d := time.Since(deactivated); d >= time.Second {
+		t.Errorf("took %v", d)
+	}
+	wantCalls(t, srv, 5)
+
+	// Go code can do the same.
+	wantUser(t, auth(a.a, withToken(tb)), "bob")
+	if n, err := ma.EvictUser(t.Context(), "2"); n != 1 || err != nil {
+		t.Errorf("EvictUser = %d, %v", n, err)
+	}
+	waitHeard(t, mb, 1)
+	wantUser(t, auth(b.a, withToken(tb)), "bob")
+	wantCalls(t, srv, 6)
+}

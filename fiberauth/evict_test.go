@@ -124,47 +124,6 @@ func wantRefused(tb testing.TB, r result, status int, code string) {
 
 const browserLookup = "header:X-Session-Token,cookie:sessionid"
 
-// A Django logout stops the token on every instance within a second: two
-// instances share a Redis cache, the eviction goes to one of them, and the
-// next request through either gets 410 (app token) or 401 (browser cookie).
-func Test_Evict_LogoutEverywhereRedis(t *testing.T) {
-	t.Parallel()
-	prefix := redisPrefix(t)
-	st := newRedis(t, prefix)
-	srv := newAllauth(t)
-	cfg := fiberauth.Config{Storage: st, Prefix: prefix, CacheTTL: time.Minute, KeyLookup: browserLookup}
-	ma := newMiddleware(t, srv, cfg)
-	mb := newMiddleware(t, srv, cfg)
-	a, b := newEvictApp(t, headless.EvictConfig{}, ma), newEvictApp(t, headless.EvictConfig{}, mb)
-	waitSubscribed(t, ma, mb)
-
-	tok, cookie := srv.IssueToken("alice"), srv.IssueCookie("bob")
-	for _, app := range []*fiber.App{a, b} {
-		wantUser(t, do(t, app, withToken(tok)), "alice")
-		wantUser(t, do(t, app, withCookie("sessionid", cookie)), "bob")
-	}
-	wantCalls(t, srv, 2)
-
-	// Without an eviction the cache would keep serving both for a minute.
-	srv.Logout(tok)
-	srv.Logout(cookie)
-	loggedOut := time.Now()
-	wantUser(t, do(t, b, withToken(tok)), "alice")
-	wantUser(t, do(t, b, withCookie("sessionid", cookie)), "bob")
-
-	wantEvicted(t, do(t, a, signed(evictBody(t, []string{tok, cookie}, nil))), 2)
-	waitHeard(t, mb, 1) // by Redis pub/sub
-	for name, app := range map[string]*fiber.App{"A": a, "B": b} {
-		wantError(t, do(t, app, withToken(tok)), http.StatusGone, headless.CodeSessionGone)
-		wantError(t, do(t, app, withCookie("sessionid", cookie)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
-		if d := time.Since(loggedOut); d >= time.Second {
-			t.Errorf("instance %s refused the session %v after the logout", name, d)
-		}
-	}
-	// One lookup per credential, shared by both instances (negative caching).
-	wantCalls(t, srv, 4)
-}
-
 // The webhook is the core's (root evict_test.go); here, that
 // fiberauth.EvictHandler mounts it on Fiber: it answers through Fiber's
 // request (a blank header is no header, as fasthttp reads it), refuses
@@ -200,50 +159,6 @@ func Test_Evict_ThroughFiber(t *testing.T) {
 		}
 	}()
 	fiberauth.EvictHandler(headless.EvictConfig{Secret: []byte("short")}, m)
-}
-
-// With Redis the user index is shared: a user's sessions cached by two
-// instances are dropped by one webhook call to one of them, and both
-// refuse them within a second of the deactivation.
-func Test_Evict_UserRedis(t *testing.T) {
-	t.Parallel()
-	prefix := redisPrefix(t)
-	st := newRedis(t, prefix)
-	srv := newAllauth(t)
-	cfg := fiberauth.Config{Storage: st, Prefix: prefix, CacheTTL: time.Minute, UserIndex: true}
-	ma := newMiddleware(t, srv, cfg)
-	mb := newMiddleware(t, srv, cfg)
-	a, b := newEvictApp(t, headless.EvictConfig{}, ma), newEvictApp(t, headless.EvictConfig{}, mb)
-	waitSubscribed(t, ma, mb)
-	t1, t2, tb := srv.IssueToken("alice"), srv.IssueToken("alice"), srv.IssueToken("bob")
-	wantUser(t, do(t, a, withToken(t1)), "alice")
-	wantUser(t, do(t, b, withToken(t2)), "alice")
-	wantUser(t, do(t, b, withToken(tb)), "bob")
-	wantUser(t, do(t, a, withToken(t2)), "alice") // a hit
-	wantCalls(t, srv, 3)
-
-	srv.SetActive("alice", false)
-	deactivated := time.Now()
-	wantEvicted(t, do(t, b, signed(evictBody(t, nil, []string{"1"}))), 2)
-	waitHeard(t, ma, 1) // by Redis pub/sub
-	for _, app := range []*fiber.App{a, b} {
-		wantError(t, do(t, app, withToken(t1)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
-		wantError(t, do(t, app, withToken(t2)), http.StatusUnauthorized, headless.CodeNotAuthenticated)
-		wantUser(t, do(t, app, withToken(tb)), "bob")
-	}
-	if d := time.Since(deactivated); d >= time.Second {
-		t.Errorf("took %v", d)
-	}
-	wantCalls(t, srv, 5)
-
-	// Go code can do the same.
-	wantUser(t, do(t, a, withToken(tb)), "bob")
-	if n, err := ma.EvictUser(t.Context(), "2"); n != 1 || err != nil {
-		t.Errorf("EvictUser = %d, %v", n, err)
-	}
-	waitHeard(t, mb, 1)
-	wantUser(t, do(t, b, withToken(tb)), "bob")
-	wantCalls(t, srv, 6)
 }
 
 // --- The Django snippet and the Go side cannot drift. ---
