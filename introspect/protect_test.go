@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -137,9 +138,7 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 		_, err := c.Session(ctx, sessionToken(srv.IssueToken("alice")))
 		probeDone <- err
 	}()
-	for srv.SessionCalls() == 3 { // the probe reached allauth
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the probe to reach allauth", func() bool { return srv.SessionCalls() != 3 })
 	var wg sync.WaitGroup
 	errs := make([]error, 20)
 	for i := range errs {
@@ -369,9 +368,7 @@ func TestMaxConcurrentLookups(t *testing.T) {
 			_, _ = c.Session(holders, sessionToken(srv.IssueToken("alice")))
 		}()
 	}
-	for srv.InFlight() < limit {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "every slot held", func() bool { return srv.InFlight() >= limit })
 	// Others wait for a slot...
 	waiters, stopWaiters := context.WithCancel(context.Background())
 	errs := make([]error, 6)
@@ -383,9 +380,7 @@ func TestMaxConcurrentLookups(t *testing.T) {
 			_, errs[i] = c.Session(waiters, sessionToken(srv.IssueToken("alice")))
 		}()
 	}
-	for c.Protection().Waiting < int64(len(errs)) {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the waiters", func() bool { return c.Protection().Waiting >= int64(len(errs)) })
 	if p := c.Protection(); p.InFlight != limit || p.MaxConcurrentLookups != limit {
 		t.Errorf("while full: %+v", p)
 	}
@@ -442,9 +437,7 @@ func TestMaxConcurrentLookupsDefaultAndUnlimited(t *testing.T) {
 			_, _ = c.Session(ctx, sessionToken(srv.IssueToken("alice")))
 		}()
 	}
-	for srv.InFlight() < n {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the lookups in flight", func() bool { return srv.InFlight() >= n })
 	if p := c.Protection(); p.MaxConcurrentLookups != -1 || p.InFlight != n {
 		t.Errorf("unlimited: %+v", p)
 	}
