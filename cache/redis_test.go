@@ -163,7 +163,8 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, srv.Addr(), prefix) // must be made while Redis is up
-	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: 200 * time.Millisecond, Recheck: 100 * time.Millisecond}
+	clk := newFakeClock()
+	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: 200 * time.Millisecond, Recheck: 100 * time.Millisecond, Now: clk.Now}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	var fetches atomic.Int64
 	fetch := func(id int) Fetch {
@@ -191,7 +192,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	}
 	// b's in-process copy is no longer vouched for (the subscription
 	// dropped), so it goes at its recheck, which cannot reach Redis.
-	time.Sleep(cfg.Recheck + 2*clockResolution)
+	clk.Add(cfg.Recheck + time.Millisecond)
 	if _, ok := peek(b, keyFor(1)); ok {
 		t.Fatal("hit with Redis down")
 	}

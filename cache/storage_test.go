@@ -251,7 +251,8 @@ var storageKeyRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 func TestStorageStoreSharedNoContextDriver(t *testing.T) {
 	ctx := context.Background()
 	storage := newMapStorage()
-	cfg := Config{Storage: storage, Prefix: "test:shared:", TTL: time.Minute, StaleIfError: 10 * time.Second, NegativeTTL: 3 * time.Second, Recheck: 50 * time.Millisecond}
+	clk := newFakeClock()
+	cfg := Config{Storage: storage, Prefix: "test:shared:", TTL: time.Minute, StaleIfError: 10 * time.Second, NegativeTTL: 3 * time.Second, Recheck: 50 * time.Millisecond, Now: clk.Now}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	store := a.shared
 
@@ -291,7 +292,7 @@ func TestStorageStoreSharedNoContextDriver(t *testing.T) {
 	}
 	// Without Redis pub/sub, the other instance's in-process copy goes at
 	// its next recheck.
-	time.Sleep(cfg.Recheck + 2*clockResolution)
+	clk.Add(cfg.Recheck + time.Millisecond)
 	if _, ok := peek(b, k); ok {
 		t.Fatal("hit on the other instance after Delete")
 	}
