@@ -281,7 +281,3 @@ func (s *memStorage) Reset() error {
 }
 
 func (*memStorage) Close() error { return nil }
-
-// recheckAlways makes an instance read the shared store on every request,
-// so that an eviction on another instance is seen by the very next request.
-const recheckAlways = time.Nanosecond

@@ -101,6 +101,7 @@ func TestJWT_VerifiedLocally(t *testing.T) {
 	t.Parallel()
 	for _, alg := range []string{"RS256", "HS256"} {
 		t.Run(alg, func(t *testing.T) {
+			t.Parallel()
 			srv := newJWTAllauth(t, allauthtest.JWTConfig{Algorithm: alg}, nil)
 			jc := &introspect.JWTConfig{PublicKey: srv.JWTPublicKeyPEM(), Secret: srv.JWTSecret()}
 			a := newCore(t, srv, Config{Sources: jwtSources, JWT: jc})
@@ -270,6 +271,7 @@ func TestJWT_EveryBearerAnsweredLocally(t *testing.T) {
 	t.Parallel()
 	for _, stateful := range []bool{false, true} {
 		t.Run(map[bool]string{false: "stateless", true: "stateful"}[stateful], func(t *testing.T) {
+			t.Parallel()
 			srv := newJWTAllauth(t, allauthtest.JWTConfig{}, nil)
 			a := newCore(t, srv, Config{
 				Sources:     []Source{FromAuthHeader("Bearer"), FromHeader(HeaderSessionToken), FromCookie("sessionid")},

@@ -28,9 +28,10 @@ type testClock struct{ ns atomic.Int64 }
 func (c *testClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 func newTestClock() *testClock           { c := &testClock{}; c.ns.Store(time.Now().UnixNano()); return c }
-func waitUntil(t testing.TB, what string, ok func() bool) {
-	t.Helper()
-	testwait.Until(t, 10*time.Second, what, ok)
+
+func waitUntil(tb testing.TB, what string, ok func() bool) {
+	tb.Helper()
+	testwait.Until(tb, 10*time.Second, what, ok)
 }
 
 // TestAuthenticate_RefreshAhead: a hit in the last fifth of CacheTTL is
@@ -80,7 +81,7 @@ func TestAuthenticate_RefreshAhead(t *testing.T) {
 	// allauth logs the session out; the next refresh sees it.
 	srv.Logout(token)
 	clock.Add(7200 * time.Millisecond) // 18.4 s: the refreshed answer's last fifth
-	a.Authenticate(req, false) // served, and refreshes
+	a.Authenticate(req, false)         // served, and refreshes
 	waitUntil(t, "the refresh after logout", func() bool { return srv.SessionCalls() == 3 })
 	waitUntil(t, "the refusal to be cached", func() bool {
 		res := a.Authenticate(&fakeRequest{token: []byte(token)}, false)

@@ -219,7 +219,7 @@ func secretScenarios(t *testing.T, storage cache.Storage, prefix string, beforeE
 			dump, _ := httputil.DumpRequest(r, false)
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(status)
-			_, _ = fmt.Fprintf(w, "<html><pre>Bad request:\n%s</pre></html>", dump)
+			_, _ = fmt.Fprintf(w, "<html><pre>Bad request:\n%s</pre></html>", dump) //nolint:gosec // the echo is the fault under test
 		}))
 		t.Cleanup(echo.Close)
 		em := newCore(t, nil, capt.config(Config{BaseURL: echo.URL, Timeout: 300 * time.Millisecond}))

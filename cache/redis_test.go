@@ -212,7 +212,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 		if r.Session == nil {
 			t.Fatalf("Load %d after restart = %+v", i, r)
 		}
-		got, ok := peek(b, keyFor(i))
+		got, ok := peek(b, keyFor(i)) //nolint:contextcheck // peek reads as a request would, on its own context
 		return ok && got.Session.User.ID == strconv.Itoa(i) // written by a, read by b: shared again
 	})
 	if _, err := a.Evict(ctx, keyFor(1)); err != nil {

@@ -293,13 +293,15 @@ func TestBreakerCallerCancel(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
 		before := srv.SessionCalls()
+		errc := make(chan error, 1)
 		go func() {
-			for srv.SessionCalls() == before {
-				time.Sleep(time.Millisecond)
-			}
-			cancel()
+			_, err := c.Session(ctx, sessionToken(srv.IssueToken("alice")))
+			errc <- err
 		}()
-		if _, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); !errors.Is(err, context.Canceled) {
+		// Cancel once the lookup is at allauth.
+		testwait.Until(t, 10*time.Second, "the lookup to reach allauth", func() bool { return srv.SessionCalls() != before })
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled lookup: %v", err)
 		}
 	}
