@@ -65,7 +65,7 @@ var rawFaults = []struct {
 			if _, err := io.WriteString(c, "a"); err != nil {
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // real time: the fault is a body that trickles in real time
 		}
 	}},
 	{"drops the connection mid-headers", func(_ *rawUpstream, c net.Conn, _ string) {
@@ -354,7 +354,7 @@ func settledGoroutines(target int, within time.Duration) int {
 	deadline := time.Now().Add(within)
 	n := runtime.NumGoroutine()
 	for time.Now().Before(deadline) && n > target {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // real time: goroutines of closed connections end on their own
 		n = runtime.NumGoroutine()
 	}
 	return n
@@ -448,7 +448,7 @@ func Test_Faults_FlappingUnderLoad(t *testing.T) {
 					}
 					// Hits are cheap: unpaced, these clients would starve
 					// the lookups of the others of CPU past Timeout.
-					time.Sleep(time.Millisecond)
+					time.Sleep(time.Millisecond) // real time: see above
 					continue
 				}
 				a := serveDirect(h, pair{fiberauth.HeaderSessionToken, randomToken(rng)})
@@ -472,16 +472,18 @@ func Test_Faults_FlappingUnderLoad(t *testing.T) {
 		}()
 	}
 
+	// Real time: allauth is up, then hangs, then is back, each phase a
+	// stretch of real load against a real server.
 	time.Sleep(upFor)
 	phase.Store(phaseDown)
 	srv.SetFault(allauthtest.Fault{Delay: time.Hour}) // every lookup hangs
 	sampler := sampleGoroutines(20 * time.Millisecond)
-	time.Sleep(outage)
+	time.Sleep(outage) // real time: see above
 	samples := sampler.Stop()
 	srv.SetFault(allauthtest.Fault{})
 	first := serveDirect(h, pair{fiberauth.HeaderSessionToken, late})
 	phase.Store(phaseRecovered)
-	time.Sleep(upFor)
+	time.Sleep(upFor) // real time: see above
 	stop.Store(true)
 	wg.Wait()
 

@@ -125,7 +125,7 @@ func floodBounded(t *testing.T, n, limit int) {
 			if a.Status != 200 || a.Body != "u"+strconv.Itoa(u) {
 				cachedBad.Add(1)
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // real time: a steady pace of cached users during a flood
 		}
 	}()
 
