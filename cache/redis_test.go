@@ -212,8 +212,9 @@ func TestRedisStoppedMidTest(t *testing.T) {
 		if r.Session == nil {
 			t.Fatalf("Load %d after restart = %+v", i, r)
 		}
-		got, ok := peek(b, keyFor(i)) //nolint:contextcheck // peek reads as a request would, on its own context
-		return ok && got.Session.User.ID == strconv.Itoa(i) // written by a, read by b: shared again
+		// Written by a, read by b: shared again.
+		got, ok := peek(b, keyFor(i)) //nolint:contextcheck // peek reads on its own context, as a request would
+		return ok && got.Session.User.ID == strconv.Itoa(i)
 	})
 	if _, err := a.Evict(ctx, keyFor(1)); err != nil {
 		t.Errorf("Delete after restart: %v", err)
