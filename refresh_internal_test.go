@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -32,15 +33,9 @@ func newTestClock() *testClock {
 	return c
 }
 
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polls a background refresh over real HTTP
-	}
+func waitUntil(tb testing.TB, what string, ok func() bool) {
+	tb.Helper()
+	testwait.Until(tb, 10*time.Second, what, ok)
 }
 
 // TestAuthenticate_RefreshAhead: a hit in the last fifth of CacheTTL is

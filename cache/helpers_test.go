@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -99,19 +100,12 @@ func upstreamErr() error {
 // singleflight before the fetch is released, which Coalesced depends on.
 func waitLoadWaiters(tb testing.TB, n int) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	buf := make([]byte, 1<<20)
-	for {
+	testwait.Until(tb, 30*time.Second, fmt.Sprintf("%d Loads waiting", n), func() bool {
 		var got int
 		got, buf = parkedInLoad(buf)
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("only %d of %d Loads are waiting after 30s", got, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return got >= n
+	})
 }
 
 func parkedInLoad(buf []byte) (int, []byte) {

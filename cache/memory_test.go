@@ -149,7 +149,7 @@ func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 	for i := range maxEntries {
 		s.set(keyFor(i), sess, 20*time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond) // all of them expire
+	time.Sleep(50 * time.Millisecond) // real time: all of them expire on the wall clock, which the memory store reads
 	s.set(keyFor(1000), sess, time.Hour)
 	if e := s.get(keyFor(1000)); e == nil {
 		t.Fatal("new entry not stored although the table only held expired entries")

@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/storage/redis/v3"
 
 	"github.com/allauthgo/headless/internal/redistest"
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -162,7 +163,8 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	storage := newRedisStorage(t, srv.Addr(), prefix) // must be made while Redis is up
-	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: 200 * time.Millisecond, Recheck: 100 * time.Millisecond}
+	clk := newFakeClock()
+	cfg := Config{Storage: storage, Prefix: prefix, TTL: time.Minute, StoreTimeout: 200 * time.Millisecond, Recheck: 100 * time.Millisecond, Now: clk.Now}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	var fetches atomic.Int64
 	fetch := func(id int) Fetch {
@@ -190,7 +192,7 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	}
 	// b's in-process copy is no longer vouched for (the subscription
 	// dropped), so it goes at its recheck, which cannot reach Redis.
-	time.Sleep(cfg.Recheck + 2*clockResolution)
+	clk.Add(cfg.Recheck + time.Millisecond)
 	if _, ok := peek(b, keyFor(1)); ok {
 		t.Fatal("hit with Redis down")
 	}
@@ -203,20 +205,17 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	t.Logf("with Redis down: %+v", a.Stats())
 
 	srv.Restart(t) // same port, empty
-	deadline := time.Now().Add(20 * time.Second)
-	for i := 100; ; i++ {
+	i := 99
+	testwait.Until(t, 20*time.Second, "the shared cache to work again after Redis restarted", func() bool {
+		i++
 		r := a.Load(ctx, keyFor(i), time.Time{}, fetch(i))
 		if r.Session == nil {
 			t.Fatalf("Load %d after restart = %+v", i, r)
 		}
-		if got, ok := peek(b, keyFor(i)); ok && got.Session.User.ID == strconv.Itoa(i) {
-			break // written by a, read by b: shared again
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the shared cache does not work again after Redis restarted")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		// Written by a, read by b: shared again.
+		got, ok := peek(b, keyFor(i)) //nolint:contextcheck // peek reads on its own context, as a request would
+		return ok && got.Session.User.ID == strconv.Itoa(i)
+	})
 	if _, err := a.Evict(ctx, keyFor(1)); err != nil {
 		t.Errorf("Delete after restart: %v", err)
 	}
@@ -225,14 +224,8 @@ func TestRedisStoppedMidTest(t *testing.T) {
 // waitSubscribed waits until each cache's eviction subscription is proven.
 func waitSubscribed(tb testing.TB, caches ...*Cache) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
 	for _, c := range caches {
-		for !c.Stats().Subscribed {
-			if time.Now().After(deadline) {
-				tb.Fatal("the eviction subscription never came up")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testwait.Until(tb, 5*time.Second, "the eviction subscription", func() bool { return c.Stats().Subscribed })
 	}
 }
 
@@ -240,14 +233,8 @@ func waitSubscribed(tb testing.TB, caches ...*Cache) {
 // failing after 2 s (far below any Recheck these tests use with it).
 func waitEvicted(tb testing.TB, c *Cache, k Key) {
 	tb.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if _, ok := c.Get(context.Background(), k); !ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatal("the eviction never reached the other instance")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(tb, 2*time.Second, "the eviction to reach the other instance", func() bool {
+		_, ok := c.Get(context.Background(), k)
+		return !ok
+	})
 }

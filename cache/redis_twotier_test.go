@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/storage/redis/v3"
 
 	"github.com/allauthgo/headless/internal/redistest"
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -69,7 +70,7 @@ func newNamedRedisStorage(tb testing.TB, addr, prefix, name string) *redis.Stora
 // settle lets the coarse clock pass the moment a just-confirmed
 // subscription recorded (its since is a clock tick ahead), so that copies
 // made from now on are vouched for by it.
-func settle() { time.Sleep(3 * clockResolution) }
+func settle() { time.Sleep(3 * clockResolution) } // real time: the cache's own coarse clock, which a subscription's since is read on
 
 // localEntry returns c's in-process entry for k, or nil.
 func localEntry(c *Cache, k Key) *entry {
@@ -79,25 +80,13 @@ func localEntry(c *Cache, k Key) *entry {
 // waitClock waits until c's clock reads at least t (Unix nanoseconds).
 func waitClock(tb testing.TB, c *Cache, t int64) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for c.nanos() < t {
-		if time.Now().After(deadline) {
-			tb.Fatal("the cache's clock does not advance")
-		}
-		time.Sleep(clockResolution)
-	}
+	testwait.Until(tb, 30*time.Second, "the cache's clock to advance", func() bool { return c.nanos() >= t })
 }
 
 // waitFor polls cond until it holds, failing with what after d.
 func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(tb, d, what, cond)
 }
 
 // TestRedisSharedReadOnce proves an instance on Redis reads the shared tier
@@ -479,7 +468,7 @@ func TestRedisPrefixesApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvicted(t, b1, k)
-	time.Sleep(100 * time.Millisecond) // a stray message would be handled by now
+	time.Sleep(100 * time.Millisecond) // real time: proves a message does not come; nothing to wait on
 	if user(a2) != "2" || user(b2) != "2" || a2.bus.received.Load() != 0 || b2.bus.received.Load() != 0 {
 		t.Fatal("p1's eviction reached p2")
 	}
@@ -495,7 +484,7 @@ func TestRedisPrefixesApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvicted(t, b2, k)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // real time: as above
 	if user(a1) != "1" || user(b1) != "1" || b1.bus.received.Load() != r1 {
 		t.Fatal("p2's eviction reached p1")
 	}
@@ -568,7 +557,7 @@ func TestRedisStaleAfterGoneWhenFull(t *testing.T) {
 	}
 	// Once a's cached 410 is over, a asks allauth again, and still serves
 	// no stale session.
-	time.Sleep(negTTL + 3*clockResolution)
+	waitClock(t, a, a.nanos()+int64(negTTL+2*clockResolution))
 	if r := a.Load(ctx, k, time.Time{}, upstream.fetch); r.Session != nil || r.Stale || !errors.As(r.Err, &ue) {
 		t.Errorf("a, allauth failing after its cached 410: %+v, want the upstream error", r)
 	}
@@ -603,12 +592,7 @@ func TestRedisLateEvictionMessageDeletesSharedCopy(t *testing.T) {
 	if err := storage.Conn().Publish(ctx, prefix+"evict", msg).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); b.Stats().EvictionsHeard == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the message never arrived")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 5*time.Second, "the message", func() bool { return b.Stats().EvictionsHeard > 0 })
 	if _, ok := b.Get(ctx, k); ok {
 		t.Error("the in-process copy survived the eviction")
 	}

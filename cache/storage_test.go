@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -250,7 +251,8 @@ var storageKeyRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 func TestStorageStoreSharedNoContextDriver(t *testing.T) {
 	ctx := context.Background()
 	storage := newMapStorage()
-	cfg := Config{Storage: storage, Prefix: "test:shared:", TTL: time.Minute, StaleIfError: 10 * time.Second, NegativeTTL: 3 * time.Second, Recheck: 50 * time.Millisecond}
+	clk := newFakeClock()
+	cfg := Config{Storage: storage, Prefix: "test:shared:", TTL: time.Minute, StaleIfError: 10 * time.Second, NegativeTTL: 3 * time.Second, Recheck: 50 * time.Millisecond, Now: clk.Now}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	store := a.shared
 
@@ -290,7 +292,7 @@ func TestStorageStoreSharedNoContextDriver(t *testing.T) {
 	}
 	// Without Redis pub/sub, the other instance's in-process copy goes at
 	// its next recheck.
-	time.Sleep(cfg.Recheck + 2*clockResolution)
+	clk.Add(cfg.Recheck + time.Millisecond)
 	if _, ok := peek(b, k); ok {
 		t.Fatal("hit on the other instance after Delete")
 	}
@@ -405,14 +407,10 @@ func TestStorageStoreFailing(t *testing.T) {
 		t.Errorf("Fetches = %d, want 12", st.Fetches)
 	}
 	// The rest ends: the storage is tried again.
-	deadline := time.Now().Add(10 * time.Second)
-	for storage.calls.Load() == 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("the storage is never tried again")
-		}
-		time.Sleep(20 * time.Millisecond)
+	testwait.Until(t, 10*time.Second, "the storage to be tried again", func() bool {
 		peek(c, keyFor(1))
-	}
+		return storage.calls.Load() != 3
+	})
 }
 
 // flakyStorage is a map storage that fails while failing is set.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -347,16 +348,10 @@ func testUserIndexRealms(t *testing.T, storage Storage, prefix string) { //nolin
 // at its Recheck. A cache that never held k returns at once.
 func waitEvictedOrRecheck(tb testing.TB, c *Cache, k Key) {
 	tb.Helper()
-	deadline := time.Now().Add(time.Duration(c.recheck) + 5*time.Second)
-	for {
-		if _, ok := c.Get(context.Background(), k); !ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatal("an evicted key is still served in process")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(tb, time.Duration(c.recheck)+5*time.Second, "an evicted key to leave the in-process tier", func() bool {
+		_, ok := c.Get(context.Background(), k)
+		return !ok
+	})
 }
 
 // TestUserIndexRealms runs testUserIndexRealms on a map.
@@ -434,12 +429,8 @@ func TestStaleAfterGoneWhileStoreRests(t *testing.T) {
 		t.Errorf("b, allauth failing after its 410: %+v, want an error", r)
 	}
 	clk.Add(2 * time.Second) // a's cached 410 is over
-	for deadline := time.Now().Add(10 * time.Second); time.Now().UnixNano() < a.shared.restUntil.Load(); {
-		if time.Now().After(deadline) {
-			t.Fatal("a's store rests for ever")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The rest is on the wall clock.
+	testwait.Until(t, 10*time.Second, "a's store to end its rest", func() bool { return time.Now().UnixNano() >= a.shared.restUntil.Load() })
 	var ue *introspect.UpstreamError
 	if r := a.Load(ctx, k, time.Time{}, upstream.fetch); r.Session != nil || r.Stale || !errors.As(r.Err, &ue) {
 		t.Errorf("a, allauth failing after its 410: %+v, want the upstream error", r)

@@ -155,7 +155,7 @@ func TestUserIndexMemoryBounds(t *testing.T) {
 	if s.IndexedKeys() != 10 {
 		t.Fatalf("IndexedKeys = %d", s.IndexedKeys())
 	}
-	time.Sleep(80 * time.Millisecond)
+	time.Sleep(80 * time.Millisecond) // real time: the index expires keys on the wall clock
 	_ = s.AddUserKey(ctx, "late", keyFor(100), time.Hour)
 	if keys, _ := s.UserKeys(ctx, "late"); len(keys) != 1 || s.IndexedKeys() != 1 || s.IndexRejected() != 0 {
 		t.Fatalf("after expiry: late holds %d keys, index %d, rejected %d", len(keys), s.IndexedKeys(), s.IndexRejected())
@@ -174,7 +174,7 @@ func TestUserIndexMemoryBounds(t *testing.T) {
 	}
 	// Expired keys are not returned, and the janitor's sweep frees them.
 	_ = big.AddUserKey(ctx, "2", keyFor(500), time.Millisecond)
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // real time: as above
 	if keys, _ := big.UserKeys(ctx, "2"); len(keys) != 0 {
 		t.Errorf("expired key returned: %d", len(keys))
 	}
@@ -192,7 +192,8 @@ func TestUserIndexMemoryBounds(t *testing.T) {
 func TestUserIndexStorage(t *testing.T) {
 	ctx := context.Background()
 	storage := newMapStorage()
-	cfg := Config{Storage: storage, Prefix: "t:", TTL: time.Minute, StaleIfError: 10 * time.Second, UserIndex: true, Recheck: 50 * time.Millisecond}
+	clk := newFakeClock()
+	cfg := Config{Storage: storage, Prefix: "t:", TTL: time.Minute, StaleIfError: 10 * time.Second, UserIndex: true, Recheck: 50 * time.Millisecond, Now: clk.Now}
 	a, b := newTestCache(t, cfg), newTestCache(t, cfg)
 	store := storageStoreOf(t, a)
 	loadFor(t, a, 1, 1)
@@ -228,7 +229,7 @@ func TestUserIndexStorage(t *testing.T) {
 	}
 	// Without Redis pub/sub, the other instance's in-process copy goes
 	// at its next recheck.
-	time.Sleep(cfg.Recheck + 2*clockResolution)
+	clk.Add(cfg.Recheck + time.Millisecond)
 	if _, ok := peek(b, keyFor(2)); ok {
 		t.Error("the other instance still has user 1's entry")
 	}

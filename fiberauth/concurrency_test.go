@@ -16,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -295,13 +296,7 @@ func Test_Shutdown_InFlightRequestAnswered(t *testing.T) {
 		got <- answer{status, body, err}
 	}()
 	// Wait until the lookup is at allauth, then shut down.
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.SessionCalls() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if srv.SessionCalls() == 0 {
-		t.Fatal("the request never reached allauth")
-	}
+	testwait.Until(t, 5*time.Second, "the request to reach allauth", func() bool { return srv.SessionCalls() > 0 })
 	if err := app.ShutdownWithTimeout(5 * time.Second); err != nil {
 		t.Errorf("shutdown: %v", err)
 	}

@@ -42,7 +42,7 @@ func Test_Config_Panics(t *testing.T) {
 		{"duplicate Authorization", fiberauth.Config{BaseURL: base, KeyLookup: "header:Authorization,header:authorization"}, []string{"Authorization", "twice"}},
 		{"two cookies", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:sessionid,cookie:sid"}, []string{"2 cookies"}},
 		{"bad cookie name", fiberauth.Config{BaseURL: base, KeyLookup: "cookie:a;b"}, []string{"CookieName"}},
-		{"short StorageSecret", fiberauth.Config{BaseURL: base, Storage: failingStorage{}, StorageSecret: []byte("short")}, []string{"StorageSecret", "16 bytes"}},
+		{"short StorageSecret", fiberauth.Config{BaseURL: base, Storage: newMemStorage(), StorageSecret: []byte("short")}, []string{"StorageSecret", "16 bytes"}},
 		{"StorageSecret without Storage", fiberauth.Config{BaseURL: base, StorageSecret: make([]byte, 32)}, []string{"StorageSecret", "Storage"}},
 	}
 	for _, tc := range cases {
@@ -128,6 +128,10 @@ func Test_Config_Next(t *testing.T) {
 	wantUser(t, do(t, app, withToken(tok)), "alice")
 	wantError(t, do(t, app, get()), http.StatusUnauthorized, headless.CodeNotAuthenticated)
 	wantCalls(t, srv, 1)
+	// Skipped requests are counted, so that Metrics sees every request.
+	if s := m.Metrics().Requests; s[headless.OutcomeSkipped] != 3 || s[headless.OutcomeAuthenticated] != 1 {
+		t.Errorf("requests by outcome: %v", s)
+	}
 }
 
 // SuccessHandler runs after the user is stored; it may go on or answer.

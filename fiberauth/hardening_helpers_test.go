@@ -8,7 +8,6 @@ package fiberauth_test
 import (
 	"bufio"
 	"context"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -41,7 +40,6 @@ type rawUpstream struct {
 	ln       net.Listener
 	behave   func(u *rawUpstream, c net.Conn, head string)
 	requests atomic.Int64 // request heads read
-	written  atomic.Int64 // body bytes written by streamBody
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
@@ -121,25 +119,6 @@ func (u *rawUpstream) Close() {
 	u.wg.Wait()
 }
 
-// waitForPeer blocks until the client hangs up (or Close closes c).
-func waitForPeer(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
-
-// streamBody writes n bytes of filler (a JSON string's inside) in 64 KiB
-// writes, stopping at the first failed write (the client hung up), and
-// counts what it wrote.
-func (u *rawUpstream) streamBody(w io.Writer, n int64) {
-	chunk := []byte(strings.Repeat("a", 64<<10))
-	for n > 0 {
-		k := min(int64(len(chunk)), n)
-		m, err := w.Write(chunk[:k])
-		u.written.Add(int64(m))
-		if err != nil {
-			return
-		}
-		n -= int64(m)
-	}
-}
-
 // refusedURL returns a loopback URL nothing listens on.
 func refusedURL(tb testing.TB) string {
 	tb.Helper()
@@ -215,13 +194,6 @@ func heapAfterGC() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
-}
-
-// totalAlloc is the bytes allocated since the process started.
-func totalAlloc() uint64 {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.TotalAlloc
 }
 
 // ---------------------------------------------------------------------------

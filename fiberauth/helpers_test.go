@@ -107,15 +107,6 @@ func whoHandler(c *fiber.Ctx) error {
 	return c.SendString(anonymous)
 }
 
-// setup is the common case: alice and bob upstream, a middleware with cfg,
-// and an app that names the user.
-func setup(tb testing.TB, cfg fiberauth.Config) (*allauthtest.Server, *fiberauth.Middleware, *fiber.App) {
-	tb.Helper()
-	srv := newAllauth(tb)
-	m := newMiddleware(tb, srv, cfg)
-	return srv, m, newApp(tb, m.Handler)
-}
-
 // result is an answer of the app.
 type result struct {
 	Status int
@@ -209,9 +200,6 @@ func wantCalls(tb testing.TB, srv *allauthtest.Server, want int64) {
 		tb.Fatalf("allauth session calls = %d, want %d", got, want)
 	}
 }
-
-// sleepPast waits d plus a margin for the cache's coarse clock (5 ms ticks).
-func sleepPast(d time.Duration) { time.Sleep(d + 100*time.Millisecond) }
 
 // memStorage is a fiber.Storage in a map: a store several middlewares share,
 // as instances share a Redis, without needing one.

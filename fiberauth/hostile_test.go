@@ -37,14 +37,18 @@ type hostileCase struct {
 	calls   int64  // session lookups allauth receives
 }
 
-// hostileCases is THE list of hostile credentials and the one answer each
-// gets from the middleware (what it sees after the server parsed the
-// request; see Test_Hostile_Input_OverHTTP for what a server in front of it
-// refuses first). A credential reaches allauth only if it is well formed:
-// every row with calls 0 is decided locally. tok, jwt and cookie are valid
+// hostileCases are the hostile credentials whose reading is Fiber's
+// (header names in any case, repeated headers, the Cookie header parsed by
+// fasthttp: quoted values, several lines, the last of two cookies) or whose
+// bytes only a request built in process can carry (NUL, CR LF, 1 MiB), and
+// the one answer each gets from the middleware. The full list of hostile
+// credentials and the core's answers is the root package's
+// hostile_test.go. Each row is what the middleware sees after the server
+// parsed the request (see Test_Hostile_Input_OverHTTP for what a server in
+// front of it refuses first). A credential reaches allauth only if it is
+// well formed: every row with calls 0 is decided locally. tok, jwt and cookie are valid
 // credentials of alice, bob's token is bobTok.
 func hostileCases(tok, bobTok, jwt, cookie string) []hostileCase {
-	kib4 := strings.Repeat("a", 4096)
 	mib := strings.Repeat("a", 1<<20)
 	const (
 		na   = headless.CodeNotAuthenticated
@@ -62,46 +66,16 @@ func hostileCases(tok, bobTok, jwt, cookie string) []hostileCase {
 	return []hostileCase{
 		// X-Session-Token.
 		{"token: valid (control)", lookupToken, h(xst, tok), 200, "", "alice", "", 1},
-		{"token: none", lookupToken, nil, 401, na, "", "", 0},
-		{"token: empty", lookupToken, h(xst, ""), 401, na, "", "", 0},
-		{"token: whitespace", lookupToken, h(xst, " \t  "), 401, na, "", "", 0},
-		{"token: blanks around a valid one", lookupToken, h(xst, " \t"+tok+" \t"), 200, "", "alice", "", 1},
 		{"token: header name in odd case", lookupToken, h("x-SESSION-token", tok), 200, "", "alice", "", 1},
-		{"token: 4 KiB, unknown (asked)", lookupToken, h(xst, kib4), 410, gone, "", "", 1},
-		{"token: 4 KiB + 1", lookupToken, h(xst, kib4+"a"), 410, gone, "", "", 0},
 		{"token: 1 MiB", lookupToken, h(xst, mib), 410, gone, "", "", 0},
 		{"token: NUL inside", lookupToken, h(xst, tok[:16]+"\x00"+tok[16:]), 410, gone, "", "", 0},
-		{"token: NUL after a valid one", lookupToken, h(xst, tok+"\x00"), 410, gone, "", "", 0},
-		{"token: CR inside", lookupToken, h(xst, tok[:16]+"\r"+tok[16:]), 410, gone, "", "", 0},
-		{"token: LF inside", lookupToken, h(xst, tok[:16]+"\n"+tok[16:]), 410, gone, "", "", 0},
 		{"token: CRLF header injection", lookupToken, h(xst, tok+"\r\nX-Admin: 1"), 410, gone, "", "", 0},
-		{"token: DEL inside", lookupToken, h(xst, tok[:16]+"\x7f"+tok[16:]), 410, gone, "", "", 0},
-		{"token: UTF-8", lookupToken, h(xst, "tökén-"+tok), 410, gone, "", "", 0},
-		{"token: space inside", lookupToken, h(xst, tok[:16]+" "+tok[16:]), 410, gone, "", "", 0},
-		{"token: two headers, both valid", lookupToken, h(xst, tok, xst, tok), 410, gone, "", "", 0},
 		{"token: two headers, alice's and bob's", lookupToken, h(xst, tok, "x-session-token", bobTok), 410, gone, "", "", 0},
 		{"token: two headers, one empty", lookupToken, h(xst, "", xst, tok), 410, gone, "", "", 0},
-		{"token: a cookie is not read", lookupToken, h("Cookie", "sessionid="+cookie), 401, na, "", "", 0},
 
 		// Authorization: Bearer.
 		{"bearer: valid JWT (control)", lookupBearer, h("Authorization", "Bearer "+jwt), 200, "", "alice", "", 1},
-		{"bearer: scheme in odd case", lookupBearer, h("Authorization", "bEaReR "+jwt), 200, "", "alice", "", 1},
-		{"bearer: scheme in capitals, tab, blanks", lookupBearer, h("Authorization", " BEARER\t"+jwt+" "), 200, "", "alice", "", 1},
-		{"bearer: nothing after the scheme", lookupBearer, h("Authorization", "Bearer"), 401, na, "", "Bearer", 0},
-		{"bearer: only blanks after the scheme", lookupBearer, h("Authorization", "Bearer  \t "), 401, na, "", "Bearer", 0},
-		{"bearer: empty header", lookupBearer, h("Authorization", ""), 401, na, "", "Bearer", 0},
-		{"bearer: another scheme", lookupBearer, h("Authorization", "Basic YWxpY2U6cHc="), 401, na, "", "Bearer", 0},
-		{"bearer: scheme glued to token", lookupBearer, h("Authorization", "Bearer"+jwt), 401, na, "", "Bearer", 0},
-		{"bearer: token without a scheme", lookupBearer, h("Authorization", jwt), 401, na, "", "Bearer", 0},
-		{"bearer: session token (allauth: 401)", lookupBearer, h("Authorization", "Bearer "+tok), 401, na, "", inv, 1},
-		{"bearer: space inside", lookupBearer, h("Authorization", "Bearer abc def"), 401, na, "", inv, 0},
-		{"bearer: not b64token", lookupBearer, h("Authorization", "Bearer abc$def"), 401, na, "", inv, 0},
-		{"bearer: 4 KiB + 1", lookupBearer, h("Authorization", "Bearer "+kib4+"a"), 401, na, "", inv, 0},
 		{"bearer: 1 MiB", lookupBearer, h("Authorization", "Bearer "+mib), 401, na, "", inv, 0},
-		{"bearer: NUL", lookupBearer, h("Authorization", "Bearer "+jwt+"\x00"), 401, na, "", inv, 0},
-		{"bearer: CR LF", lookupBearer, h("Authorization", "Bearer "+jwt[:10]+"\r\n"+jwt[10:]), 401, na, "", inv, 0},
-		{"bearer: DEL", lookupBearer, h("Authorization", "Bearer "+jwt+"\x7f"), 401, na, "", inv, 0},
-		{"bearer: UTF-8", lookupBearer, h("Authorization", "Bearer tökén"), 401, na, "", inv, 0},
 		{"bearer: two headers", lookupBearer, h("Authorization", "Bearer "+jwt, "Authorization", "Bearer "+jwt), 401, na, "", inv, 0},
 
 		// Cookie (allauth's browser endpoint never says 410).
@@ -110,21 +84,13 @@ func hostileCases(tok, bobTok, jwt, cookie string) []hostileCase {
 		{"cookie: quoted value (unquoted, as Django does)", lookupCookie, h("Cookie", `sessionid="`+cookie+`"`), 200, "", "alice", "", 1},
 		{"cookie: two sessionid cookies: the last, as Django", lookupCookie, h("Cookie", "sessionid="+bobTok+"; sessionid="+cookie), 200, "", "alice", "", 1},
 		{"cookie: two Cookie lines: the last sessionid", lookupCookie, h("Cookie", "sessionid="+bobTok, "Cookie", "sessionid="+cookie), 200, "", "alice", "", 1},
-		{"cookie: empty value", lookupCookie, h("Cookie", "sessionid="), 401, na, "", "", 0},
-		{"cookie: whitespace value", lookupCookie, h("Cookie", "sessionid=   "), 401, na, "", "", 0},
-		{"cookie: 4 KiB + 1", lookupCookie, h("Cookie", "sessionid="+kib4+"a"), 401, na, "", "", 0},
 		{"cookie: 1 MiB", lookupCookie, h("Cookie", "sessionid="+mib), 401, na, "", "", 0},
 		{"cookie: NUL", lookupCookie, h("Cookie", "sessionid="+cookie+"\x00"), 401, na, "", "", 0},
-		{"cookie: DEL", lookupCookie, h("Cookie", "sessionid="+cookie+"\x7f"), 401, na, "", "", 0},
-		{"cookie: UTF-8", lookupCookie, h("Cookie", "sessionid=tökén"), 401, na, "", "", 0},
-		{"cookie: backslash", lookupCookie, h("Cookie", `sessionid=abc\def`), 401, na, "", "", 0},
-		{"cookie: a header is not read", lookupCookie, h(xst, tok), 401, na, "", "", 0},
 
 		// A cookie and a header at once: the first source of KeyLookup that
 		// holds a value decides alone.
 		{"both: header and cookie, header first", lookupBoth, h(xst, tok, "Cookie", "sessionid=x"+cookie[1:]), 200, "", "alice", "", 1},
 		{"both: blank header, cookie used", lookupBoth, h(xst, " ", "Cookie", "sessionid="+cookie), 200, "", "alice", "", 1},
-		{"both: malformed header, good cookie", lookupBoth, h(xst, "tök", "Cookie", "sessionid="+cookie), 410, gone, "", "", 0},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/internal/redistest"
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -70,20 +71,21 @@ func Test_RedisOutage_UnderLoad(t *testing.T) {
 					failed.Add(1)
 					firstErr.Do(func() { t.Errorf("s%d: %d %q", u, a.Status, a.Body) })
 				}
-				// Pace the clients a little: the point is a steady load, not
-				// starving the redis-server and go-redis of the two CPUs.
+				// Real time: pace the clients a little; the point is a steady
+				// load, not starving the redis-server and go-redis of the CPUs.
 				time.Sleep(time.Millisecond)
 			}
 		}()
 	}
 
-	time.Sleep(300 * time.Millisecond)
+	testwait.Until(t, 15*time.Second, "the load to warm the cache", func() bool { return ok.Load() >= 200 })
 	if keys := scanAll(t, st, cache.DefaultPrefix); len(keys) == 0 {
 		t.Error("nothing in Redis while it is up")
 	}
 	for range cycles {
 		before := m.Metrics().Cache
 		rs.Kill(t)
+		// Real time: a real redis-server is down for this long under load.
 		time.Sleep(down)
 		during := m.Metrics().Cache
 		if during.StoreErrors == before.StoreErrors {
@@ -91,20 +93,15 @@ func Test_RedisOutage_UnderLoad(t *testing.T) {
 		}
 		rs.Restart(t) // same port, empty
 		// The cache works again once entries reappear and hits resume.
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			if keys, err := scanRedis(st, cache.DefaultPrefix); err == nil && len(keys) > 0 && m.Metrics().Cache.Hits > during.Hits+100 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the shared cache does not work again after the restart: %+v", m.Metrics().Cache)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testwait.Until(t, 15*time.Second, "the shared cache to work again after the restart", func() bool {
+			keys, err := scanRedis(st, cache.DefaultPrefix)
+			return err == nil && len(keys) > 0 && m.Metrics().Cache.Hits > during.Hits+100
+		})
 		t.Logf("outage: store errors %d, allauth lookups %d; after restart %+v",
 			during.StoreErrors-before.StoreErrors, during.Fetches-before.Fetches, m.Metrics().Cache)
 	}
-	time.Sleep(200 * time.Millisecond)
+	served := ok.Load()
+	testwait.Until(t, 15*time.Second, "more answers after the last restart", func() bool { return ok.Load() >= served+200 })
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("%d answers right, %d wrong", ok.Load(), failed.Load())

@@ -80,6 +80,10 @@ func leak(text string, secrets []string) (string, bool) {
 	return "", false
 }
 
+// The core's own check is the root package's secrets_test.go; this one
+// adds what only a door shows: the text of the error its ErrorHandler is
+// handed, the raw answer Fiber writes, and every Prometheus series.
+//
 // The middleware never writes a credential anywhere: not in a log line (at
 // any level), an error's text, a response, the cache's Stats, the metrics
 // (Metrics and every Prometheus label and value), nor in any key or value
@@ -207,10 +211,8 @@ func secretScenarios(t *testing.T, storage fiber.Storage, prefix string, beforeE
 		srv.SetFault(f)
 		wantAnswer(t, capt.serve(h, xst(fresh())), 503)
 	}
-	// A stale session served while allauth fails.
-	time.Sleep(ttl + 50*time.Millisecond)
-	srv.SetFault(allauthtest.Fault{Status: 503})
-	wantAnswer(t, capt.serve(h, xst(alice)), 200)
+	// (A stale session served during a fault is checked in the core's
+	// secrets_test.go, on its clock.)
 	srv.SetFault(allauthtest.Fault{})
 	// Evictions, then a lookup again; eviction of a token nobody cached.
 	beforeEvict()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/internal/redistest"
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -88,12 +89,7 @@ func Test_Shutdown_ClosesEverything(t *testing.T) {
 		status, body, err := fetch(context.Background(), client, url, srv.IssueToken("alice"))
 		got <- reply{status, body, err}
 	}()
-	for deadline := time.Now().Add(5 * time.Second); srv.SessionCalls() == calls; {
-		if time.Now().After(deadline) {
-			t.Fatal("the request never reached allauth")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 5*time.Second, "the request to reach allauth", func() bool { return srv.SessionCalls() != calls })
 	if err := m.Close(); err != nil {
 		t.Errorf("Middleware.Close: %v", err)
 	}

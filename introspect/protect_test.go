@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -152,9 +153,7 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 		_, err := c.Session(ctx, sessionToken(srv.IssueToken("alice")))
 		probeDone <- err
 	}()
-	for srv.SessionCalls() == 4 { // the ping reached allauth
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the ping to reach allauth", func() bool { return srv.SessionCalls() != 4 })
 	var wg sync.WaitGroup
 	errs := make([]error, 20)
 	for i := range errs {
@@ -425,13 +424,15 @@ func TestBreakerCallerCancel(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
 		before := srv.SessionCalls()
+		errc := make(chan error, 1)
 		go func() {
-			for srv.SessionCalls() == before {
-				time.Sleep(time.Millisecond)
-			}
-			cancel()
+			_, err := c.Session(ctx, sessionToken(srv.IssueToken("alice")))
+			errc <- err
 		}()
-		if _, err := c.Session(ctx, sessionToken(srv.IssueToken("alice"))); !errors.Is(err, context.Canceled) {
+		// Cancel once the lookup is at allauth.
+		testwait.Until(t, 10*time.Second, "the lookup to reach allauth", func() bool { return srv.SessionCalls() != before })
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled lookup: %v", err)
 		}
 	}
@@ -507,9 +508,7 @@ func TestMaxConcurrentLookups(t *testing.T) {
 			_, _ = c.Session(holders, sessionToken(srv.IssueToken("alice")))
 		}()
 	}
-	for srv.InFlight() < limit {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "every slot held", func() bool { return srv.InFlight() >= limit })
 	// Others wait for a slot...
 	waiters, stopWaiters := context.WithCancel(context.Background())
 	errs := make([]error, 6)
@@ -521,9 +520,7 @@ func TestMaxConcurrentLookups(t *testing.T) {
 			_, errs[i] = c.Session(waiters, sessionToken(srv.IssueToken("alice")))
 		}()
 	}
-	for c.Protection().Waiting < int64(len(errs)) {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the waiters", func() bool { return c.Protection().Waiting >= int64(len(errs)) })
 	if p := c.Protection(); p.InFlight != limit || p.MaxConcurrentLookups != limit {
 		t.Errorf("while full: %+v", p)
 	}
@@ -580,9 +577,7 @@ func TestMaxConcurrentLookupsDefaultAndUnlimited(t *testing.T) {
 			_, _ = c.Session(ctx, sessionToken(srv.IssueToken("alice")))
 		}()
 	}
-	for srv.InFlight() < n {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the lookups in flight", func() bool { return srv.InFlight() >= n })
 	if p := c.Protection(); p.MaxConcurrentLookups != -1 || p.InFlight != n {
 		t.Errorf("unlimited: %+v", p)
 	}

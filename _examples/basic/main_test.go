@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless/internal/exampletest"
+	"github.com/allauthgo/headless/internal/testwait"
 
 	"go.uber.org/goleak"
 
@@ -316,18 +317,15 @@ func trimRight(s string) string {
 func waitFree(t *testing.T, addr string) {
 	t.Helper()
 	var lc net.ListenConfig
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ln, err := lc.Listen(context.Background(), "tcp", addr)
-		if err == nil {
-			_ = ln.Close()
-			return
+	var err error
+	testwait.Until(t, 15*time.Second, addr+" to be free (the README's commands use it; stop what listens there and rerun)", func() bool {
+		var ln net.Listener
+		if ln, err = lc.Listen(context.Background(), "tcp", addr); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is busy (%v): the README's commands use it; stop what listens there and rerun", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		_ = ln.Close()
+		return true
+	})
 }
 
 // waitHealthy polls url until it answers 200, failing early if run returns.
@@ -335,17 +333,15 @@ func waitHealthy(t *testing.T, url string, done <-chan error) {
 	t.Helper()
 	client, closeClient := newClient()
 	defer closeClient()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.Until(t, 10*time.Second, url+" to answer 200", func() bool {
 		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := client.Do(req)
-		if err == nil {
+		if resp, err := client.Do(req); err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return true
 			}
 		}
 		select {
@@ -353,11 +349,8 @@ func waitHealthy(t *testing.T, url string, done <-chan error) {
 			t.Fatalf("run returned before serving: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer 200 within 10s (last error: %v)", url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 func newClient() (*http.Client, func()) {

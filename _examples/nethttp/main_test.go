@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless/internal/exampletest"
+	"github.com/allauthgo/headless/internal/testwait"
 
 	"go.uber.org/goleak"
 
@@ -164,8 +165,7 @@ func login(t *testing.T, client *http.Client, allauth string) string {
 // waitOK waits for url to answer 200 (the server starts after printing).
 func waitOK(t *testing.T, client *http.Client, url string, done <-chan error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.Until(t, 30*time.Second, url+" to answer 200", func() bool {
 		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, http.NoBody)
 		if err != nil {
 			t.Fatal(err)
@@ -173,7 +173,7 @@ func waitOK(t *testing.T, client *http.Client, url string, done <-chan error) {
 		if resp, err := client.Do(req); err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return true
 			}
 		}
 		select {
@@ -181,11 +181,8 @@ func waitOK(t *testing.T, client *http.Client, url string, done <-chan error) {
 			t.Fatalf("run returned: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered 200", url)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 func newClient() (*http.Client, func()) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless/internal/exampletest"
+	"github.com/allauthgo/headless/internal/testwait"
 
 	"go.uber.org/goleak"
 
@@ -97,18 +98,14 @@ func TestServe(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- run(ctx, tc.args, getenv, &stdout, &stderr) }()
 
-			deadline := time.Now().Add(15 * time.Second)
-			for !strings.Contains(stdout.String(), "Serving A and B until Ctrl-C") {
+			testwait.Until(t, 15*time.Second, "the serving line", func() bool {
 				select {
 				case err := <-done:
 					t.Fatalf("run returned %v before serving:\n%s", err, stdout.String())
 				default:
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no serving line within 15s:\n%s", stdout.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return strings.Contains(stdout.String(), "Serving A and B until Ctrl-C")
+			})
 			for _, u := range regexp.MustCompile(`instance A on http://(\S+), B on http://(\S+);`).FindStringSubmatch(stdout.String())[1:] {
 				conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", u)
 				if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -115,9 +116,7 @@ func TestCloseDuringDelay(t *testing.T) {
 		}
 		errc <- err
 	}()
-	for srv.SessionCalls() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the lookup to arrive", func() bool { return srv.SessionCalls() > 0 })
 	done := make(chan struct{})
 	go func() { srv.Close(); close(done) }()
 	select {

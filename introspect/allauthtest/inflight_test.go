@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -36,9 +37,7 @@ func TestInFlight(t *testing.T) {
 			}
 		}()
 	}
-	for srv.InFlight() < n { // all n are held by the delay
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "all n held by the delay", func() bool { return srv.InFlight() >= n })
 	do(t, hc, http.MethodGet, srv.URL+srv.Mount()+"/app/v1/config", "")
 	if got := srv.InFlight(); got != n {
 		t.Errorf("InFlight = %d with %d delayed lookups and a config request, want %d", got, n, n)
@@ -48,9 +47,7 @@ func TestInFlight(t *testing.T) {
 	wg.Wait()
 	// A client sees its connection closed before the handler it was served
 	// by has counted itself out: wait for that.
-	for deadline := time.Now().Add(5 * time.Second); srv.InFlight() != 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 5*time.Second, "no lookup in flight", func() bool { return srv.InFlight() == 0 })
 	if srv.InFlight() != 0 || srv.MaxInFlight() != n {
 		t.Errorf("after the delays: %d in flight, max %d, want 0 and %d", srv.InFlight(), srv.MaxInFlight(), n)
 	}
