@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/credential"
 	"github.com/allauthgo/headless/introspect"
 )

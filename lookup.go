@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 
 	"github.com/allauthgo/headless/introspect"
 )

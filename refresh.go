@@ -3,7 +3,7 @@ package headless
 import (
 	"context"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect"
 )
 

@@ -85,7 +85,7 @@ func TestAuthenticate_RefreshAhead(t *testing.T) {
 	// allauth logs the session out; the next refresh sees it.
 	srv.Logout(token)
 	clock.Add(7200 * time.Millisecond) // 18.4 s: the refreshed answer's last fifth
-	a.Authenticate(req, false) // served, and refreshes
+	a.Authenticate(req, false)         // served, and refreshes
 	waitUntil(t, "the refresh after logout", func() bool { return srv.SessionCalls() == 3 })
 	waitUntil(t, "the refusal to be cached", func() bool {
 		res := a.Authenticate(&fakeRequest{token: []byte(token)}, false)

@@ -44,7 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/allauthgo/headless"
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 )
 
 // Config tunes a Collector. The zero value uses the defaults.

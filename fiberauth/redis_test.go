@@ -13,8 +13,8 @@ import (
 	"github.com/gofiber/storage/redis/v3"
 
 	"github.com/allauthgo/headless"
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect"
 )

@@ -28,8 +28,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 

@@ -37,8 +37,8 @@ import (
 	redisstorage "github.com/gofiber/storage/redis/v3"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
