@@ -85,7 +85,7 @@ type Config struct {
 	// within Recheck. The Authenticator does not close it.
 	//
 	// Optional. Default: nil (in process only)
-	Storage cache.Storage
+	Storage Storage
 
 	// Prefix is put before every key written to Storage. Set one per
 	// deployment when two deployments (staging and production, say) share a
@@ -136,7 +136,7 @@ type Config struct {
 	// "user_ids" sent to the eviction webhook) can drop every cached session
 	// of one user. It costs nothing on a cache hit; each authenticated
 	// answer stored costs an index update (with Storage: one read and one
-	// write there). It keeps at most cache.MaxKeysPerUser keys per user.
+	// write there). It keeps at most MaxKeysPerUser keys per user.
 	//
 	// Optional. Default: false
 	UserIndex bool

@@ -126,7 +126,7 @@ func (a *Authenticator) evictTokens(ctx context.Context, tokens ...string) (int,
 // allauth user id, as in introspect.User.ID): all of the user's sessions,
 // tokens and cookies alike, ask allauth on their next request. It returns how
 // many entries were cached. It needs Config.UserIndex, else it returns
-// cache.ErrNoUserIndex. With a shared Storage the index is shared and one
+// ErrNoUserIndex. With a shared Storage the index is shared and one
 // call reaches every instance; in process it reaches this one.
 func (a *Authenticator) EvictUser(ctx context.Context, userID string) (int, error) {
 	return a.cache.EvictUser(ctx, userID)
