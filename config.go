@@ -211,7 +211,7 @@ func (cfg Config) withDefaults() Config {
 		cfg.Sources = []Source{FromHeader(HeaderSessionToken)}
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = introspect.DefaultTimeout
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = cache.DefaultTTL

@@ -1,18 +1,18 @@
 package headless
 
 import (
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/internal/cache"
-	"github.com/allauthgo/headless/introspect"
 )
 
 // The defaults Config (and every front door's ConfigDefault) fills in.
 const (
-	DefaultTimeout     = introspect.DefaultTimeout // Config.Timeout: one allauth lookup
-	DefaultCacheTTL    = cache.DefaultTTL          // Config.CacheTTL
-	DefaultNegativeTTL = cache.DefaultNegativeTTL  // Config.NegativeTTL
-	DefaultMaxEntries  = cache.DefaultMaxEntries   // Config.MaxEntries
-	DefaultRecheck     = cache.DefaultRecheck      // Config.Recheck
-	DefaultPrefix      = cache.DefaultPrefix       // Config.Prefix
+	DefaultTimeout     = allauth.DefaultTimeout   // Config.Timeout: one allauth lookup
+	DefaultCacheTTL    = cache.DefaultTTL         // Config.CacheTTL
+	DefaultNegativeTTL = cache.DefaultNegativeTTL // Config.NegativeTTL
+	DefaultMaxEntries  = cache.DefaultMaxEntries  // Config.MaxEntries
+	DefaultRecheck     = cache.DefaultRecheck     // Config.Recheck
+	DefaultPrefix      = cache.DefaultPrefix      // Config.Prefix
 )
 
 // MaxKeysPerUser bounds how many cached sessions the user index

@@ -14,6 +14,7 @@ import (
 
 	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -260,11 +261,12 @@ func Test_Breaker_FastFailAndRecovery(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
 	var logs logBuffer
 	srv := newAllauth(t)
+	t.Cleanup(allauth.SetTestClock(srv.URL, clock.Now))
 	m := newMiddleware(t, srv, fiberauth.Config{
 		Timeout:      timeout,
 		CacheTTL:     ttl,
 		StaleIfError: time.Hour,
-		Breaker:      introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: clock.Now},
+		Breaker:      introspect.BreakerConfig{Failures: 3, CoolDown: coolDown},
 		Logger:       slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	app := readyApp(t, m, headless.ReadyConfig{ProbeInterval: time.Nanosecond, Timeout: timeout})
