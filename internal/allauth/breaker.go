@@ -1,13 +1,13 @@
 package allauth
 
 import (
-	"github.com/allauthgo/headless/introspect"
-
 	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/allauthgo/headless/introspect"
 )
 
 // breaker is a failure-rate circuit breaker whose half-open probe is its own

@@ -1,8 +1,11 @@
+// Package allauth asks a Django allauth headless server who the caller of a
+// request is: the HTTP client (lookup slots, circuit breaker, ping), the
+// strict decoding of allauth's answers, and the local JWT verifier. It is
+// internal: package headless uses it, and users see only the types of
+// package introspect.
 package allauth
 
 import (
-	"github.com/allauthgo/headless/introspect"
-
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/allauthgo/headless/internal/credential"
 	v "github.com/allauthgo/headless/internal/version"
+	"github.com/allauthgo/headless/introspect"
 )
 
 // version is this library's version, sent in the User-Agent.
@@ -184,9 +188,9 @@ func (c *Client) Endpoint(k introspect.Kind) string {
 	return c.appURL
 }
 
-// introspect.Session asks allauth who holds cred.
+// Session asks allauth who holds cred.
 //
-// It returns a introspect.Session only for a well-formed 200 that says the user is
+// It returns a Session only for a well-formed 200 that says the user is
 // authenticated. A missing or malformed credential is answered without a
 // request, as allauth would answer it (see [CheckCredential]). allauth's own
 // 401 and 410 are an [*introspect.AuthError] matching [introspect.ErrUnauthenticated] or

@@ -18,8 +18,8 @@ var (
 )
 
 // decodeAnswer turns a 200, 401 or 410 and its body from the session endpoint
-// into a introspect.Session or an error. Only a 200 whose JSON says status 200,
-// is_authenticated true and carries a valid user id is a introspect.Session; only a 401
+// into a Session or an error. Only a 200 whose JSON says status 200,
+// is_authenticated true and carries a valid user id is a Session; only a 401
 // or 410 whose JSON says the same status is an [*introspect.AuthError]; everything else
 // is an [*introspect.UpstreamError]. The members that decide who is logged in (status,
 // data, meta, is_authenticated, user, id and the user's typed fields) are
@@ -59,7 +59,7 @@ func decodeAnswer(status int, body []byte) (*introspect.Session, error) {
 		return nil, upstreamf(status, "200 without is_authenticated: true")
 	}
 	// introspect.Session.UnmarshalJSON reads the user and methods as decodeAnswer once
-	// did, on its own copy of them (the introspect.Session keeps parts, and body is the
+	// did, on its own copy of them (the Session keeps parts, and body is the
 	// caller's to reuse).
 	if isNull(env[1]) {
 		env[1] = emptyObject

@@ -1,8 +1,6 @@
 package allauth
 
 import (
-	"github.com/allauthgo/headless/introspect"
-
 	"bytes"
 	"crypto/rsa"
 	"errors"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/allauthgo/headless/introspect"
 )
 
 // defaultJWTClockSkew is how far apart allauth's clock and ours may be
@@ -122,10 +122,10 @@ func NewJWTVerifier(cfg introspect.JWTConfig) (*JWTVerifier, error) {
 // clock skew), iat and nbf not in the future, token_use "access", and
 // non-empty string sub, sid and jti. It never asks allauth.
 //
-// A valid token gives a introspect.Session whose introspect.User has ID = sub and Claims = the
+// A valid token gives a Session whose User has ID = sub and Claims = the
 // token's claims as JSON, and whose ExpiresAt is exp. Any other token gives
 // an error matching [introspect.ErrUnauthenticated]; errors.As finds an [*introspect.AuthError]
-// with Status 401 and Local set, as allauth answers a bad introspect.Bearer token. The
+// with Status 401, local (IsLocal), as allauth answers a bad Bearer token. The
 // error's text says what was wrong, never the token.
 func (v *JWTVerifier) Verify(token string) (*introspect.Session, error) {
 	token = trimSpace(token)

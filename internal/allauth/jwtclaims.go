@@ -1,8 +1,6 @@
 package allauth
 
 import (
-	"github.com/allauthgo/headless/internal/jsonobj"
-
 	"encoding/json"
 	"fmt"
 	"math"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/allauthgo/headless/internal/jsonobj"
 )
 
 // accessClaims reads allauth's claims by their exact names (encoding/json

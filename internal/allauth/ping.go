@@ -1,17 +1,17 @@
 package allauth
 
 import (
-	"github.com/allauthgo/headless/introspect"
-
 	"context"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/allauthgo/headless/introspect"
 )
 
 // Ping checks that allauth answers, without a session lookup: it asks the
 // session endpoint for credentials of kind k (the app endpoint for
-// introspect.SessionToken and introspect.Bearer, the browser endpoint for introspect.Cookie) with no
+// SessionToken and Bearer, the browser endpoint for Cookie) with no
 // credential at all, which allauth answers cheaply with its JSON 401. Use
 // the kind your clients send: a project may enable only one of allauth's
 // clients (HEADLESS_CLIENTS), and the other endpoint is then a 404.

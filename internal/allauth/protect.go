@@ -1,11 +1,11 @@
 package allauth
 
 import (
-	"github.com/allauthgo/headless/introspect"
-
 	"context"
 	"errors"
 	"time"
+
+	"github.com/allauthgo/headless/introspect"
 )
 
 // Defaults for the protections of [Config]: MaxConcurrentLookups and
@@ -43,7 +43,7 @@ const (
 	slotRetryAfter = time.Second
 )
 
-// introspect.Protection returns the state of the client's overload protections. It is
+// Protection returns the state of the client's overload protections. It is
 // safe to call at any time, from any goroutine.
 func (c *Client) Protection() introspect.Protection {
 	p := introspect.Protection{

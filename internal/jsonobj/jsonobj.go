@@ -17,8 +17,9 @@ import (
 // fields of allauth's answer and of a JWT's claims instead.
 
 var (
-	errNotObject    = errors.New("not a JSON object")
-	errNotArray     = errors.New("not a JSON array")
+	errNotObject = errors.New("not a JSON object")
+	errNotArray  = errors.New("not a JSON array")
+	// ErrJSONSyntax is returned for input that is not valid JSON.
 	ErrJSONSyntax   = errors.New("malformed JSON")
 	errDuplicateKey = errors.New("a member is named twice (ignoring case)")
 )
