@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/allauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/credential"
 	"github.com/allauthgo/headless/introspect"
 )
@@ -73,7 +74,7 @@ func (a *Authenticator) Skip() { a.count(OutcomeSkipped) }
 // child of the request's span in ctx (tracing.go).
 func (a *Authenticator) load(ctx context.Context, src *Source, key cache.Key, value []byte, notAfter time.Time) cache.Result {
 	ctx, span := a.startLookup(ctx, src.kind)
-	cred := introspect.Credential{Kind: src.kind, Token: string(value)}
+	cred := allauth.Credential{Kind: src.kind, Token: string(value)}
 	res := a.cache.Load(ctx, key, notAfter, func(ctx context.Context) (*introspect.Session, error) {
 		return a.ask(ctx, src.kind, key, cred) // records, logs and traces the call (lookup.go)
 	})
@@ -92,7 +93,7 @@ func (a *Authenticator) fail(e *Error) Result {
 }
 
 // buildJWT returns the verifier Config.JWT asks for, or nil.
-func buildJWT(cfg Config, wantsBearer bool) (*introspect.JWTVerifier, error) {
+func buildJWT(cfg Config, wantsBearer bool) (*allauth.JWTVerifier, error) {
 	if cfg.JWT == nil {
 		if cfg.JWTStateful {
 			return nil, errors.New("headless: Config.JWTStateful needs Config.JWT (the key to verify tokens with)")
@@ -102,7 +103,7 @@ func buildJWT(cfg Config, wantsBearer bool) (*introspect.JWTVerifier, error) {
 	if !wantsBearer {
 		return nil, errors.New("headless: Config.JWT needs a source reading the Authorization header, where JWTs arrive")
 	}
-	v, err := introspect.NewJWTVerifier(*cfg.JWT)
+	v, err := allauth.NewJWTVerifier(*cfg.JWT)
 	if err != nil {
 		return nil, fmt.Errorf("headless: %w", err)
 	}

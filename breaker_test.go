@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -53,12 +54,14 @@ func TestBreaker_FastFail(t *testing.T) {
 	breakerClock := &fakeClock{t: time.Now()}
 	cacheClock := newTestClock()
 	var logs logBuffer
-	srv, a := setup(t, Config{
+	srv := newAllauth(t)
+	t.Cleanup(allauth.SetTestClock(srv.URL, breakerClock.Now))
+	a := newCore(t, srv, Config{
 		Timeout:      timeout,
 		CacheTTL:     ttl,
 		RefreshAhead: -1,
 		StaleIfError: time.Hour,
-		Breaker:      introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: breakerClock.Now},
+		Breaker:      introspect.BreakerConfig{Failures: 3, CoolDown: coolDown},
 		Logger:       slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		now:          cacheClock.Now,
 	})

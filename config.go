@@ -10,7 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -89,7 +89,7 @@ type Config struct {
 	// within Recheck. The Authenticator does not close it.
 	//
 	// Optional. Default: nil (in process only)
-	Storage cache.Storage
+	Storage Storage
 
 	// Prefix is put before every key written to Storage. Set one per
 	// deployment when two deployments (staging and production, say) share a
@@ -140,7 +140,7 @@ type Config struct {
 	// "user_ids" sent to the eviction webhook) can drop every cached session
 	// of one user. It costs nothing on a cache hit; each authenticated
 	// answer stored costs an index update (with Storage: one read and one
-	// write there). It keeps at most cache.MaxKeysPerUser keys per user.
+	// write there). It keeps at most MaxKeysPerUser keys per user.
 	//
 	// Optional. Default: false
 	UserIndex bool
@@ -218,7 +218,7 @@ func (cfg Config) withDefaults() Config {
 		cfg.Sources = []Source{FromHeader(HeaderSessionToken)}
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = introspect.DefaultTimeout
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = cache.DefaultTTL

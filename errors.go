@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -58,9 +59,9 @@ var (
 	// What allauth answers, decided here without asking it: 401 for no
 	// credential; for one that cannot be valid, 410 for a session token and
 	// 401 for a Bearer token or a cookie.
-	errAllauthNoCredential   = &introspect.AuthError{Status: http.StatusUnauthorized, Local: true}
-	errAllauthMalformedToken = &introspect.AuthError{Status: http.StatusGone, Local: true}
-	errAllauthMalformedOther = &introspect.AuthError{Status: http.StatusUnauthorized, Local: true}
+	errAllauthNoCredential   = allauth.ErrNoCredential
+	errAllauthMalformedToken = allauth.ErrMalformedSessionToken
+	errAllauthMalformedOther = allauth.ErrMalformedOther
 )
 
 // malformed is allauth's answer to a credential of kind k that cannot be

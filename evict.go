@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/credential"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 )
 
 // The eviction webhook (EvictHandler) as any router mounts it: what it

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/allauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -16,13 +17,13 @@ import (
 // concurrent use.
 type Authenticator struct {
 	cfg         Config
-	client      *introspect.Client
+	client      *allauth.Client
 	cache       *cache.Cache
 	sources     []Source
 	wantsBearer bool
-	jwt         *introspect.JWTVerifier // nil: every Bearer token is asked of allauth
-	tracing     tracing                 // the spans of lookups (tracing.go)
-	obs         observer                // counters for Metrics and Ready; keep it last (see observer)
+	jwt         *allauth.JWTVerifier // nil: every Bearer token is asked of allauth
+	tracing     tracing              // the spans of lookups (tracing.go)
+	obs         observer             // counters for Metrics and Ready; keep it last (see observer)
 }
 
 // New returns an Authenticator for cfg, or an error saying what in cfg
@@ -61,7 +62,7 @@ func New(cfg Config) (*Authenticator, error) {
 	if len(cfg.StorageSecret) > 0 && cfg.Storage == nil {
 		return nil, errors.New("headless: Config.StorageSecret needs Config.Storage")
 	}
-	a.client, err = introspect.New(introspect.Config{
+	a.client, err = allauth.New(allauth.Config{
 		BaseURL:              cfg.BaseURL,
 		Mount:                cfg.Mount,
 		CookieName:           cookieName,
@@ -130,14 +131,15 @@ func (a *Authenticator) evictTokens(ctx context.Context, tokens ...string) (int,
 // allauth user id, as in introspect.User.ID): all of the user's sessions,
 // tokens and cookies alike, ask allauth on their next request. It returns how
 // many entries were cached. It needs Config.UserIndex, else it returns
-// cache.ErrNoUserIndex. With a shared Storage the index is shared and one
+// ErrNoUserIndex. With a shared Storage the index is shared and one
 // call reaches every instance; in process it reaches this one.
 func (a *Authenticator) EvictUser(ctx context.Context, userID string) (int, error) {
 	return a.cache.EvictUser(ctx, userID)
 }
 
-// Client returns the allauth client in use.
-func (a *Authenticator) Client() *introspect.Client { return a.client }
+// Client returns the allauth client in use, for this module's tests and
+// tools: its type is internal.
+func (a *Authenticator) Client() *allauth.Client { return a.client }
 
 // Close releases what New made: the cache's goroutines and the client's idle
 // connections. A Storage passed in is left to its owner. Requests still in

@@ -6,7 +6,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/allauth"
+	"github.com/allauthgo/headless/internal/cache"
 
 	"github.com/allauthgo/headless/introspect"
 )
@@ -47,7 +48,7 @@ func refusedLocally(err error) bool {
 // ctx, and, on failure, one log line with the status, its class and the
 // duration, naming the credential by a hash prefix of its cache key, never
 // by the token.
-func (a *Authenticator) ask(ctx context.Context, kind introspect.Kind, key cache.Key, cred introspect.Credential) (*introspect.Session, error) {
+func (a *Authenticator) ask(ctx context.Context, kind introspect.Kind, key cache.Key, cred allauth.Credential) (*introspect.Session, error) {
 	start := time.Now()
 	s, err := a.client.Session(ctx, cred)
 	end := time.Now()
@@ -63,7 +64,7 @@ func (a *Authenticator) ask(ctx context.Context, kind introspect.Kind, key cache
 		a.obs.upstream[Class2xx].observe(took)
 		a.obs.answered(true, end)
 	case errors.As(err, &auth):
-		if auth.Local {
+		if allauth.IsLocal(err) {
 			break // decided without a request
 		}
 		a.obs.upstream[ClassOf(auth.Status)].observe(took)

@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
-
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -167,7 +165,7 @@ type Metrics struct {
 	// Cache is the cache's running totals: hits, misses, shared reads,
 	// fetches, evictions, store errors, entries, and whether evictions from
 	// other instances arrive by Redis pub/sub.
-	Cache cache.Stats
+	Cache CacheStats
 	// Protection is the state of the client's overload protections: lookups
 	// in flight and waiting for a slot, those refused for want of one, and
 	// the circuit breaker's state and refusals. Refused lookups made no
@@ -201,7 +199,7 @@ func (a *Authenticator) Metrics() Metrics {
 	s.LastAnswer = unixTime(o.lastAnswer.Load())
 	s.LastError = unixTime(o.lastError.Load())
 	s.Protection = a.client.Protection()
-	s.Cache = a.cache.Stats()
+	s.Cache = CacheStats(a.cache.Stats())
 	return s
 }
 

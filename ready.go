@@ -56,7 +56,7 @@ var readyConfigDefault = ReadyConfig{
 // "recent": allauth's latest answer to a lookup, within Window, was one of
 // its own (JSON 200, 401 or 410): no request is made. Otherwise (no lookup
 // in Window, or the latest one failed) the handler probes allauth now with
-// [introspect.Client.Ping], a GET of the session endpoint without a
+// the client's ping, a GET of the session endpoint without a
 // credential, which costs allauth no session lookup: "probe". A probe's
 // result stands for ProbeInterval and only one runs at a time, so probes
 // never hammer allauth however often the check is called. age_seconds is

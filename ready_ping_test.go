@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -52,9 +53,10 @@ func TestReadyFollowsThePingNotTheBreaker(t *testing.T) {
 	t.Cleanup(srv.Close)
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	clock := &handClock{t: time.Unix(1_800_000_000, 0)} // the cool-down never ends
+	t.Cleanup(allauth.SetTestClock(srv.URL, clock.Now))
 	a, err := headless.New(headless.Config{
 		BaseURL: srv.URL,
-		Breaker: introspect.BreakerConfig{Failures: 2, CoolDown: time.Hour, Now: clock.Now},
+		Breaker: introspect.BreakerConfig{Failures: 2, CoolDown: time.Hour},
 		Logger:  quiet(),
 	})
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/gofiber/storage/redis/v3"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/introspect"
 )

@@ -3,7 +3,8 @@ package headless
 import (
 	"context"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/allauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -22,7 +23,7 @@ func maxRefreshes(maxLookups int) int {
 // request. Nothing is refreshed while the breaker is not closed: allauth is
 // failing, and the entry can wait for its expiry as it would have.
 func (a *Authenticator) refreshAhead(src *Source, key cache.Key, value []byte, hit cache.Result) {
-	cred := introspect.Credential{Kind: src.kind, Token: string(value)}
+	cred := allauth.Credential{Kind: src.kind, Token: string(value)}
 	kind := src.kind
 	a.cache.Refresh(key, hit, a.breakerClosed, func(ctx context.Context) (*introspect.Session, error) {
 		return a.ask(ctx, kind, key, cred) // records, logs and traces the call (lookup.go)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )

@@ -8,7 +8,7 @@ import (
 	"net/textproto"
 	"strings"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/credential"
 	"github.com/allauthgo/headless/introspect"
 )

@@ -12,7 +12,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/allauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/version"
 	"github.com/allauthgo/headless/introspect"
 )
@@ -67,7 +68,7 @@ type tracing struct {
 // after New is used from the next lookup on. (The global provider also
 // delegates a tracer taken early to the provider set first, but not to one
 // that replaces it.)
-func newTracing(tp trace.TracerProvider, client *introspect.Client) tracing {
+func newTracing(tp trace.TracerProvider, client *allauth.Client) tracing {
 	var t tracing
 	if tp != nil {
 		t.tracer = tp.Tracer(tracerName, tracerOptions...)
@@ -172,7 +173,7 @@ func traceCall(ctx context.Context, err error) {
 	case refusedLocally(err):
 		return
 	case errors.As(err, &auth):
-		if auth.Local {
+		if allauth.IsLocal(err) {
 			return
 		}
 		status = auth.Status

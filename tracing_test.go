@@ -21,7 +21,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless/internal/allauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -113,7 +114,7 @@ func traceparent(s sdktrace.ReadOnlySpan) string {
 // noSecrets fails if a token, or a cache key derived from one (hex or its
 // short form), appears anywhere in any span: name, attributes, events and
 // their attributes, status, links.
-func noSecrets(tb testing.TB, tr *tracer, client *introspect.Client, tokens ...string) {
+func noSecrets(tb testing.TB, tr *tracer, client *allauth.Client, tokens ...string) {
 	tb.Helper()
 	var secrets []string
 	for _, tok := range tokens {

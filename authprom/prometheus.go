@@ -45,7 +45,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/allauthgo/headless"
-	"github.com/allauthgo/headless/cache"
 )
 
 // Config tunes a Collector. The zero value uses the defaults.
@@ -76,7 +75,7 @@ type Collector struct {
 
 type cacheCounter struct {
 	desc  *prometheus.Desc
-	value func(s *cache.Stats) int64
+	value func(s *headless.CacheStats) int64
 }
 
 // New returns a Collector for m; register it with a prometheus.Registerer.
@@ -119,20 +118,20 @@ func New(a *headless.Authenticator, config ...Config) *Collector {
 		breakerOpens: desc("upstream", "breaker_opens_total",
 			"Times the circuit breaker opened (allauth failed its ping, after failed lookups or a cool-down)."),
 	}
-	counter := func(name, help string, value func(s *cache.Stats) int64) {
+	counter := func(name, help string, value func(s *headless.CacheStats) int64) {
 		c.counters = append(c.counters, cacheCounter{desc: desc("cache", name, help), value: value})
 	}
-	counter("hits_total", "Authenticated answers served from the cache.", func(s *cache.Stats) int64 { return s.Hits })
-	counter("negative_hits_total", "allauth's 401 or 410 answers served from the cache.", func(s *cache.Stats) int64 { return s.NegativeHits })
-	counter("misses_total", "In-process cache lookups that found nothing usable.", func(s *cache.Stats) int64 { return s.Misses })
-	counter("shared_reads_total", "Reads of the shared cache (Storage), one per coalesced in-process miss.", func(s *cache.Stats) int64 { return s.SharedReads })
-	counter("coalesced_total", "Misses that waited on another request's lookup of the same credential instead of asking allauth.", func(s *cache.Stats) int64 { return s.Coalesced })
-	counter("stale_serves_total", "Expired sessions served because allauth failed (StaleIfError).", func(s *cache.Stats) int64 { return s.StaleServes })
-	counter("evictions_total", "Cache deletions (Evict drops a token once per credential kind).", func(s *cache.Stats) int64 { return s.Evictions })
-	counter("store_errors_total", "Failures of the shared cache (e.g. Redis down) and unreadable, forged or future-dated values in it; each is a miss.", func(s *cache.Stats) int64 { return s.StoreErrors })
-	counter("refreshes_total", "Background refreshes of sessions in use near their expiry (RefreshAhead).", func(s *cache.Stats) int64 { return s.Refreshes })
-	counter("refresh_skips_total", "Refreshes a hit asked for that did not start: too many in flight, or the breaker not closed.", func(s *cache.Stats) int64 { return s.RefreshSkips })
-	counter("rejected_total", "Entries the full in-process cache declined (MaxEntries).", func(s *cache.Stats) int64 { return s.Rejected })
+	counter("hits_total", "Authenticated answers served from the cache.", func(s *headless.CacheStats) int64 { return s.Hits })
+	counter("negative_hits_total", "allauth's 401 or 410 answers served from the cache.", func(s *headless.CacheStats) int64 { return s.NegativeHits })
+	counter("misses_total", "In-process cache lookups that found nothing usable.", func(s *headless.CacheStats) int64 { return s.Misses })
+	counter("shared_reads_total", "Reads of the shared cache (Storage), one per coalesced in-process miss.", func(s *headless.CacheStats) int64 { return s.SharedReads })
+	counter("coalesced_total", "Misses that waited on another request's lookup of the same credential instead of asking allauth.", func(s *headless.CacheStats) int64 { return s.Coalesced })
+	counter("stale_serves_total", "Expired sessions served because allauth failed (StaleIfError).", func(s *headless.CacheStats) int64 { return s.StaleServes })
+	counter("evictions_total", "Cache deletions (Evict drops a token once per credential kind).", func(s *headless.CacheStats) int64 { return s.Evictions })
+	counter("store_errors_total", "Failures of the shared cache (e.g. Redis down) and unreadable, forged or future-dated values in it; each is a miss.", func(s *headless.CacheStats) int64 { return s.StoreErrors })
+	counter("refreshes_total", "Background refreshes of sessions in use near their expiry (RefreshAhead).", func(s *headless.CacheStats) int64 { return s.Refreshes })
+	counter("refresh_skips_total", "Refreshes a hit asked for that did not start: too many in flight, or the breaker not closed.", func(s *headless.CacheStats) int64 { return s.RefreshSkips })
+	counter("rejected_total", "Entries the full in-process cache declined (MaxEntries).", func(s *headless.CacheStats) int64 { return s.Rejected })
 	return c
 }
 

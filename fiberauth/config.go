@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/allauthgo/headless"
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -214,11 +213,11 @@ var ConfigDefault = Config{
 	Next:           nil,
 	KeyLookup:      "header:" + HeaderSessionToken,
 	AuthScheme:     "Bearer",
-	Timeout:        introspect.DefaultTimeout,
-	CacheTTL:       cache.DefaultTTL,
-	NegativeTTL:    cache.DefaultNegativeTTL,
-	MaxEntries:     cache.DefaultMaxEntries,
-	Recheck:        cache.DefaultRecheck,
+	Timeout:        headless.DefaultTimeout,
+	CacheTTL:       headless.DefaultCacheTTL,
+	NegativeTTL:    headless.DefaultNegativeTTL,
+	MaxEntries:     headless.DefaultMaxEntries,
+	Recheck:        headless.DefaultRecheck,
 	SuccessHandler: func(c *fiber.Ctx) error { return c.Next() },
 	ErrorHandler:   DefaultErrorHandler,
 	ContextKey:     "user",

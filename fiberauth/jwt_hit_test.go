@@ -9,8 +9,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/allauthgo/headless"
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )

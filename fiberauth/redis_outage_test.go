@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect/allauthtest"

@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/allauthgo/headless"
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -101,7 +100,7 @@ type Config struct {
 	// not close it. See headless.Config.Storage.
 	//
 	// Optional. Default: nil (in process only)
-	Storage cache.Storage
+	Storage headless.Storage
 
 	// Prefix is put before every key written to Storage: set one per
 	// deployment when two share a Redis and reach their allauth by the same

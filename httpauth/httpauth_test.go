@@ -15,8 +15,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/allauthgo/headless"
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/httpauth"
+	"github.com/allauthgo/headless/internal/cache"
 	"github.com/allauthgo/headless/internal/doorconfig"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"

@@ -1,11 +1,12 @@
-// Package introspect asks a Django allauth headless server who the caller of a
-// request is.
+// Package introspect holds the types of allauth's answers that users of
+// this module read and write: who the caller is ([Session], [User],
+// [Method]), why allauth said no ([AuthError] with its [Flow]s, or an
+// [*UpstreamError] when allauth failed), how a credential reaches allauth
+// ([Kind]), and the settings of the JWT check ([JWTConfig]) and of the
+// circuit breaker ([BreakerConfig], [Protection]). The client that asks
+// allauth is internal to this module; package headless uses it.
 //
-// allauth hands apps a session token (sent as X-Session-Token), a JWT access
-// token (sent as Authorization: Bearer) or, for browsers, a Django session
-// cookie. A [Client] sends that credential to allauth's
-// GET {mount}/{app|browser}/v1/auth/session endpoint and turns the answer into
-// a [Session], or into one of a small set of errors:
+// The errors of a lookup:
 //
 //   - [ErrUnauthenticated]: allauth answered 401 (no user, an inactive user, a
 //     pending login flow). The flows are kept in an [*AuthError].
@@ -17,5 +18,5 @@
 //     never a 401 or 410.
 //
 // Credentials are checked before any request is made, and a raw credential
-// never appears in an error string or a log line written by this package.
+// never appears in an error string or a log line written by this module.
 package introspect

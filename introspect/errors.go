@@ -33,10 +33,6 @@ type AuthError struct {
 	Status int
 	// Flows are the flows allauth listed, if it was asked.
 	Flows []Flow
-	// Local is true when the answer was decided without asking allauth: the
-	// credential was missing or malformed, and Status is what allauth gives
-	// such a value.
-	Local bool
 }
 
 func (e *AuthError) Error() string {
@@ -67,21 +63,6 @@ func (e *AuthError) Pending() (Flow, bool) {
 		}
 	}
 	return Flow{}, false
-}
-
-// Shared answers for credentials judged without a request; they carry no
-// flows, so sharing them is safe.
-var (
-	errNoCredential          = &AuthError{Status: http.StatusUnauthorized, Local: true}
-	errMalformedSessionToken = &AuthError{Status: http.StatusGone, Local: true}
-	errMalformedOther        = &AuthError{Status: http.StatusUnauthorized, Local: true}
-)
-
-func malformed(k Kind) error {
-	if k == SessionToken {
-		return errMalformedSessionToken
-	}
-	return errMalformedOther
 }
 
 // UpstreamError is every failure that is not allauth's own 401 or 410:
@@ -136,30 +117,4 @@ func (e *UpstreamError) Timeout() bool {
 
 func upstreamf(status int, reason string) *UpstreamError {
 	return &UpstreamError{Status: status, Reason: reason}
-}
-
-// maxRetryAfter caps a Retry-After delay, as RFC 9111 (1.2.2) has
-// recipients cap delta-seconds they cannot represent: 2^31-1 seconds, which
-// also fits a client's 32-bit integer.
-const maxRetryAfter = (1<<31 - 1) * time.Second
-
-// parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date,
-// at most maxRetryAfter. Anything else, or a negative delay, is 0.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		if secs < 0 {
-			return 0
-		}
-		if secs > int(maxRetryAfter/time.Second) {
-			return maxRetryAfter // time.Duration(secs) * time.Second would overflow
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), maxRetryAfter)
-	}
-	return 0
 }

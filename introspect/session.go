@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/allauthgo/headless/internal/jsonobj"
 )
 
 // Session is allauth's answer for an authenticated credential.
@@ -68,92 +70,15 @@ type Method struct {
 }
 
 // The members of allauth's answer that are read, by their exact names (see
-// objectMembers): the envelope, its data and meta, and the user.
+// jsonobj.ObjectMembers): the session (allauth's data) and its user.
 var (
-	envelopeNames = []string{"status", "data", "meta"}
-	dataNames     = []string{"user", "methods", "flows"}
-	metaNames     = []string{"is_authenticated"}
-	userNames     = []string{"id", "display", "email", "username", "has_usable_password"}
+	dataNames = []string{"user", "methods", "flows"}
+	userNames = []string{"id", "display", "email", "username", "has_usable_password"}
 )
 
 type wireMethod struct {
 	Method string   `json:"method"`
 	At     *float64 `json:"at"`
-}
-
-// decodeAnswer turns a 200, 401 or 410 and its body from the session endpoint
-// into a Session or an error. Only a 200 whose JSON says status 200,
-// is_authenticated true and carries a valid user id is a Session; only a 401
-// or 410 whose JSON says the same status is an [*AuthError]; everything else
-// is an [*UpstreamError]. The members that decide who is logged in (status,
-// data, meta, is_authenticated, user, id and the user's typed fields) are
-// read by their exact names, and one named twice, even in another case, is
-// refused: encoding/json alone would take "ID" for id and the last of two.
-func decodeAnswer(status int, body []byte) (*Session, error) {
-	if status != http.StatusOK && status != http.StatusUnauthorized && status != http.StatusGone {
-		return nil, upstreamf(status, "unexpected status")
-	}
-	if !json.Valid(body) {
-		return nil, upstreamf(status, "body is not allauth JSON")
-	}
-	if status == http.StatusOK {
-		// The Session keeps parts of the body (User.Raw, Method.Raw), which
-		// the caller may reuse.
-		body = bytes.Clone(body)
-	}
-	var env, data [3]json.RawMessage
-	var meta [1]json.RawMessage
-	if err := objectMembers(body, envelopeNames, env[:]); err != nil {
-		return nil, &UpstreamError{Status: status, Reason: "body is not allauth JSON", Err: err}
-	}
-	if !isInt(env[0], status) {
-		return nil, upstreamf(status, "body status does not match HTTP status")
-	}
-	if err := optionalObject(env[1], dataNames, data[:]); err != nil {
-		return nil, &UpstreamError{Status: status, Reason: "malformed data", Err: err}
-	}
-	if err := optionalObject(env[2], metaNames, meta[:]); err != nil {
-		return nil, &UpstreamError{Status: status, Reason: "malformed meta", Err: err}
-	}
-	if status != http.StatusOK {
-		var flows []Flow
-		if !isNull(data[2]) {
-			if err := json.Unmarshal(data[2], &flows); err != nil {
-				return nil, &UpstreamError{Status: status, Reason: "malformed flows", Err: err}
-			}
-		}
-		return nil, &AuthError{Status: status, Flows: flows}
-	}
-	if string(meta[0]) != "true" {
-		return nil, upstreamf(status, "200 without is_authenticated: true")
-	}
-	return decodeSession(data[0], data[1])
-}
-
-// optionalObject reads the members of raw, a JSON object, null or absent.
-func optionalObject(raw json.RawMessage, names []string, vals []json.RawMessage) error {
-	if isNull(raw) {
-		clear(vals)
-		return nil
-	}
-	return objectMembers(raw, names, vals)
-}
-
-func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }
-
-// isInt reports whether raw is the JSON integer n, written plainly.
-func isInt(raw []byte, n int) bool {
-	if len(raw) == 0 || len(raw) > 4 || (raw[0] == '0' && len(raw) > 1) {
-		return false
-	}
-	v := 0
-	for _, b := range raw {
-		if b < '0' || b > '9' {
-			return false
-		}
-		v = v*10 + int(b-'0')
-	}
-	return v == n
 }
 
 // decodeSession reads data.user and data.methods, both valid JSON that the
@@ -163,7 +88,7 @@ func decodeSession(rawUser, rawMethods json.RawMessage) (*Session, error) {
 		return nil, upstreamf(http.StatusOK, "200 without a user object")
 	}
 	var f [5]json.RawMessage
-	if err := objectMembers(rawUser, userNames, f[:]); err != nil {
+	if err := jsonobj.ObjectMembers(rawUser, userNames, f[:]); err != nil {
 		return nil, &UpstreamError{Status: http.StatusOK, Reason: "malformed user", Err: err}
 	}
 	id, err := decodeID(f[0])
@@ -190,7 +115,7 @@ func decodeSession(rawUser, rawMethods json.RawMessage) (*Session, error) {
 	if isNull(rawMethods) {
 		return s, nil
 	}
-	err = arrayElements(rawMethods, func(rm []byte) error {
+	err = jsonobj.ArrayElements(rawMethods, func(rm []byte) error {
 		var wm wireMethod
 		if err := json.Unmarshal(rm, &wm); err != nil {
 			return err
@@ -216,7 +141,7 @@ func jsonString(raw []byte) (string, error) {
 	if raw[0] != '"' {
 		return "", errNotString
 	}
-	if plainString(raw[1 : len(raw)-1]) {
+	if jsonobj.PlainString(raw[1 : len(raw)-1]) {
 		return string(raw[1 : len(raw)-1]), nil
 	}
 	var s string
@@ -332,11 +257,11 @@ func (s *Session) MarshalJSON() ([]byte, error) {
 // members that decide who the user is are read by their exact names.
 func (s *Session) UnmarshalJSON(b []byte) error {
 	if !json.Valid(b) {
-		return errJSONSyntax
+		return jsonobj.ErrJSONSyntax
 	}
 	b = bytes.Clone(b) // the Session keeps parts of it; b is the caller's
 	var data [3]json.RawMessage
-	if err := objectMembers(b, dataNames, data[:]); err != nil {
+	if err := jsonobj.ObjectMembers(b, dataNames, data[:]); err != nil {
 		return err
 	}
 	decoded, err := decodeSession(data[0], data[1])
@@ -372,3 +297,5 @@ func timeFloat(t time.Time) *float64 {
 	f := float64(t.UnixNano()) / 1e9
 	return &f
 }
+
+func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }

@@ -28,7 +28,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -71,7 +71,7 @@ func readConfig(getenv func(string) string) (config, error) {
 		addr:       orDefault(getenv("ADDR"), "127.0.0.1:3000"),
 		allauthURL: getenv("ALLAUTH_URL"),
 		standin:    orDefault(getenv("STANDIN_ADDR"), "127.0.0.1:8000"),
-		cacheTTL:   cache.DefaultTTL,
+		cacheTTL:   headless.DefaultCacheTTL,
 	}
 	if err := checkAddr("ADDR", cfg.addr); err != nil {
 		return cfg, err

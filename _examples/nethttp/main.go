@@ -31,7 +31,6 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless"
-	"github.com/allauthgo/headless/cache"
 	"github.com/allauthgo/headless/httpauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -73,7 +72,7 @@ func readConfig(getenv func(string) string) (config, error) {
 		addr:       orDefault(getenv("ADDR"), "127.0.0.1:3000"),
 		allauthURL: getenv("ALLAUTH_URL"),
 		standin:    orDefault(getenv("STANDIN_ADDR"), "127.0.0.1:8000"),
-		cacheTTL:   cache.DefaultTTL,
+		cacheTTL:   headless.DefaultCacheTTL,
 	}
 	for name, v := range map[string]string{"ADDR": cfg.addr, "STANDIN_ADDR": cfg.standin} {
 		if _, _, err := net.SplitHostPort(v); err != nil {

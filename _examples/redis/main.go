@@ -42,7 +42,7 @@ import (
 	redisstorage "github.com/gofiber/storage/redis/v3"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/allauthgo/headless/cache"
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -84,7 +84,7 @@ type config struct {
 func readConfig(args []string, getenv func(string) string) (config, error) {
 	cfg := config{
 		redisAddr: getenv("REDIS_ADDR"),
-		prefix:    orDefault(getenv("REDIS_PREFIX"), cache.DefaultPrefix),
+		prefix:    orDefault(getenv("REDIS_PREFIX"), headless.DefaultPrefix),
 		addrA:     orDefault(getenv("ADDR_A"), "127.0.0.1:3001"),
 		addrB:     orDefault(getenv("ADDR_B"), "127.0.0.1:3002"),
 	}

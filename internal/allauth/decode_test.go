@@ -1,8 +1,10 @@
-package introspect_test
+package allauth_test
 
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/allauthgo/headless/internal/allauth"
 
 	"github.com/allauthgo/headless/introspect"
 )
@@ -20,7 +22,7 @@ func BenchmarkDecodeAnswer(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				s, err := introspect.DecodeAnswer(bc.status, body)
+				s, err := allauth.DecodeAnswer(bc.status, body)
 				if (bc.status == 200) != (s != nil) || (bc.status == 200) != (err == nil) {
 					b.Fatal(s, err)
 				}

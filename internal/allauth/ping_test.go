@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/allauth"
 
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -15,7 +17,7 @@ import (
 // on both endpoints; it costs one session-endpoint call and no session.
 func TestPingStandIn(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{})
+	srv, c := newStandIn(t, allauth.Config{})
 	for _, k := range []introspect.Kind{introspect.SessionToken, introspect.Bearer, introspect.Cookie} {
 		if err := c.Ping(context.Background(), k); err != nil {
 			t.Errorf("Ping(%v) = %v, want nil", k, err)
@@ -62,7 +64,7 @@ func TestPingAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, mock := newMockClient(t, introspect.Config{})
+			c, mock := newMockClient(t, allauth.Config{})
 			mock.RegisterResponder(http.MethodGet, testAppURL, func(req *http.Request) (*http.Response, error) {
 				for _, h := range []string{"X-Session-Token", "Authorization", "Cookie"} {
 					if v := req.Header.Get(h); v != "" {
@@ -92,7 +94,7 @@ func TestPingAnswers(t *testing.T) {
 // The cookie kind pings the browser endpoint.
 func TestPingBrowserEndpoint(t *testing.T) {
 	t.Parallel()
-	c, mock := newMockClient(t, introspect.Config{})
+	c, mock := newMockClient(t, allauth.Config{})
 	mock.RegisterResponder(http.MethodGet, testBrowserURL, reply(401, "application/json", rec401))
 	if err := c.Ping(context.Background(), introspect.Cookie); err != nil {
 		t.Fatalf("Ping(Cookie) = %v", err)
@@ -106,7 +108,7 @@ func TestPingBrowserEndpoint(t *testing.T) {
 // fails without a request.
 func TestPingLimits(t *testing.T) {
 	t.Parallel()
-	c, mock := newMockClient(t, introspect.Config{Timeout: 50 * time.Millisecond})
+	c, mock := newMockClient(t, allauth.Config{Timeout: 50 * time.Millisecond})
 	mock.RegisterResponder(http.MethodGet, testAppURL, func(req *http.Request) (*http.Response, error) {
 		<-req.Context().Done()
 		return nil, req.Context().Err()

@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"crypto"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/allauth"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -149,7 +151,7 @@ func BenchmarkJWTVerify(b *testing.B) {
 		{"HS256", introspect.JWTConfig{Secret: testSecret}, signHS(b, jwt.SigningMethodHS256, testSecret, c)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			v, err := introspect.NewJWTVerifier(bc.cfg)
+			v, err := allauth.NewJWTVerifier(bc.cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/allauth"
 
 	"go.uber.org/goleak"
 
@@ -23,11 +25,11 @@ func TestMain(m *testing.M) {
 
 // newStandIn starts an allauthtest server and a Client on its real loopback
 // URL (the client's own transport), both closed when the test ends.
-func newStandIn(t *testing.T, cfg introspect.Config, opts ...allauthtest.Option) (*allauthtest.Server, *introspect.Client) {
+func newStandIn(t *testing.T, cfg allauth.Config, opts ...allauthtest.Option) (*allauthtest.Server, *allauth.Client) {
 	t.Helper()
 	srv := allauthtest.NewServer(opts...)
 	cfg.BaseURL = srv.URL
-	c, err := introspect.New(cfg)
+	c, err := allauth.New(cfg)
 	if err != nil {
 		srv.Close()
 		t.Fatalf("New: %v", err)
@@ -39,13 +41,13 @@ func newStandIn(t *testing.T, cfg introspect.Config, opts ...allauthtest.Option)
 	return srv, c
 }
 
-func cookieCred(tok string) introspect.Credential {
-	return introspect.Credential{Kind: introspect.Cookie, Token: tok}
+func cookieCred(tok string) allauth.Credential {
+	return allauth.Credential{Kind: introspect.Cookie, Token: tok}
 }
 
 func TestIntegrationValidCredentials(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{})
+	srv, c := newStandIn(t, allauth.Config{})
 	srv.AddUser(allauthtest.User{Username: "alice", Email: "alice@example.com", Password: "alice-pass-123"})
 	srv.AddUser(allauthtest.User{Username: "bob", Email: "bob@example.com", Password: "bob-pass-123"})
 	srv.AddUser(allauthtest.User{
@@ -55,15 +57,15 @@ func TestIntegrationValidCredentials(t *testing.T) {
 
 	tests := []struct {
 		name, username, id, email string
-		cred                      func() introspect.Credential
+		cred                      func() allauth.Credential
 	}{
-		{"alice token", "alice", "1", "alice@example.com", func() introspect.Credential { return sessionToken(srv.IssueToken("alice")) }},
-		{"bob token", "bob", "2", "bob@example.com", func() introspect.Credential { return sessionToken(srv.IssueToken("bob")) }},
-		{"alice cookie", "alice", "1", "alice@example.com", func() introspect.Credential { return cookieCred(srv.IssueCookie("alice")) }},
+		{"alice token", "alice", "1", "alice@example.com", func() allauth.Credential { return sessionToken(srv.IssueToken("alice")) }},
+		{"bob token", "bob", "2", "bob@example.com", func() allauth.Credential { return sessionToken(srv.IssueToken("bob")) }},
+		{"alice cookie", "alice", "1", "alice@example.com", func() allauth.Credential { return cookieCred(srv.IssueCookie("alice")) }},
 		// One Django session key serves both clients (A6).
-		{"cookie value as token", "bob", "2", "bob@example.com", func() introspect.Credential { return sessionToken(srv.IssueCookie("bob")) }},
-		{"token as cookie", "alice", "1", "alice@example.com", func() introspect.Credential { return cookieCred(srv.IssueToken("alice")) }},
-		{"uuid id", "erin", "3f1c2b8e-6a52-4c8e-9a8e-2f8d6b1e4c71", "", func() introspect.Credential { return sessionToken(srv.IssueToken("erin")) }},
+		{"cookie value as token", "bob", "2", "bob@example.com", func() allauth.Credential { return sessionToken(srv.IssueCookie("bob")) }},
+		{"token as cookie", "alice", "1", "alice@example.com", func() allauth.Credential { return cookieCred(srv.IssueToken("alice")) }},
+		{"uuid id", "erin", "3f1c2b8e-6a52-4c8e-9a8e-2f8d6b1e4c71", "", func() allauth.Credential { return sessionToken(srv.IssueToken("erin")) }},
 	}
 	for _, tc := range tests {
 		cred := tc.cred()
@@ -108,7 +110,7 @@ func TestIntegrationValidCredentials(t *testing.T) {
 
 func TestIntegrationCustomMountAndCookieName(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{Mount: "/api/auth", CookieName: "sid"},
+	srv, c := newStandIn(t, allauth.Config{Mount: "/api/auth", CookieName: "sid"},
 		allauthtest.WithMount("/api/auth"), allauthtest.WithSessionCookieName("sid"))
 	srv.AddUser(allauthtest.User{Username: "alice", Password: "pw"})
 	if got, want := c.Endpoint(introspect.Cookie), srv.SessionURL("browser"); got != want {
@@ -117,7 +119,7 @@ func TestIntegrationCustomMountAndCookieName(t *testing.T) {
 	if got, want := c.Endpoint(introspect.SessionToken), srv.SessionURL("app"); got != want {
 		t.Errorf("Endpoint(SessionToken) = %q, stand-in serves %q", got, want)
 	}
-	for _, cred := range []introspect.Credential{sessionToken(srv.IssueToken("alice")), cookieCred(srv.IssueCookie("alice"))} {
+	for _, cred := range []allauth.Credential{sessionToken(srv.IssueToken("alice")), cookieCred(srv.IssueCookie("alice"))} {
 		s, err := c.Session(context.Background(), cred)
 		if err != nil || s.User.Username != "alice" {
 			t.Errorf("%v: Session = %v, %v", cred, s, err)
@@ -126,7 +128,7 @@ func TestIntegrationCustomMountAndCookieName(t *testing.T) {
 
 	// A client with the default cookie name sends "sessionid", which this
 	// Django project ignores: 401, not a login.
-	other, err := introspect.New(introspect.Config{BaseURL: srv.URL, Mount: "/api/auth"})
+	other, err := allauth.New(allauth.Config{BaseURL: srv.URL, Mount: "/api/auth"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestIntegrationCustomMountAndCookieName(t *testing.T) {
 		t.Errorf("wrong cookie name: %v, want ErrUnauthenticated", err)
 	}
 	// And one with the wrong mount hits Django's HTML 404.
-	wrongMount, err := introspect.New(introspect.Config{BaseURL: srv.URL})
+	wrongMount, err := allauth.New(allauth.Config{BaseURL: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,14 +152,14 @@ func TestIntegrationCustomMountAndCookieName(t *testing.T) {
 
 func TestIntegrationLifecycle(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{})
+	srv, c := newStandIn(t, allauth.Config{})
 	srv.AddUser(allauthtest.User{Username: "dave", Password: "pw"})
 	ctx := context.Background()
 	token := srv.IssueToken("dave")
 	cookie := srv.IssueCookie("dave")
-	both := []introspect.Credential{sessionToken(token), cookieCred(cookie)}
+	both := []allauth.Credential{sessionToken(token), cookieCred(cookie)}
 
-	expect := func(step string, cred introspect.Credential, want error) {
+	expect := func(step string, cred allauth.Credential, want error) {
 		t.Helper()
 		s, err := c.Session(ctx, cred)
 		if want == nil {
@@ -175,7 +177,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 			t.Errorf("%s, %v: %v, want %v", step, cred.Kind, err, want)
 			return
 		}
-		if ae := authOf(t, err); ae.Local {
+		if ae := authOf(t, err); allauth.IsLocal(ae) {
 			t.Errorf("%s, %v: answered locally, want allauth's answer", step, cred.Kind)
 		}
 	}
@@ -211,7 +213,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 
 func TestIntegrationPendingFlow(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{})
+	srv, c := newStandIn(t, allauth.Config{})
 	srv.AddUser(allauthtest.User{Username: "erin", Email: "erin@example.com", Password: "pw", PendingEmailVerification: true})
 	_, err := c.Session(context.Background(), sessionToken(srv.IssueToken("erin")))
 	if !errors.Is(err, introspect.ErrUnauthenticated) {
@@ -225,13 +227,13 @@ func TestIntegrationPendingFlow(t *testing.T) {
 
 func TestIntegrationLocalAnswersSendNothing(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{})
-	for _, cred := range []introspect.Credential{
+	srv, c := newStandIn(t, allauth.Config{})
+	for _, cred := range []allauth.Credential{
 		sessionToken(""), sessionToken("  "), sessionToken("bad token"), sessionToken(strings.Repeat("a", 4097)),
 		cookieCred("a;sessionid=b"),
 		{Kind: introspect.Bearer, Token: "a b"},
 	} {
-		if _, err := c.Session(context.Background(), cred); err == nil || !authOf(t, err).Local {
+		if _, err := c.Session(context.Background(), cred); err == nil || !allauth.IsLocal(authOf(t, err)) {
 			t.Errorf("%q: %v, want a local AuthError", cred.Token, err)
 		}
 	}
@@ -271,7 +273,7 @@ func TestIntegrationFaults(t *testing.T) {
 			if tc.timeout {
 				timeout = 300 * time.Millisecond
 			}
-			srv, c := newStandIn(t, introspect.Config{Timeout: timeout})
+			srv, c := newStandIn(t, allauth.Config{Timeout: timeout})
 			srv.AddUser(allauthtest.User{Username: "alice", Password: "pw"})
 			token := srv.IssueToken("alice")
 			srv.SetFault(tc.fault)
@@ -306,7 +308,7 @@ func TestIntegrationFaults(t *testing.T) {
 
 func TestIntegrationOversizedAnswer(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{MaxBodyBytes: 4096})
+	srv, c := newStandIn(t, allauth.Config{MaxBodyBytes: 4096})
 	srv.AddUser(allauthtest.User{Username: "alice", Password: "pw", Extra: map[string]any{"blob": strings.Repeat("x", 8192)}})
 	token := srv.IssueToken("alice")
 	_, err := c.Session(context.Background(), sessionToken(token))
@@ -326,7 +328,7 @@ func TestIntegrationServerGone(t *testing.T) {
 	srv := allauthtest.NewServer()
 	srv.AddUser(allauthtest.User{Username: "alice", Password: "pw"})
 	token := srv.IssueToken("alice")
-	c, err := introspect.New(introspect.Config{BaseURL: srv.URL})
+	c, err := allauth.New(allauth.Config{BaseURL: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,11 +355,11 @@ func TestIntegrationConcurrent(t *testing.T) {
 		workers  = 64
 		requests = 40
 	)
-	srv, c := newStandIn(t, introspect.Config{Timeout: 30 * time.Second})
+	srv, c := newStandIn(t, allauth.Config{Timeout: 30 * time.Second})
 	type account struct {
 		username, id string
-		cred         introspect.Credential
-		gone         introspect.Credential
+		cred         allauth.Credential
+		gone         allauth.Credential
 	}
 	accounts := make([]account, workers)
 	for i := range accounts {

@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/allauth"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -96,7 +98,7 @@ func signRS(tb testing.TB, alg jwt.SigningMethod, key *rsa.PrivateKey, kid strin
 	tok := jwt.NewWithClaims(alg, claims)
 	switch kid {
 	case "":
-		tok.Header["kid"] = introspect.JWKThumbprint(&key.PublicKey)
+		tok.Header["kid"] = allauth.JWKThumbprint(&key.PublicKey)
 	case "-":
 	default:
 		tok.Header["kid"] = kid
@@ -117,12 +119,12 @@ func signHS(tb testing.TB, alg jwt.SigningMethod, secret []byte, claims jwt.Clai
 	return s
 }
 
-func newVerifier(tb testing.TB, cfg introspect.JWTConfig) *introspect.JWTVerifier {
+func newVerifier(tb testing.TB, cfg introspect.JWTConfig) *allauth.JWTVerifier {
 	tb.Helper()
 	if cfg.Now == nil {
 		cfg.Now = fixedClock(t0)
 	}
-	v, err := introspect.NewJWTVerifier(cfg)
+	v, err := allauth.NewJWTVerifier(cfg)
 	if err != nil {
 		tb.Fatalf("NewJWTVerifier: %v", err)
 	}
@@ -138,7 +140,7 @@ func wantReject(tb testing.TB, s *introspect.Session, err error, reason string) 
 	}
 	var ae *introspect.AuthError
 	if !errors.Is(err, introspect.ErrUnauthenticated) || errors.Is(err, introspect.ErrSessionGone) ||
-		!errors.As(err, &ae) || ae.Status != 401 || !ae.Local {
+		!errors.As(err, &ae) || ae.Status != 401 || !allauth.IsLocal(ae) {
 		tb.Fatalf("err = %v (%T), want a local 401 *AuthError", err, err)
 	}
 	if !strings.Contains(err.Error(), reason) {
@@ -307,7 +309,7 @@ func TestJWTVerify_AlgorithmConfusion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []*introspect.JWTVerifier{rsOnly, both, hsOnly} {
+	for _, v := range []*allauth.JWTVerifier{rsOnly, both, hsOnly} {
 		s, err = v.Verify(none)
 		wantReject(t, s, err, "")
 		s, err = v.Verify(none + "c2ln")
@@ -384,7 +386,7 @@ func TestJWTVerify_KeyRotation(t *testing.T) {
 				{old, "nope", false},
 				{other, "", false}, // a key not configured, its own kid
 				{other, "-", false},
-				{cur, introspect.JWKThumbprint(&old.PublicKey), false}, // the wrong key's kid
+				{cur, allauth.JWKThumbprint(&old.PublicKey), false}, // the wrong key's kid
 			} {
 				s, err := v.Verify(signRS(t, jwt.SigningMethodRS256, tc.key, tc.kid, c))
 				if tc.ok && err != nil {
@@ -437,7 +439,7 @@ func TestJWTVerify_ClockSkew(t *testing.T) {
 		}
 	}
 	// The real clock is used by default.
-	v, err := introspect.NewJWTVerifier(introspect.JWTConfig{PublicKey: pub})
+	v, err := allauth.NewJWTVerifier(introspect.JWTConfig{PublicKey: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +493,7 @@ func TestNewJWTVerifier_Config(t *testing.T) {
 	tok := signRS(t, jwt.SigningMethodRS256, key, "", allauthClaims())
 	for name, cfg := range good {
 		cfg.Now = fixedClock(t0)
-		v, err := introspect.NewJWTVerifier(cfg)
+		v, err := allauth.NewJWTVerifier(cfg)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -524,7 +526,7 @@ func TestNewJWTVerifier_Config(t *testing.T) {
 		"missing file":         {introspect.JWTConfig{PublicKeyFile: filepath.Join(dir, "nope.pem")}, "PublicKeyFile"},
 	}
 	for name, tc := range bad {
-		v, err := introspect.NewJWTVerifier(tc.cfg)
+		v, err := allauth.NewJWTVerifier(tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: NewJWTVerifier = %v, %v; want an error saying %q", name, v, err, tc.want)
 		}
@@ -539,13 +541,13 @@ func TestJWKThumbprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	rfc := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: 65537}
-	if got, want := introspect.JWKThumbprint(rfc), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"; got != want {
+	if got, want := allauth.JWKThumbprint(rfc), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"; got != want {
 		t.Errorf("thumbprint = %q, want RFC 7638's %q", got, want)
 	}
 	key := testKey(t, 0)
 	srv := allauthtest.NewServer(allauthtest.WithJWT(allauthtest.JWTConfig{PrivateKey: key}))
 	defer srv.Close()
-	if got, want := srv.JWTKeyID(), introspect.JWKThumbprint(&key.PublicKey); got != want {
+	if got, want := srv.JWTKeyID(), allauth.JWKThumbprint(&key.PublicKey); got != want {
 		t.Errorf("allauthtest kid = %q, introspect's = %q", got, want)
 	}
 }
@@ -562,7 +564,7 @@ func TestJWTVerify_StandIn(t *testing.T) {
 				opt.PrivateKey = testKey(t, 1)
 			}
 			opt.Claims = func(u allauthtest.User) map[string]any { return map[string]any{"name": u.Username} }
-			srv, c := newStandIn(t, introspect.Config{}, allauthtest.WithJWT(opt))
+			srv, c := newStandIn(t, allauth.Config{}, allauthtest.WithJWT(opt))
 			srv.AddUser(allauthtest.User{Username: "alice", Email: "alice@example.com", Password: "pw"})
 			var cfgs []introspect.JWTConfig
 			if alg == "RS256" {
@@ -572,7 +574,7 @@ func TestJWTVerify_StandIn(t *testing.T) {
 			}
 			access, refresh := srv.IssueJWT("alice")
 			for _, cfg := range cfgs {
-				v, err := introspect.NewJWTVerifier(cfg)
+				v, err := allauth.NewJWTVerifier(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -587,12 +589,12 @@ func TestJWTVerify_StandIn(t *testing.T) {
 				s, err = v.Verify(refresh)
 				wantReject(t, s, err, "token_use")
 			}
-			up, err := c.Session(context.Background(), introspect.Credential{Kind: introspect.Bearer, Token: access})
+			up, err := c.Session(context.Background(), allauth.Credential{Kind: introspect.Bearer, Token: access})
 			if err != nil || up.User.ID != "1" || up.User.Username != "alice" {
 				t.Fatalf("allauth on the access token: %v, %v", up, err)
 			}
 			srv.Logout(access)
-			_, err = c.Session(context.Background(), introspect.Credential{Kind: introspect.Bearer, Token: access})
+			_, err = c.Session(context.Background(), allauth.Credential{Kind: introspect.Bearer, Token: access})
 			if !errors.Is(err, introspect.ErrSessionGone) {
 				t.Fatalf("allauth after logout: %v, want 410", err)
 			}
@@ -612,7 +614,7 @@ func TestJWTVerify_Crit(t *testing.T) {
 		t.Helper()
 		tok := jwt.NewWithClaims(alg, allauthClaims())
 		if rk, ok := k.(*rsa.PrivateKey); ok {
-			tok.Header["kid"] = introspect.JWKThumbprint(&rk.PublicKey)
+			tok.Header["kid"] = allauth.JWKThumbprint(&rk.PublicKey)
 		}
 		for name, val := range h {
 			tok.Header[name] = val
@@ -662,7 +664,7 @@ func TestJWTVerify_DuplicateClaims(t *testing.T) {
 	key := testKey(t, 0)
 	v := newVerifier(t, introspect.JWTConfig{PublicKey: publicPEM(t, key)})
 	enc := base64.RawURLEncoding.EncodeToString
-	header := enc([]byte(`{"alg":"RS256","kid":"` + introspect.JWKThumbprint(&key.PublicKey) + `","typ":"JWT"}`))
+	header := enc([]byte(`{"alg":"RS256","kid":"` + allauth.JWKThumbprint(&key.PublicKey) + `","typ":"JWT"}`))
 	sign := func(claims string) string {
 		t.Helper()
 		signing := header + "." + enc([]byte(claims))

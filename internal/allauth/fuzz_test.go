@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/allauthgo/headless/internal/allauth"
 
 	"github.com/allauthgo/headless/introspect"
 )
@@ -62,7 +64,7 @@ func FuzzDecode(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, idx uint8, body []byte) {
 		status := fuzzStatuses[int(idx)%len(fuzzStatuses)]
-		s, err := introspect.DecodeAnswer(status, body)
+		s, err := allauth.DecodeAnswer(status, body)
 		if (s == nil) == (err == nil) {
 			t.Fatalf("status %d: Session %v and error %v", status, s, err)
 		}
@@ -73,7 +75,7 @@ func FuzzDecode(f *testing.F) {
 			var ue *introspect.UpstreamError
 			switch {
 			case errors.As(err, &ae):
-				if ae.Status != status || ae.Local || (status != 401 && status != 410) {
+				if ae.Status != status || allauth.IsLocal(ae) || (status != 401 && status != 410) {
 					t.Fatalf("status %d: AuthError %+v", status, ae)
 				}
 				if said.canonical && said.status != fmt.Sprint(status) {
@@ -247,16 +249,16 @@ func FuzzCheckCredential(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, kindByte uint8, token string, maxLen int) {
 		kind := introspect.Kind(kindByte % 5)
-		cred := introspect.Credential{Kind: kind, Token: token}
-		err := introspect.CheckCredential(cred, maxLen)
+		cred := allauth.Credential{Kind: kind, Token: token}
+		err := allauth.CheckCredential(cred, maxLen)
 
 		limit := maxLen
 		if limit <= 0 {
-			limit = introspect.DefaultMaxCredentialBytes
+			limit = allauth.DefaultMaxCredentialBytes
 		}
 		trimmed := strings.Trim(token, " \t")
 		if trimmed != "" {
-			wf, wfBytes := introspect.WellFormed(kind, trimmed, limit), introspect.WellFormed(kind, []byte(trimmed), limit)
+			wf, wfBytes := allauth.WellFormed(kind, trimmed, limit), allauth.WellFormed(kind, []byte(trimmed), limit)
 			if wf != (err == nil) || wfBytes != wf {
 				t.Fatalf("WellFormed = %v (bytes %v), CheckCredential = %v", wf, wfBytes, err)
 			}
@@ -279,7 +281,7 @@ func FuzzCheckCredential(f *testing.F) {
 			}
 		} else {
 			var ae *introspect.AuthError
-			if !errors.As(err, &ae) || !ae.Local || len(ae.Flows) != 0 {
+			if !errors.As(err, &ae) || !allauth.IsLocal(ae) || len(ae.Flows) != 0 {
 				t.Fatalf("error %v (%T) is not a local AuthError", err, err)
 			}
 			switch {
@@ -302,13 +304,13 @@ func FuzzCheckCredential(f *testing.F) {
 		}
 
 		// The printed forms do not depend on the token at all.
-		blank := introspect.Credential{Kind: kind}
+		blank := allauth.Credential{Kind: kind}
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d", "%10.3v"} {
 			got, want := fmt.Sprintf(verb, cred), fmt.Sprintf(verb, blank)
 			if got != want {
 				t.Fatalf("%s of a credential prints %q, want %q whatever the token", verb, got, want)
 			}
-			if got, want := fmt.Sprintf(verb, []*introspect.Credential{&cred}), fmt.Sprintf(verb, []*introspect.Credential{&blank}); got != want {
+			if got, want := fmt.Sprintf(verb, []*allauth.Credential{&cred}), fmt.Sprintf(verb, []*allauth.Credential{&blank}); got != want {
 				t.Fatalf("%s of []*Credential prints %q, want %q", verb, got, want)
 			}
 		}

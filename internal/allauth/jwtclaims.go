@@ -1,4 +1,4 @@
-package introspect
+package allauth
 
 import (
 	"encoding/json"
@@ -7,14 +7,15 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/allauthgo/headless/internal/jsonobj"
 )
 
 // accessClaims reads allauth's claims by their exact names (encoding/json
 // alone would also match "SUB" to sub, and keep the last of two) and keeps
-// the JSON for User.Claims.
+// the JSON for introspect.User.Claims.
 type accessClaims struct {
 	raw                  json.RawMessage
 	exp, iat, nbf        *jwt.NumericDate
@@ -31,7 +32,7 @@ var claimNames = []string{"exp", "iat", "nbf", "sub", "sid", "jti", "token_use"}
 // named twice (even in another case) makes the token malformed.
 func (c *accessClaims) UnmarshalJSON(b []byte) error {
 	var m [7]json.RawMessage
-	if err := objectMembers(b, claimNames, m[:]); err != nil {
+	if err := jsonobj.ObjectMembers(b, claimNames, m[:]); err != nil {
 		return fmt.Errorf("claims: %w", err)
 	}
 	c.raw = slices.Clone(b)
@@ -61,7 +62,7 @@ func stringClaim(raw json.RawMessage) (string, bool) {
 	if len(raw) == 0 || raw[0] != '"' {
 		return "", false
 	}
-	if len(raw) >= 2 && raw[len(raw)-1] == '"' && plainString(raw[1:len(raw)-1]) {
+	if len(raw) >= 2 && raw[len(raw)-1] == '"' && jsonobj.PlainString(raw[1:len(raw)-1]) {
 		// The common case, without a second decode.
 		return string(raw[1 : len(raw)-1]), len(raw) > 2
 	}
@@ -70,16 +71,6 @@ func stringClaim(raw json.RawMessage) (string, bool) {
 		return "", false
 	}
 	return s, true
-}
-
-// plainString reports whether a JSON string's content needs no unescaping.
-func plainString(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c == '\\' || c == '"' {
-			return false
-		}
-	}
-	return utf8.Valid(b)
 }
 
 // Validate is run by the parser after the signature and time checks.

@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"log"
 	"time"
 
+	"github.com/allauthgo/headless/internal/allauth"
+
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
 func ExampleNew() {
-	client, err := introspect.New(introspect.Config{
+	client, err := allauth.New(allauth.Config{
 		BaseURL: "http://127.0.0.1:8000", // the Django origin
 		Timeout: time.Second,
 	})
@@ -24,7 +26,7 @@ func ExampleNew() {
 	fmt.Println(client.Endpoint(introspect.SessionToken))
 	fmt.Println(client.Endpoint(introspect.Cookie))
 
-	_, err = introspect.New(introspect.Config{BaseURL: "ftp://127.0.0.1"})
+	_, err = allauth.New(allauth.Config{BaseURL: "ftp://127.0.0.1"})
 	fmt.Println(err)
 	// Output:
 	// http://127.0.0.1:8000/_allauth/app/v1/auth/session
@@ -39,14 +41,14 @@ func ExampleClient_Session() {
 	srv.AddUser(allauthtest.User{Username: "alice", Email: "alice@example.com", Password: "alice-pass-123"})
 	token := srv.IssueToken("alice") // what the app got from allauth's login
 
-	client, err := introspect.New(introspect.Config{BaseURL: srv.URL})
+	client, err := allauth.New(allauth.Config{BaseURL: srv.URL})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer client.CloseIdleConnections()
 
-	s, err := client.Session(context.Background(), introspect.Credential{Kind: introspect.SessionToken, Token: token})
+	s, err := client.Session(context.Background(), allauth.Credential{Kind: introspect.SessionToken, Token: token})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -68,7 +70,7 @@ func Example_errors() {
 	loggedOut := srv.IssueToken("dave")
 	srv.Logout(loggedOut)
 
-	client, err := introspect.New(introspect.Config{BaseURL: srv.URL})
+	client, err := allauth.New(allauth.Config{BaseURL: srv.URL})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -76,7 +78,7 @@ func Example_errors() {
 	defer client.CloseIdleConnections()
 
 	check := func(token string) {
-		s, err := client.Session(context.Background(), introspect.Credential{Kind: introspect.SessionToken, Token: token})
+		s, err := client.Session(context.Background(), allauth.Credential{Kind: introspect.SessionToken, Token: token})
 		var upstream *introspect.UpstreamError
 		switch {
 		case err == nil:

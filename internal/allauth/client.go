@@ -1,4 +1,9 @@
-package introspect
+// Package allauth asks a Django allauth headless server who the caller of a
+// request is: the HTTP client (lookup slots, circuit breaker, ping), the
+// strict decoding of allauth's answers, and the local JWT verifier. It is
+// internal: package headless uses it, and users see only the types of
+// package introspect.
+package allauth
 
 import (
 	"context"
@@ -19,6 +24,7 @@ import (
 
 	"github.com/allauthgo/headless/internal/credential"
 	v "github.com/allauthgo/headless/internal/version"
+	"github.com/allauthgo/headless/introspect"
 )
 
 // version is this library's version, sent in the User-Agent.
@@ -60,7 +66,7 @@ type Config struct {
 	// Ignored when HTTPClient is set.
 	MaxIdleConnsPerHost int
 	// MaxBodyBytes bounds allauth's answer; a longer one is an
-	// [*UpstreamError]. Default 1 MiB.
+	// [*introspect.UpstreamError]. Default 1 MiB.
 	MaxBodyBytes int
 	// MaxCredentialBytes bounds a credential; a longer one is rejected
 	// without a request, as allauth answers a malformed one (see
@@ -71,15 +77,18 @@ type Config struct {
 	UserAgent string
 	// MaxConcurrentLookups bounds the session lookups in flight at allauth.
 	// A lookup beyond it waits for a slot within its own deadline (Timeout
-	// or the caller's), then fails with an [*UpstreamError] wrapping
-	// [ErrTooManyLookups], without a request. Default 64; a negative value
+	// or the caller's), then fails with an [*introspect.UpstreamError] wrapping
+	// [introspect.ErrTooManyLookups], without a request. Default 64; a negative value
 	// means unlimited. Default 64.
 	MaxConcurrentLookups int
 	// Breaker tunes the circuit breaker that fails lookups at once while
 	// allauth keeps failing. The zero value is on with the defaults (at
 	// least 5 failures and half of the lookups within 10 s, 1 s cool-down,
-	// then a ping); see [BreakerConfig].
-	Breaker BreakerConfig
+	// then a ping); see [introspect.BreakerConfig].
+	Breaker introspect.BreakerConfig
+	// Now is the breaker's clock (nil: the clock a test set for BaseURL
+	// with SetTestClock, else time.Now).
+	Now func() time.Time
 }
 
 // Client asks allauth about credentials. It is safe for concurrent use; one
@@ -136,7 +145,11 @@ func New(cfg Config) (*Client, error) {
 	if n := cfg.MaxConcurrentLookups; n >= 0 {
 		c.slots = make(chan struct{}, orDefaultInt(n, defaultMaxConcurrentLookups))
 	}
-	c.breaker = newBreaker(cfg.Breaker)
+	now := cfg.Now
+	if now == nil {
+		now = testClock(cfg.BaseURL)
+	}
+	c.breaker = newBreaker(cfg.Breaker, now)
 
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -169,8 +182,8 @@ func New(cfg Config) (*Client, error) {
 
 // Endpoint returns the URL that answers for credentials of kind k. Caches use
 // it so that answers of different allauth servers never mix.
-func (c *Client) Endpoint(k Kind) string {
-	if k == Cookie {
+func (c *Client) Endpoint(k introspect.Kind) string {
+	if k == introspect.Cookie {
 		return c.browserURL
 	}
 	return c.appURL
@@ -181,28 +194,28 @@ func (c *Client) Endpoint(k Kind) string {
 // It returns a Session only for a well-formed 200 that says the user is
 // authenticated. A missing or malformed credential is answered without a
 // request, as allauth would answer it: an empty or blank one as no
-// credential ([ErrUnauthenticated]), one longer than Config.MaxCredentialBytes or
-// holding bytes outside visible ASCII as an unknown one ([ErrSessionGone]
-// for a session token, [ErrUnauthenticated] for a Bearer token or a
+// credential ([introspect.ErrUnauthenticated]), one longer than Config.MaxCredentialBytes or
+// holding bytes outside visible ASCII as an unknown one ([introspect.ErrSessionGone]
+// for a session token, [introspect.ErrUnauthenticated] for a Bearer token or a
 // cookie). allauth's own
-// 401 and 410 are an [*AuthError] matching [ErrUnauthenticated] or
-// [ErrSessionGone]; every other failure, including the caller's context
-// ending, is an [*UpstreamError]. So is a lookup refused without a request
+// 401 and 410 are an [*introspect.AuthError] matching [introspect.ErrUnauthenticated] or
+// [introspect.ErrSessionGone]; every other failure, including the caller's context
+// ending, is an [*introspect.UpstreamError]. So is a lookup refused without a request
 // by the overload protections: no free slot before the deadline
-// ([ErrTooManyLookups]) or an open circuit breaker ([ErrBreakerOpen]).
+// ([introspect.ErrTooManyLookups]) or an open circuit breaker ([introspect.ErrBreakerOpen]).
 //
 // The request carries the W3C trace context (traceparent, tracestate) of the
 // span in ctx, if any, and whatever OpenTelemetry's global propagator adds,
 // so that a Django project instrumented with OpenTelemetry shows its side of
 // the same trace.
-func (c *Client) Session(ctx context.Context, cred Credential) (*Session, error) {
+func (c *Client) Session(ctx context.Context, cred Credential) (*introspect.Session, error) {
 	if err := checkCredential(cred, c.maxCredLen); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, &UpstreamError{Reason: "caller gave up", Err: err}
+		return nil, &introspect.UpstreamError{Reason: "caller gave up", Err: err}
 	}
-	if cred.Kind != SessionToken && cred.Kind != Bearer && cred.Kind != Cookie {
+	if cred.Kind != introspect.SessionToken && cred.Kind != introspect.Bearer && cred.Kind != introspect.Cookie {
 		return nil, fmt.Errorf("introspect: unknown credential kind %d", cred.Kind)
 	}
 
@@ -222,16 +235,16 @@ func (c *Client) Session(ctx context.Context, cred Credential) (*Session, error)
 	return s, err
 }
 
-// lookup makes the request for Session.
-func (c *Client) lookup(ctx context.Context, cred Credential) (*Session, error) {
+// lookup makes the request for introspect.Session.
+func (c *Client) lookup(ctx context.Context, cred Credential) (*introspect.Session, error) {
 	token := trimSpace(cred.Token)
 	req := c.http.R().SetContext(ctx)
 	switch cred.Kind {
-	case SessionToken:
+	case introspect.SessionToken:
 		req.SetHeader("X-Session-Token", token)
-	case Bearer:
+	case introspect.Bearer:
 		req.SetHeader("Authorization", "Bearer "+token)
-	case Cookie:
+	case introspect.Cookie:
 		// The token holds only cookie-octets (checked above), so it cannot
 		// smuggle a second cookie in.
 		req.SetHeader("Cookie", c.cookieName+"="+token)
@@ -249,7 +262,7 @@ func (c *Client) lookup(ctx context.Context, cred Credential) (*Session, error) 
 	case http.StatusOK, http.StatusUnauthorized, http.StatusGone:
 		return decodeAnswer(status, resp.Body())
 	default: // 429, 5xx, a proxy's 400 or 404: nothing said about the credential
-		return nil, &UpstreamError{
+		return nil, &introspect.UpstreamError{
 			Status:     status,
 			Reason:     "unexpected status",
 			URL:        c.Endpoint(cred.Kind),
@@ -291,7 +304,7 @@ func transportError(resp *resty.Response, err error) error {
 	if errors.Is(err, resty.ErrResponseBodyTooLarge) {
 		reason = "body over the size limit"
 	}
-	return &UpstreamError{Status: status, Reason: reason, Err: err}
+	return &introspect.UpstreamError{Status: status, Reason: reason, Err: err}
 }
 
 func isDialError(err error) bool {

@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/internal/testwait"
+
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -65,7 +67,7 @@ func upstreamErr(t *testing.T, err error) *introspect.UpstreamError {
 	return up
 }
 
-func wantBreaker(t *testing.T, c *introspect.Client, want introspect.BreakerState) introspect.Protection {
+func wantBreaker(t *testing.T, c *allauth.Client, want introspect.BreakerState) introspect.Protection {
 	t.Helper()
 	p := c.Protection()
 	if p.Breaker != want {
@@ -86,12 +88,12 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 	clock := newFakeClock()
 	var tr transitions
 	const coolDown = 10 * time.Second
-	srv, c := newStandIn(t, introspect.Config{
+	srv, c := newStandIn(t, allauth.Config{
 		// Long enough that every request reaches the stand-in, and the good
 		// ping and lookup at the end answer, in time on a loaded CI
 		// machine; each of the 5 hanging requests costs it.
 		Timeout: time.Second,
-		Breaker: introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: clock.Now, OnStateChange: tr.record},
+		Breaker: introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, OnStateChange: tr.record}, Now: clock.Now,
 	})
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	srv.SetFault(allauthtest.Fault{Delay: time.Hour})
@@ -216,7 +218,7 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 func TestBreakerCountsARate(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock() // the window does not slide
-	srv, c := newStandIn(t, introspect.Config{Breaker: introspect.BreakerConfig{Failures: 2, CoolDown: time.Hour, Now: clock.Now}})
+	srv, c := newStandIn(t, allauth.Config{Breaker: introspect.BreakerConfig{Failures: 2, CoolDown: time.Hour}, Now: clock.Now})
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	srv.AddUser(allauthtest.User{Username: "carol", Inactive: true})
 	srv.AddUser(allauthtest.User{Username: "erin", Email: "erin@example.com", PendingEmailVerification: true})
@@ -229,12 +231,12 @@ func TestBreakerCountsARate(t *testing.T) {
 			t.Fatalf("unknown token: %v, want 410", err)
 		}
 	}
-	for _, cred := range []introspect.Credential{sessionToken(inactive), sessionToken(pending)} {
+	for _, cred := range []allauth.Credential{sessionToken(inactive), sessionToken(pending)} {
 		if _, err := c.Session(ctx, cred); !errors.Is(err, introspect.ErrUnauthenticated) {
 			t.Fatalf("%v: %v, want 401", cred, err)
 		}
 	}
-	for _, cred := range []introspect.Credential{sessionToken(""), sessionToken("bad\x00token"), sessionToken(string(make([]byte, 5000)))} {
+	for _, cred := range []allauth.Credential{sessionToken(""), sessionToken("bad\x00token"), sessionToken(string(make([]byte, 5000)))} {
 		if _, err := c.Session(ctx, cred); err == nil {
 			t.Fatal("a malformed credential was accepted")
 		}
@@ -272,7 +274,7 @@ func TestBreakerCountsARate(t *testing.T) {
 func TestBreakerWindowSlides(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	srv, c := newStandIn(t, introspect.Config{Breaker: introspect.BreakerConfig{Failures: 3, Window: 10 * time.Second, Now: clock.Now}})
+	srv, c := newStandIn(t, allauth.Config{Breaker: introspect.BreakerConfig{Failures: 3, Window: 10 * time.Second}, Now: clock.Now})
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
 	fail := func(n int) {
@@ -311,7 +313,7 @@ func TestBreakerPingIsTheProbe(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
 	const coolDown = 5 * time.Second
-	srv, c := newStandIn(t, introspect.Config{Breaker: introspect.BreakerConfig{Failures: 3, CoolDown: coolDown, Now: clock.Now}})
+	srv, c := newStandIn(t, allauth.Config{Breaker: introspect.BreakerConfig{Failures: 3, CoolDown: coolDown}, Now: clock.Now})
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	srv.SetCredentialFault(func(tok string) bool { return strings.HasPrefix(tok, "evil") }, allauthtest.Fault{Status: http.StatusInternalServerError})
 	ctx := context.Background()
@@ -383,7 +385,7 @@ func TestBreakerFailureKinds(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv, c := newStandIn(t, introspect.Config{
+			srv, c := newStandIn(t, allauth.Config{
 				Timeout: 100 * time.Millisecond,
 				Breaker: introspect.BreakerConfig{Failures: 1, CoolDown: time.Hour},
 			})
@@ -414,7 +416,7 @@ func TestBreakerFailureKinds(t *testing.T) {
 // allauth did not answer within it.
 func TestBreakerCallerCancel(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{
+	srv, c := newStandIn(t, allauth.Config{
 		Timeout: 5 * time.Second,
 		Breaker: introspect.BreakerConfig{Failures: 1, CoolDown: time.Second},
 	})
@@ -467,7 +469,7 @@ func TestBreakerCallerCancel(t *testing.T) {
 // Breaker.Disabled: every lookup asks allauth, however often it failed.
 func TestBreakerDisabled(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{Breaker: introspect.BreakerConfig{Disabled: true, Failures: 1}})
+	srv, c := newStandIn(t, allauth.Config{Breaker: introspect.BreakerConfig{Disabled: true, Failures: 1}})
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	srv.SetFault(allauthtest.Fault{Status: http.StatusBadGateway})
 	for range 20 {
@@ -490,7 +492,7 @@ func TestBreakerDisabled(t *testing.T) {
 func TestMaxConcurrentLookups(t *testing.T) {
 	t.Parallel()
 	const limit = 4
-	srv, c := newStandIn(t, introspect.Config{
+	srv, c := newStandIn(t, allauth.Config{
 		Timeout:              5 * time.Second,
 		MaxConcurrentLookups: limit,
 		Breaker:              introspect.BreakerConfig{Disabled: true},
@@ -558,13 +560,13 @@ func TestMaxConcurrentLookups(t *testing.T) {
 // The default is 64 slots; a negative MaxConcurrentLookups is unlimited.
 func TestMaxConcurrentLookupsDefaultAndUnlimited(t *testing.T) {
 	t.Parallel()
-	_, c := newStandIn(t, introspect.Config{})
+	_, c := newStandIn(t, allauth.Config{})
 	if p := c.Protection(); p.MaxConcurrentLookups != 64 ||
 		p.BreakerDisabled || p.Breaker != introspect.BreakerClosed {
 		t.Errorf("defaults: %+v", p)
 	}
 
-	srv, c := newStandIn(t, introspect.Config{MaxConcurrentLookups: -1, Timeout: 5 * time.Second})
+	srv, c := newStandIn(t, allauth.Config{MaxConcurrentLookups: -1, Timeout: 5 * time.Second})
 	srv.AddUser(allauthtest.User{Username: "alice"})
 	srv.SetFault(allauthtest.Fault{Delay: time.Hour})
 	const n = 100

@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -15,7 +16,7 @@ import (
 // where the lookup went; the token, sent in a header, is not in it.
 func TestUnexpectedStatusNamesTheURL(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{Mount: "/accounts"})
+	srv, c := newStandIn(t, allauth.Config{Mount: "/accounts"})
 	srv.AddUser(allauthtest.User{Username: "alice", Email: "alice@example.com", Password: "alice-pass-123"})
 	token := srv.IssueToken("alice")
 	for _, tc := range []struct {
@@ -25,7 +26,7 @@ func TestUnexpectedStatusNamesTheURL(t *testing.T) {
 		{introspect.SessionToken, srv.URL + "/accounts/app/v1/auth/session"},
 		{introspect.Cookie, srv.URL + "/accounts/browser/v1/auth/session"},
 	} {
-		_, err := c.Session(context.Background(), introspect.Credential{Kind: tc.kind, Token: token})
+		_, err := c.Session(context.Background(), allauth.Credential{Kind: tc.kind, Token: token})
 		up := upstreamOf(t, err)
 		if up.Status != http.StatusNotFound || up.URL != tc.url {
 			t.Errorf("%v: status %d, URL %q; want 404 from %s", tc.kind, up.Status, up.URL, tc.url)

@@ -1,10 +1,12 @@
-package introspect
+package allauth
 
 import (
 	"context"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/allauthgo/headless/introspect"
 )
 
 // Ping checks that allauth answers, without a session lookup: it asks the
@@ -14,17 +16,17 @@ import (
 // the kind your clients send: a project may enable only one of allauth's
 // clients (HEADLESS_CLIENTS), and the other endpoint is then a 404.
 //
-// It returns nil only for allauth's JSON 401, and an [*UpstreamError]
+// It returns nil only for allauth's JSON 401, and an [*introspect.UpstreamError]
 // otherwise: no answer or a timeout (Status 0), another status, or a body
 // that is not allauth's. Timeout bounds it, as it bounds [Client.Session];
 // a sooner deadline on ctx wins. The request carries no cookie, token or
 // Authorization header, so it costs allauth no session lookup.
-func (c *Client) Ping(ctx context.Context, k Kind) error {
-	if k != SessionToken && k != Bearer && k != Cookie {
-		return &UpstreamError{Reason: "ping: unknown credential kind " + k.String()}
+func (c *Client) Ping(ctx context.Context, k introspect.Kind) error {
+	if k != introspect.SessionToken && k != introspect.Bearer && k != introspect.Cookie {
+		return &introspect.UpstreamError{Reason: "ping: unknown credential kind " + k.String()}
 	}
 	if err := ctx.Err(); err != nil {
-		return &UpstreamError{Reason: "caller gave up", Err: err}
+		return &introspect.UpstreamError{Reason: "caller gave up", Err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -35,7 +37,7 @@ func (c *Client) Ping(ctx context.Context, k Kind) error {
 	}
 	status := resp.StatusCode()
 	if status != http.StatusUnauthorized {
-		return &UpstreamError{
+		return &introspect.UpstreamError{
 			Status:     status,
 			Reason:     "ping: want allauth's 401 for no credential",
 			URL:        c.Endpoint(k),
@@ -43,13 +45,13 @@ func (c *Client) Ping(ctx context.Context, k Kind) error {
 		}
 	}
 	_, err = decodeAnswer(status, resp.Body())
-	var auth *AuthError
+	var auth *introspect.AuthError
 	if errors.As(err, &auth) {
 		return nil // allauth's own JSON 401
 	}
-	var up *UpstreamError
+	var up *introspect.UpstreamError
 	if errors.As(err, &up) {
 		return up
 	}
-	return &UpstreamError{Status: status, Reason: "ping: body is not allauth JSON", Err: err}
+	return &introspect.UpstreamError{Status: status, Reason: "ping: body is not allauth JSON", Err: err}
 }

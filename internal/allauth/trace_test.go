@@ -1,15 +1,16 @@
-package introspect_test
+package allauth_test
 
 import (
 	"context"
 	"testing"
+
+	"github.com/allauthgo/headless/internal/allauth"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -34,7 +35,7 @@ func spanContext(t *testing.T) trace.SpanContext {
 // span.
 func TestSessionPropagatesTraceContext(t *testing.T) {
 	t.Parallel()
-	srv, c := newStandIn(t, introspect.Config{})
+	srv, c := newStandIn(t, allauth.Config{})
 	srv.AddUser(allauthtest.User{Username: "alice", Password: "pw"})
 	tok := srv.IssueToken("alice")
 
@@ -46,7 +47,7 @@ func TestSessionPropagatesTraceContext(t *testing.T) {
 	}
 
 	ctx := trace.ContextWithSpanContext(context.Background(), spanContext(t))
-	for _, cred := range []introspect.Credential{sessionToken(tok), cookieCred(tok)} {
+	for _, cred := range []allauth.Credential{sessionToken(tok), cookieCred(tok)} {
 		if _, err := c.Session(ctx, cred); err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +65,7 @@ func TestSessionPropagatesTraceContext(t *testing.T) {
 // adds (here baggage) is sent too, beside traceparent. Not parallel: it sets
 // OpenTelemetry's global propagator, and restores a no-op one.
 func TestSessionUsesGlobalPropagator(t *testing.T) {
-	srv, c := newStandIn(t, introspect.Config{})
+	srv, c := newStandIn(t, allauth.Config{})
 	srv.AddUser(allauthtest.User{Username: "alice", Password: "pw"})
 	tok := srv.IssueToken("alice")
 

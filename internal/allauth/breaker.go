@@ -1,4 +1,4 @@
-package introspect
+package allauth
 
 import (
 	"context"
@@ -6,10 +6,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/allauthgo/headless/introspect"
 )
 
 // breaker is a failure-rate circuit breaker whose half-open probe is its own
-// credential-less ping (see [BreakerConfig]). It holds a small mutex for a
+// credential-less ping (see [introspect.BreakerConfig]). It holds a small mutex for a
 // few instructions per lookup at allauth (never on a cache hit) and starts
 // no goroutine: the cool-down is checked when a lookup arrives, and the
 // lookup that finds it over carries the ping.
@@ -19,7 +21,7 @@ type breaker struct {
 	width       time.Duration // of one bucket: Window / breakerBuckets
 	coolDown    time.Duration // how long it stays open
 	now         func() time.Time
-	onChange    func(from, to BreakerState)
+	onChange    func(from, to introspect.BreakerState)
 
 	mu        sync.Mutex
 	open      bool      // open or half-open
@@ -38,7 +40,7 @@ type breaker struct {
 // breakerBucket counts the lookups of one slice of the window.
 type breakerBucket struct{ failures, lookups int }
 
-func newBreaker(cfg BreakerConfig) *breaker {
+func newBreaker(cfg introspect.BreakerConfig, now func() time.Time) *breaker {
 	if cfg.Disabled {
 		return nil
 	}
@@ -46,7 +48,7 @@ func newBreaker(cfg BreakerConfig) *breaker {
 		minFailures: cfg.Failures,
 		ratio:       cfg.FailureRatio,
 		coolDown:    cfg.CoolDown,
-		now:         cfg.Now,
+		now:         now,
 		onChange:    cfg.OnStateChange,
 	}
 	if b.minFailures <= 0 {
@@ -71,14 +73,14 @@ func newBreaker(cfg BreakerConfig) *breaker {
 }
 
 // stateLocked is the state at now.
-func (b *breaker) stateLocked(now time.Time) BreakerState {
+func (b *breaker) stateLocked(now time.Time) introspect.BreakerState {
 	switch {
 	case !b.open:
-		return BreakerClosed
+		return introspect.BreakerClosed
 	case now.Before(b.openUntil):
-		return BreakerOpen
+		return introspect.BreakerOpen
 	default:
-		return BreakerHalfOpen
+		return introspect.BreakerHalfOpen
 	}
 }
 
@@ -108,12 +110,12 @@ func (b *breaker) countsLocked() (failures, lookups int) {
 	return failures, lookups
 }
 
-func (b *breaker) snapshot() (st BreakerState, left time.Duration, failures, lookups int) {
+func (b *breaker) snapshot() (st introspect.BreakerState, left time.Duration, failures, lookups int) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st = b.stateLocked(now)
-	if st == BreakerOpen {
+	if st == introspect.BreakerOpen {
 		left = b.openUntil.Sub(now)
 	}
 	b.slideLocked(now)
@@ -129,22 +131,22 @@ func (b *breaker) allow() (probe bool, err error) {
 	now := b.now()
 	b.mu.Lock()
 	switch st := b.stateLocked(now); {
-	case st == BreakerClosed:
+	case st == introspect.BreakerClosed:
 		probe = b.pingDue && !b.probing
 		b.probing = b.probing || probe
 		b.mu.Unlock()
 		return probe, nil
-	case st == BreakerOpen:
+	case st == introspect.BreakerOpen:
 		left := b.openUntil.Sub(now)
 		b.mu.Unlock()
 		b.rejections.Add(1)
-		return false, &UpstreamError{Reason: "circuit breaker open", RetryAfter: left, Err: ErrBreakerOpen}
+		return false, &introspect.UpstreamError{Reason: "circuit breaker open", RetryAfter: left, Err: introspect.ErrBreakerOpen}
 	case b.probing:
 		b.mu.Unlock()
 		b.rejections.Add(1)
 		// The ping ends within Timeout; a cool-down is what a client should
 		// wait before it asks again.
-		return false, &UpstreamError{Reason: "circuit breaker half-open, ping in flight", RetryAfter: b.coolDown, Err: ErrBreakerOpen}
+		return false, &introspect.UpstreamError{Reason: "circuit breaker half-open, ping in flight", RetryAfter: b.coolDown, Err: introspect.ErrBreakerOpen}
 	default:
 		b.probing = true
 		b.mu.Unlock()
@@ -155,7 +157,7 @@ func (b *breaker) allow() (probe bool, err error) {
 // probe runs the breaker's ping and takes its verdict: allauth answered
 // (nil: the breaker is closed, with an empty window, and the lookup goes
 // on), the caller went away (its error; the next lookup pings instead), or
-// allauth did not answer (an *UpstreamError wrapping ErrBreakerOpen; the
+// allauth did not answer (an *introspect.UpstreamError wrapping introspect.ErrBreakerOpen; the
 // breaker is open for CoolDown). parent is the caller's context.
 func (b *breaker) probe(parent context.Context, ping func() error) error {
 	err := ping()
@@ -185,7 +187,7 @@ func (b *breaker) probe(parent context.Context, ping func() error) error {
 		return err
 	default:
 		b.rejections.Add(1)
-		return &UpstreamError{Reason: "circuit breaker open: allauth did not answer its ping", RetryAfter: b.coolDown, Err: ErrBreakerOpen}
+		return &introspect.UpstreamError{Reason: "circuit breaker open: allauth did not answer its ping", RetryAfter: b.coolDown, Err: introspect.ErrBreakerOpen}
 	}
 }
 
@@ -203,7 +205,7 @@ func (b *breaker) record(o outcome) {
 	now := b.now()
 	b.mu.Lock()
 	from := b.stateLocked(now)
-	if from != BreakerClosed {
+	if from != introspect.BreakerClosed {
 		b.mu.Unlock()
 		return
 	}

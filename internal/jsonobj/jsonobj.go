@@ -1,25 +1,30 @@
-package introspect
+// Package jsonobj reads the members of a JSON object by their exact names,
+// refusing a name given twice (ignoring case): the strict reading of
+// allauth's answers and JWT claims that introspect and internal/allauth share.
+package jsonobj
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // encoding/json is too lenient for the fields that decide who is logged in:
 // it matches a field's name ignoring case ("ID" fills id) and keeps the last
 // of two members with the same name, so {"id": 1, "id": 2} is user 2 to it
-// and possibly user 1 to a proxy or a log reader. objectMembers reads those
+// and possibly user 1 to a proxy or a log reader. ObjectMembers reads those
 // fields of allauth's answer and of a JWT's claims instead.
 
 var (
-	errNotObject    = errors.New("not a JSON object")
-	errNotArray     = errors.New("not a JSON array")
-	errJSONSyntax   = errors.New("malformed JSON")
+	errNotObject = errors.New("not a JSON object")
+	errNotArray  = errors.New("not a JSON array")
+	// ErrJSONSyntax is returned for input that is not valid JSON.
+	ErrJSONSyntax   = errors.New("malformed JSON")
 	errDuplicateKey = errors.New("a member is named twice (ignoring case)")
 )
 
-// objectMembers reads the JSON object obj and sets vals[i] to the raw value
+// ObjectMembers reads the JSON object obj and sets vals[i] to the raw value
 // of its member named exactly names[i] (after unescaping the name), or nil
 // when there is none; other members are skipped. Two members whose names
 // both equal names[i] ignoring case are an error, whichever is exact: a
@@ -27,7 +32,7 @@ var (
 // The values alias obj. obj must be valid JSON (json.Valid), though bad
 // input never makes it panic. len(names) must be at most 64 and equal
 // len(vals).
-func objectMembers(obj []byte, names []string, vals []json.RawMessage) error {
+func ObjectMembers(obj []byte, names []string, vals []json.RawMessage) error {
 	clear(vals)
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
@@ -40,7 +45,7 @@ func objectMembers(obj []byte, names []string, vals []json.RawMessage) error {
 	var seen uint64
 	for {
 		if i >= len(obj) || obj[i] != '"' {
-			return errJSONSyntax
+			return ErrJSONSyntax
 		}
 		end, err := skipString(obj, i)
 		if err != nil {
@@ -49,7 +54,7 @@ func objectMembers(obj []byte, names []string, vals []json.RawMessage) error {
 		quoted := obj[i:end]
 		i = skipSpace(obj, end)
 		if i >= len(obj) || obj[i] != ':' {
-			return errJSONSyntax
+			return ErrJSONSyntax
 		}
 		start := skipSpace(obj, i+1)
 		if i, err = skipValue(obj, start); err != nil {
@@ -72,7 +77,7 @@ func objectMembers(obj []byte, names []string, vals []json.RawMessage) error {
 		if i < len(obj) && obj[i] == '}' {
 			return nil
 		}
-		return errJSONSyntax
+		return ErrJSONSyntax
 	}
 }
 
@@ -97,9 +102,9 @@ func matchName(quoted []byte, names []string) (int, bool) {
 	return -1, false
 }
 
-// arrayElements calls visit with each element of the JSON array arr (valid
-// JSON, as for objectMembers); the elements alias arr.
-func arrayElements(arr []byte, visit func(elem []byte) error) error {
+// ArrayElements calls visit with each element of the JSON array arr (valid
+// JSON, as for ObjectMembers); the elements alias arr.
+func ArrayElements(arr []byte, visit func(elem []byte) error) error {
 	i := skipSpace(arr, 0)
 	if i >= len(arr) || arr[i] != '[' {
 		return errNotArray
@@ -125,7 +130,7 @@ func arrayElements(arr []byte, visit func(elem []byte) error) error {
 		if i < len(arr) && arr[i] == ']' {
 			return nil
 		}
-		return errJSONSyntax
+		return ErrJSONSyntax
 	}
 }
 
@@ -146,13 +151,13 @@ func skipString(b []byte, i int) (int, error) {
 			return j + 1, nil
 		}
 	}
-	return 0, errJSONSyntax
+	return 0, ErrJSONSyntax
 }
 
 // skipValue returns the index just past the value that starts at b[i].
 func skipValue(b []byte, i int) (int, error) {
 	if i >= len(b) {
-		return 0, errJSONSyntax
+		return 0, ErrJSONSyntax
 	}
 	switch b[i] {
 	case '"':
@@ -178,22 +183,32 @@ func skipValue(b []byte, i int) (int, error) {
 			}
 			i++
 		}
-		return 0, errJSONSyntax
+		return 0, ErrJSONSyntax
 	default: // a number, true, false or null
 		start := i
 		for i < len(b) {
 			switch b[i] {
 			case ',', '}', ']', ' ', '\t', '\n', '\r':
 				if i == start {
-					return 0, errJSONSyntax
+					return 0, ErrJSONSyntax
 				}
 				return i, nil
 			}
 			i++
 		}
 		if i == start {
-			return 0, errJSONSyntax
+			return 0, ErrJSONSyntax
 		}
 		return i, nil
 	}
+}
+
+// PlainString reports whether a JSON string's content needs no unescaping.
+func PlainString(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '\\' || c == '"' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }

@@ -1,6 +1,9 @@
-package introspect
+package allauth
 
-import "github.com/allauthgo/headless/internal/credential"
+import (
+	"github.com/allauthgo/headless/internal/credential"
+	"github.com/allauthgo/headless/introspect"
+)
 
 // DecodeAnswer lets the external tests (fuzz_test.go) drive the response
 // decoder directly, without an HTTP round trip per input.
@@ -22,7 +25,7 @@ const (
 )
 
 // WellFormed is the byte check CheckCredential makes.
-func WellFormed[T ~string | ~[]byte](k Kind, token T, maxLen int) bool {
+func WellFormed[T ~string | ~[]byte](k introspect.Kind, token T, maxLen int) bool {
 	return credential.WellFormed(uint8(k), token, maxLen)
 }
 

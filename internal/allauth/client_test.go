@@ -1,4 +1,4 @@
-package introspect_test
+package allauth_test
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/allauthgo/headless/internal/allauth"
 
 	"github.com/jarcoal/httpmock"
 
@@ -131,14 +133,14 @@ var recordedBodies = []struct {
 
 // newMockClient returns a Client whose requests go to a fresh httpmock
 // transport (never httpmock's global state).
-func newMockClient(t *testing.T, cfg introspect.Config) (*introspect.Client, *httpmock.MockTransport) {
+func newMockClient(t *testing.T, cfg allauth.Config) (*allauth.Client, *httpmock.MockTransport) {
 	t.Helper()
 	mock := httpmock.NewMockTransport()
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = testBase
 	}
 	cfg.HTTPClient = &http.Client{Transport: mock}
-	c, err := introspect.New(cfg)
+	c, err := allauth.New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -160,8 +162,8 @@ func reply(status int, contentType, body string, headerPairs ...string) httpmock
 	}
 }
 
-func sessionToken(tok string) introspect.Credential {
-	return introspect.Credential{Kind: introspect.SessionToken, Token: tok}
+func sessionToken(tok string) allauth.Credential {
+	return allauth.Credential{Kind: introspect.SessionToken, Token: tok}
 }
 
 // checkErrorShape asserts what holds for every error Session returns: it is
@@ -366,7 +368,7 @@ func TestSessionRecordedAnswers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, mock := newMockClient(t, introspect.Config{})
+			c, mock := newMockClient(t, allauth.Config{})
 			mock.RegisterResponder(http.MethodGet, testAppURL, reply(tc.status, tc.contentType, tc.body, tc.headers...))
 
 			s, err := c.Session(context.Background(), sessionToken(aliceToken))
@@ -404,7 +406,7 @@ func TestSessionRecordedAnswers(t *testing.T) {
 				t.Fatalf("error %v, want errors.Is %v", err, tc.is)
 			}
 			ae := authOf(t, err)
-			if ae.Status != tc.status || ae.Local {
+			if ae.Status != tc.status || allauth.IsLocal(ae) {
 				t.Errorf("AuthError = %+v, want Status %d from allauth", ae, tc.status)
 			}
 			if got := flowIDs(ae.Flows); strings.Join(got, ",") != strings.Join(tc.flows, ",") {
@@ -483,7 +485,7 @@ func TestSessionUserShapes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, mock := newMockClient(t, introspect.Config{})
+			c, mock := newMockClient(t, allauth.Config{})
 			body := session200(tc.user)
 			mock.RegisterResponder(http.MethodGet, testAppURL, reply(200, ctJSON, body))
 			s, err := c.Session(context.Background(), sessionToken(aliceToken))
@@ -499,7 +501,7 @@ func TestSessionExtraUserFields(t *testing.T) {
 	t.Parallel()
 	// A project's serialize_user adds fields next to allauth's defaults.
 	body := `{"status": 200, "data": {"user": {"id": 1, "display": "alice", "email": "alice@example.com", "has_usable_password": true, "username": "alice", "is_staff": true, "groups": ["ops", "billing"], "org": {"id": 42, "name": "Acme"}}, "methods": [{"method": "socialaccount", "at": 1795711583.5, "provider": "github", "uid": "99"}]}, "meta": {"is_authenticated": true}}`
-	c, mock := newMockClient(t, introspect.Config{})
+	c, mock := newMockClient(t, allauth.Config{})
 	mock.RegisterResponder(http.MethodGet, testAppURL, reply(200, ctJSON, body))
 
 	s, err := c.Session(context.Background(), sessionToken(aliceToken))
@@ -652,7 +654,7 @@ func TestSessionRejectsNonSessions(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, mock := newMockClient(t, introspect.Config{})
+			c, mock := newMockClient(t, allauth.Config{})
 			mock.RegisterResponder(http.MethodGet, testAppURL, reply(tc.status, ctJSON, tc.body))
 			s, err := c.Session(context.Background(), sessionToken(aliceToken))
 			if s != nil {
@@ -699,7 +701,7 @@ func TestSessionUpstreamStatuses(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%d %s", tc.status, tc.contentType), func(t *testing.T) {
 			t.Parallel()
-			c, mock := newMockClient(t, introspect.Config{})
+			c, mock := newMockClient(t, allauth.Config{})
 			mock.RegisterResponder(http.MethodGet, testAppURL, reply(tc.status, tc.contentType, tc.body, tc.headers...))
 			// A followed redirect would land here.
 			mock.RegisterResponder(http.MethodGet, testBase+"/accounts/login/", reply(200, ctJSON, recAlice200))
@@ -742,7 +744,7 @@ func TestSessionRetryAfter(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(fmt.Sprintf("%d %s", status, tc.name), func(t *testing.T) {
 				t.Parallel()
-				c, mock := newMockClient(t, introspect.Config{})
+				c, mock := newMockClient(t, allauth.Config{})
 				var headers []string
 				if v := tc.value(); v != "" {
 					headers = []string{"Retry-After", v}
@@ -780,8 +782,8 @@ func TestSessionCredentialKinds(t *testing.T) {
 	cookie := "888ovua0navcm91tw67i0etmb1k8a7jp"
 	tests := []struct {
 		name      string
-		cfg       introspect.Config
-		cred      introspect.Credential
+		cfg       allauth.Config
+		cred      allauth.Credential
 		url       string
 		header    string // the one credential header
 		value     string
@@ -791,56 +793,56 @@ func TestSessionCredentialKinds(t *testing.T) {
 		{
 			name: "session token", cred: sessionToken(aliceToken), url: testAppURL,
 			header: "X-Session-Token", value: aliceToken, absent: []string{"Authorization", "Cookie"},
-			userAgent: introspect.DefaultUserAgent,
+			userAgent: allauth.DefaultUserAgent,
 		},
 		{
-			name: "bearer", cred: introspect.Credential{Kind: introspect.Bearer, Token: bearer}, url: testAppURL,
+			name: "bearer", cred: allauth.Credential{Kind: introspect.Bearer, Token: bearer}, url: testAppURL,
 			header: "Authorization", value: "Bearer " + bearer, absent: []string{"X-Session-Token", "Cookie"},
-			userAgent: introspect.DefaultUserAgent,
+			userAgent: allauth.DefaultUserAgent,
 		},
 		{
-			name: "cookie", cred: introspect.Credential{Kind: introspect.Cookie, Token: cookie}, url: testBrowserURL,
+			name: "cookie", cred: allauth.Credential{Kind: introspect.Cookie, Token: cookie}, url: testBrowserURL,
 			header: "Cookie", value: "sessionid=" + cookie, absent: []string{"X-Session-Token", "Authorization"},
-			userAgent: introspect.DefaultUserAgent,
+			userAgent: allauth.DefaultUserAgent,
 		},
 		{
 			name: "cookie with custom name, mount and user agent",
-			cfg: introspect.Config{
+			cfg: allauth.Config{
 				BaseURL: testBase + "/django/", Mount: "/api/auth/", CookieName: "__Host-sid", UserAgent: "svc/1.0",
 			},
-			cred: introspect.Credential{Kind: introspect.Cookie, Token: cookie},
+			cred: allauth.Credential{Kind: introspect.Cookie, Token: cookie},
 			url:  testBase + "/django/api/auth/browser/v1/auth/session",
 			// Django's SESSION_COOKIE_NAME is sent as is.
 			header: "Cookie", value: "__Host-sid=" + cookie, absent: []string{"X-Session-Token", "Authorization"},
 			userAgent: "svc/1.0",
 		},
 		{
-			name: "session token with custom mount", cfg: introspect.Config{Mount: "/auth"},
+			name: "session token with custom mount", cfg: allauth.Config{Mount: "/auth"},
 			cred: sessionToken(aliceToken), url: testBase + "/auth/app/v1/auth/session",
 			header: "X-Session-Token", value: aliceToken, absent: []string{"Authorization", "Cookie"},
-			userAgent: introspect.DefaultUserAgent,
+			userAgent: allauth.DefaultUserAgent,
 		},
 		{
 			name: "surrounding spaces and tabs trimmed", cred: sessionToken(" \t " + aliceToken + "\t  "), url: testAppURL,
 			header: "X-Session-Token", value: aliceToken, absent: []string{"Authorization", "Cookie"},
-			userAgent: introspect.DefaultUserAgent,
+			userAgent: allauth.DefaultUserAgent,
 		},
 		{
-			name: "bearer trimmed", cred: introspect.Credential{Kind: introspect.Bearer, Token: "  abc.def-ghi_jkl  "}, url: testAppURL,
+			name: "bearer trimmed", cred: allauth.Credential{Kind: introspect.Bearer, Token: "  abc.def-ghi_jkl  "}, url: testAppURL,
 			header: "Authorization", value: "Bearer abc.def-ghi_jkl", absent: []string{"X-Session-Token", "Cookie"},
-			userAgent: introspect.DefaultUserAgent,
+			userAgent: allauth.DefaultUserAgent,
 		},
 		{
-			name: "cookie trimmed", cred: introspect.Credential{Kind: introspect.Cookie, Token: "\t" + cookie + " "}, url: testBrowserURL,
+			name: "cookie trimmed", cred: allauth.Credential{Kind: introspect.Cookie, Token: "\t" + cookie + " "}, url: testBrowserURL,
 			header: "Cookie", value: "sessionid=" + cookie, absent: []string{"X-Session-Token", "Authorization"},
-			userAgent: introspect.DefaultUserAgent,
+			userAgent: allauth.DefaultUserAgent,
 		},
 		{
 			// Allowed for a session token (visible ASCII): allauth answers 410
 			// (A3 "odd characters: quotes/angle brackets/percent/semicolon").
 			name: "session token with odd visible ASCII", cred: sessionToken(`a"<b>%c;d,e\f`), url: testAppURL,
 			header: "X-Session-Token", value: `a"<b>%c;d,e\f`, absent: []string{"Authorization", "Cookie"},
-			userAgent: introspect.DefaultUserAgent,
+			userAgent: allauth.DefaultUserAgent,
 		},
 	}
 	for _, tc := range tests {
@@ -887,8 +889,8 @@ func TestSessionCredentialKinds(t *testing.T) {
 
 func TestDefaultUserAgentNamesVersion(t *testing.T) {
 	t.Parallel()
-	if !strings.Contains(introspect.DefaultUserAgent, "/"+introspect.Version+" ") {
-		t.Errorf("DefaultUserAgent %q does not carry Version %q", introspect.DefaultUserAgent, introspect.Version)
+	if !strings.Contains(allauth.DefaultUserAgent, "/"+allauth.Version+" ") {
+		t.Errorf("DefaultUserAgent %q does not carry Version %q", allauth.DefaultUserAgent, allauth.Version)
 	}
 }
 
@@ -896,7 +898,7 @@ func TestDefaultUserAgentNamesVersion(t *testing.T) {
 // answered as allauth would answer them, without asking it.
 func TestSessionRejectedWithoutRequest(t *testing.T) {
 	t.Parallel()
-	long := strings.Repeat("a", introspect.DefaultMaxCredentialBytes+1)
+	long := strings.Repeat("a", allauth.DefaultMaxCredentialBytes+1)
 	malformed := []struct {
 		name  string
 		token string
@@ -925,9 +927,9 @@ func TestSessionRejectedWithoutRequest(t *testing.T) {
 		{introspect.Bearer, introspect.ErrUnauthenticated, testAppURL},
 		{introspect.Cookie, introspect.ErrUnauthenticated, testBrowserURL},
 	}
-	check := func(t *testing.T, cred introspect.Credential, is error, status int) {
+	check := func(t *testing.T, cred allauth.Credential, is error, status int) {
 		t.Helper()
-		c, mock := newMockClient(t, introspect.Config{})
+		c, mock := newMockClient(t, allauth.Config{})
 		mock.RegisterResponder(http.MethodGet, testAppURL, reply(200, ctJSON, recAlice200))
 		mock.RegisterResponder(http.MethodGet, testBrowserURL, reply(200, ctJSON, recAlice200))
 
@@ -940,14 +942,14 @@ func TestSessionRejectedWithoutRequest(t *testing.T) {
 			t.Errorf("error %v, want %v", err, is)
 		}
 		ae := authOf(t, err)
-		if !ae.Local || ae.Status != status || len(ae.Flows) != 0 {
-			t.Errorf("AuthError = %+v, want Local, Status %d, no flows", ae, status)
+		if !allauth.IsLocal(ae) || ae.Status != status || len(ae.Flows) != 0 {
+			t.Errorf("AuthError = %+v, want local, Status %d, no flows", ae, status)
 		}
 		if n := mock.GetTotalCallCount(); n != 0 {
 			t.Errorf("calls = %d, want 0", n)
 		}
 		// CheckCredential gives the same answer.
-		if err2 := introspect.CheckCredential(cred, 0); !errors.Is(err2, is) {
+		if err2 := allauth.CheckCredential(cred, 0); !errors.Is(err2, is) {
 			t.Errorf("CheckCredential = %v, want %v", err2, is)
 		}
 	}
@@ -955,7 +957,7 @@ func TestSessionRejectedWithoutRequest(t *testing.T) {
 		for _, empty := range []string{"", " ", "\t", "  \t  "} {
 			t.Run(fmt.Sprintf("%v empty %q", k.kind, empty), func(t *testing.T) {
 				t.Parallel()
-				check(t, introspect.Credential{Kind: k.kind, Token: empty}, introspect.ErrUnauthenticated, 401)
+				check(t, allauth.Credential{Kind: k.kind, Token: empty}, introspect.ErrUnauthenticated, 401)
 			})
 		}
 		for _, m := range malformed {
@@ -965,7 +967,7 @@ func TestSessionRejectedWithoutRequest(t *testing.T) {
 				if k.is == introspect.ErrSessionGone { //nolint:errorlint // comparing table entries, not a returned error.
 					status = 410
 				}
-				check(t, introspect.Credential{Kind: k.kind, Token: m.token}, k.is, status)
+				check(t, allauth.Credential{Kind: k.kind, Token: m.token}, k.is, status)
 			})
 		}
 	}
@@ -974,14 +976,14 @@ func TestSessionRejectedWithoutRequest(t *testing.T) {
 	for _, tok := range []string{"abc;sessionid=evil", "abc,sessionid=evil", `"abc"`, `abc\def`, "abc; sessionid=evil"} {
 		t.Run("cookie "+tok, func(t *testing.T) {
 			t.Parallel()
-			check(t, introspect.Credential{Kind: introspect.Cookie, Token: tok}, introspect.ErrUnauthenticated, 401)
+			check(t, allauth.Credential{Kind: introspect.Cookie, Token: tok}, introspect.ErrUnauthenticated, 401)
 		})
 	}
 	// Bearer tokens are RFC 6750 b64token.
 	for _, tok := range []string{"abc;def", "abc,def", `abc"def`, "abc:def", "abc@def", "abc!def", "abc(def)", "abc%20def"} {
 		t.Run("bearer "+tok, func(t *testing.T) {
 			t.Parallel()
-			check(t, introspect.Credential{Kind: introspect.Bearer, Token: tok}, introspect.ErrUnauthenticated, 401)
+			check(t, allauth.Credential{Kind: introspect.Bearer, Token: tok}, introspect.ErrUnauthenticated, 401)
 		})
 	}
 }
@@ -990,16 +992,16 @@ func TestSessionCredentialLengthLimit(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name   string
-		cfg    introspect.Config
+		cfg    allauth.Config
 		limit  int
 		kind   introspect.Kind
 		reject error
 	}{
-		{"default session token", introspect.Config{}, 4096, introspect.SessionToken, introspect.ErrSessionGone},
-		{"default bearer", introspect.Config{}, 4096, introspect.Bearer, introspect.ErrUnauthenticated},
-		{"default cookie", introspect.Config{}, 4096, introspect.Cookie, introspect.ErrUnauthenticated},
-		{"custom 64", introspect.Config{MaxCredentialBytes: 64}, 64, introspect.SessionToken, introspect.ErrSessionGone},
-		{"negative means default", introspect.Config{MaxCredentialBytes: -1}, 4096, introspect.Cookie, introspect.ErrUnauthenticated},
+		{"default session token", allauth.Config{}, 4096, introspect.SessionToken, introspect.ErrSessionGone},
+		{"default bearer", allauth.Config{}, 4096, introspect.Bearer, introspect.ErrUnauthenticated},
+		{"default cookie", allauth.Config{}, 4096, introspect.Cookie, introspect.ErrUnauthenticated},
+		{"custom 64", allauth.Config{MaxCredentialBytes: 64}, 64, introspect.SessionToken, introspect.ErrSessionGone},
+		{"negative means default", allauth.Config{MaxCredentialBytes: -1}, 4096, introspect.Cookie, introspect.ErrUnauthenticated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1011,9 +1013,9 @@ func TestSessionCredentialLengthLimit(t *testing.T) {
 			mock.RegisterResponder(http.MethodGet, c.Endpoint(tc.kind), got.responder(410, rec410))
 
 			atLimit := strings.Repeat("x", tc.limit)
-			_, err := c.Session(context.Background(), introspect.Credential{Kind: tc.kind, Token: atLimit})
+			_, err := c.Session(context.Background(), allauth.Credential{Kind: tc.kind, Token: atLimit})
 			// The mock answers 410 to a sent credential.
-			if !errors.Is(err, introspect.ErrSessionGone) || authOf(t, err).Local {
+			if !errors.Is(err, introspect.ErrSessionGone) || allauth.IsLocal(authOf(t, err)) {
 				t.Errorf("at the limit: %v, want allauth's own 410", err)
 			}
 			if n := mock.GetTotalCallCount(); n != 1 {
@@ -1024,8 +1026,8 @@ func TestSessionCredentialLengthLimit(t *testing.T) {
 				t.Errorf("sent credential of %d bytes, want the %d-byte token", len(sent), tc.limit)
 			}
 
-			_, err = c.Session(context.Background(), introspect.Credential{Kind: tc.kind, Token: atLimit + "x"})
-			if !errors.Is(err, tc.reject) || !authOf(t, err).Local {
+			_, err = c.Session(context.Background(), allauth.Credential{Kind: tc.kind, Token: atLimit + "x"})
+			if !errors.Is(err, tc.reject) || !allauth.IsLocal(authOf(t, err)) {
 				t.Errorf("over the limit: %v, want local %v", err, tc.reject)
 			}
 			if n := mock.GetTotalCallCount(); n != 1 {
@@ -1038,7 +1040,7 @@ func TestSessionCredentialLengthLimit(t *testing.T) {
 func TestCheckCredential(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		cred   introspect.Credential
+		cred   allauth.Credential
 		maxLen int
 		want   error
 	}{
@@ -1049,14 +1051,14 @@ func TestCheckCredential(t *testing.T) {
 		{sessionToken(strings.Repeat("a", 4097)), -1, introspect.ErrSessionGone},
 		{sessionToken("  "), 0, introspect.ErrUnauthenticated},
 		{sessionToken("~!#$%&'*+-.^_`|"), 0, nil},
-		{introspect.Credential{Kind: introspect.Bearer, Token: "aZ09-._~+/="}, 0, nil},
-		{introspect.Credential{Kind: introspect.Bearer, Token: "a b"}, 0, introspect.ErrUnauthenticated},
-		{introspect.Credential{Kind: introspect.Cookie, Token: "abc!#$%&'()*+-./:<=>?@[]^_`{|}~"}, 0, nil},
-		{introspect.Credential{Kind: introspect.Cookie, Token: "a=b"}, 0, nil},
-		{introspect.Credential{Kind: introspect.Cookie, Token: "a;b"}, 0, introspect.ErrUnauthenticated},
+		{allauth.Credential{Kind: introspect.Bearer, Token: "aZ09-._~+/="}, 0, nil},
+		{allauth.Credential{Kind: introspect.Bearer, Token: "a b"}, 0, introspect.ErrUnauthenticated},
+		{allauth.Credential{Kind: introspect.Cookie, Token: "abc!#$%&'()*+-./:<=>?@[]^_`{|}~"}, 0, nil},
+		{allauth.Credential{Kind: introspect.Cookie, Token: "a=b"}, 0, nil},
+		{allauth.Credential{Kind: introspect.Cookie, Token: "a;b"}, 0, introspect.ErrUnauthenticated},
 	}
 	for _, tc := range tests {
-		err := introspect.CheckCredential(tc.cred, tc.maxLen)
+		err := allauth.CheckCredential(tc.cred, tc.maxLen)
 		if tc.want == nil {
 			if err != nil {
 				t.Errorf("CheckCredential(%v %q, %d) = %v, want nil", tc.cred.Kind, tc.cred.Token, tc.maxLen, err)
@@ -1071,9 +1073,9 @@ func TestCheckCredential(t *testing.T) {
 
 func TestSessionUnknownKind(t *testing.T) {
 	t.Parallel()
-	c, mock := newMockClient(t, introspect.Config{})
+	c, mock := newMockClient(t, allauth.Config{})
 	for _, k := range []introspect.Kind{0, 4, 255} {
-		s, err := c.Session(context.Background(), introspect.Credential{Kind: k, Token: "s3cr3t-token"})
+		s, err := c.Session(context.Background(), allauth.Credential{Kind: k, Token: "s3cr3t-token"})
 		if s != nil || err == nil {
 			t.Fatalf("kind %d: Session = %v, %v; want an error", k, s, err)
 		}
@@ -1102,13 +1104,13 @@ func TestCredentialNeverPrintsToken(t *testing.T) {
 	t.Parallel()
 	const secret = "84sa6mjzrjw9g6lva4y3gdtvo8zw9pa5"
 	for _, kind := range []introspect.Kind{introspect.SessionToken, introspect.Bearer, introspect.Cookie, 0} {
-		c := introspect.Credential{Kind: kind, Token: secret}
+		c := allauth.Credential{Kind: kind, Token: secret}
 		wrapped := struct {
-			Cred  introspect.Credential
-			Ptr   *introspect.Credential
-			Slice []introspect.Credential
-			Map   map[string]introspect.Credential
-		}{c, &c, []introspect.Credential{c}, map[string]introspect.Credential{"k": c}}
+			Cred  allauth.Credential
+			Ptr   *allauth.Credential
+			Slice []allauth.Credential
+			Map   map[string]allauth.Credential
+		}{c, &c, []allauth.Credential{c}, map[string]allauth.Credential{"k": c}}
 		outs := map[string]string{
 			"String": c.String(),
 			"Sprint": fmt.Sprint(c),
@@ -1152,7 +1154,7 @@ func TestCredentialNeverPrintsToken(t *testing.T) {
 		if want := kind.String() + ":[redacted]"; c.String() != want {
 			t.Errorf("String() = %q, want %q", c.String(), want)
 		}
-		if got, want := fmt.Sprintf("%#v", c), "introspect.Credential{"+kind.String()+":[redacted]}"; got != want {
+		if got, want := fmt.Sprintf("%#v", c), "allauth.Credential{"+kind.String()+":[redacted]}"; got != want {
 			t.Errorf("%%#v = %q, want %q", got, want)
 		}
 	}
@@ -1214,31 +1216,31 @@ func TestNewConfigErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		cfg  introspect.Config
+		cfg  allauth.Config
 	}{
-		{"empty BaseURL", introspect.Config{}},
-		{"ftp scheme", introspect.Config{BaseURL: "ftp://allauth.test"}},
-		{"no scheme", introspect.Config{BaseURL: "allauth.test:8000"}},
-		{"relative", introspect.Config{BaseURL: "/_allauth"}},
-		{"no host", introspect.Config{BaseURL: "http://"}},
-		{"no host with path", introspect.Config{BaseURL: "http:///path"}},
-		{"query string", introspect.Config{BaseURL: "http://allauth.test/?x=1"}},
-		{"fragment", introspect.Config{BaseURL: "http://allauth.test/#frag"}},
-		{"user info", introspect.Config{BaseURL: "http://admin:hunter2@allauth.test"}},
-		{"unparsable", introspect.Config{BaseURL: "http://allauth.test:badport"}},
-		{"control char", introspect.Config{BaseURL: "http://allauth.test/\x7f"}},
-		{"mount without slash", introspect.Config{BaseURL: testBase, Mount: "_allauth"}},
-		{"mount with query", introspect.Config{BaseURL: testBase, Mount: "/_allauth?x=1"}},
-		{"mount with fragment", introspect.Config{BaseURL: testBase, Mount: "/_allauth#x"}},
-		{"cookie name with space", introspect.Config{BaseURL: testBase, CookieName: "session id"}},
-		{"cookie name with semicolon", introspect.Config{BaseURL: testBase, CookieName: "a;b"}},
-		{"cookie name with equals", introspect.Config{BaseURL: testBase, CookieName: "a=b"}},
-		{"cookie name non-ASCII", introspect.Config{BaseURL: testBase, CookieName: "sessiön"}},
-		{"cookie name DEL", introspect.Config{BaseURL: testBase, CookieName: "a\x7f"}},
-		{"cookie name quote", introspect.Config{BaseURL: testBase, CookieName: `"sid"`}},
+		{"empty BaseURL", allauth.Config{}},
+		{"ftp scheme", allauth.Config{BaseURL: "ftp://allauth.test"}},
+		{"no scheme", allauth.Config{BaseURL: "allauth.test:8000"}},
+		{"relative", allauth.Config{BaseURL: "/_allauth"}},
+		{"no host", allauth.Config{BaseURL: "http://"}},
+		{"no host with path", allauth.Config{BaseURL: "http:///path"}},
+		{"query string", allauth.Config{BaseURL: "http://allauth.test/?x=1"}},
+		{"fragment", allauth.Config{BaseURL: "http://allauth.test/#frag"}},
+		{"user info", allauth.Config{BaseURL: "http://admin:hunter2@allauth.test"}},
+		{"unparsable", allauth.Config{BaseURL: "http://allauth.test:badport"}},
+		{"control char", allauth.Config{BaseURL: "http://allauth.test/\x7f"}},
+		{"mount without slash", allauth.Config{BaseURL: testBase, Mount: "_allauth"}},
+		{"mount with query", allauth.Config{BaseURL: testBase, Mount: "/_allauth?x=1"}},
+		{"mount with fragment", allauth.Config{BaseURL: testBase, Mount: "/_allauth#x"}},
+		{"cookie name with space", allauth.Config{BaseURL: testBase, CookieName: "session id"}},
+		{"cookie name with semicolon", allauth.Config{BaseURL: testBase, CookieName: "a;b"}},
+		{"cookie name with equals", allauth.Config{BaseURL: testBase, CookieName: "a=b"}},
+		{"cookie name non-ASCII", allauth.Config{BaseURL: testBase, CookieName: "sessiön"}},
+		{"cookie name DEL", allauth.Config{BaseURL: testBase, CookieName: "a\x7f"}},
+		{"cookie name quote", allauth.Config{BaseURL: testBase, CookieName: `"sid"`}},
 	}
 	for _, tc := range tests {
-		c, err := introspect.New(tc.cfg)
+		c, err := allauth.New(tc.cfg)
 		if err == nil || c != nil {
 			t.Errorf("%s: New = %v, %v; want an error and no client", tc.name, c, err)
 			continue
@@ -1262,7 +1264,7 @@ func TestEndpoint(t *testing.T) {
 		{"HTTP://Auth.Internal:80/x", "/y", "http://Auth.Internal:80/x/y/app/v1/auth/session", "http://Auth.Internal:80/x/y/browser/v1/auth/session"},
 	}
 	for _, tc := range tests {
-		c, err := introspect.New(introspect.Config{BaseURL: tc.base, Mount: tc.mount})
+		c, err := allauth.New(allauth.Config{BaseURL: tc.base, Mount: tc.mount})
 		if err != nil {
 			t.Errorf("New(%q, %q): %v", tc.base, tc.mount, err)
 			continue
@@ -1291,7 +1293,7 @@ func TestNewLeavesCallerClientAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	hc := &http.Client{Transport: mock, Jar: jar, Timeout: time.Hour}
-	c, err := introspect.New(introspect.Config{BaseURL: testBase, HTTPClient: hc, Timeout: time.Second})
+	c, err := allauth.New(allauth.Config{BaseURL: testBase, HTTPClient: hc, Timeout: time.Second})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -1307,7 +1309,7 @@ func TestNewLeavesCallerClientAlone(t *testing.T) {
 		return resp, err
 	})
 	for _, tok := range []string{"firstcookie", "secondcookie"} {
-		if _, err := c.Session(context.Background(), introspect.Credential{Kind: introspect.Cookie, Token: tok}); err != nil {
+		if _, err := c.Session(context.Background(), allauth.Credential{Kind: introspect.Cookie, Token: tok}); err != nil {
 			t.Fatalf("Session: %v", err)
 		}
 	}
@@ -1330,18 +1332,18 @@ func TestSessionBodyLimit(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name    string
-		cfg     introspect.Config
+		cfg     allauth.Config
 		size    int
 		status  int
 		wantErr bool
 	}{
-		{"at custom limit", introspect.Config{MaxBodyBytes: 1024}, 1024, 200, false},
-		{"one over custom limit", introspect.Config{MaxBodyBytes: 1024}, 1025, 200, true},
-		{"far over custom limit", introspect.Config{MaxBodyBytes: 1024}, 64 << 10, 200, true},
-		{"at default limit", introspect.Config{}, introspect.DefaultMaxBodyBytes, 200, false},
-		{"one over default limit", introspect.Config{}, introspect.DefaultMaxBodyBytes + 1, 200, true},
-		{"oversized 410", introspect.Config{MaxBodyBytes: 1024}, 4096, 410, true},
-		{"oversized 503", introspect.Config{MaxBodyBytes: 1024}, 4096, 503, true},
+		{"at custom limit", allauth.Config{MaxBodyBytes: 1024}, 1024, 200, false},
+		{"one over custom limit", allauth.Config{MaxBodyBytes: 1024}, 1025, 200, true},
+		{"far over custom limit", allauth.Config{MaxBodyBytes: 1024}, 64 << 10, 200, true},
+		{"at default limit", allauth.Config{}, allauth.DefaultMaxBodyBytes, 200, false},
+		{"one over default limit", allauth.Config{}, allauth.DefaultMaxBodyBytes + 1, 200, true},
+		{"oversized 410", allauth.Config{MaxBodyBytes: 1024}, 4096, 410, true},
+		{"oversized 503", allauth.Config{MaxBodyBytes: 1024}, 4096, 503, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1394,7 +1396,7 @@ func waitForCancel(calls *atomic.Int32) httpmock.Responder {
 func TestSessionTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 200 * time.Millisecond
-	c, mock := newMockClient(t, introspect.Config{Timeout: timeout})
+	c, mock := newMockClient(t, allauth.Config{Timeout: timeout})
 	var calls atomic.Int32
 	mock.RegisterResponder(http.MethodGet, testAppURL, waitForCancel(&calls))
 
@@ -1421,7 +1423,7 @@ func TestSessionCallerContext(t *testing.T) {
 	t.Parallel()
 	t.Run("deadline sooner than Timeout", func(t *testing.T) {
 		t.Parallel()
-		c, mock := newMockClient(t, introspect.Config{Timeout: time.Minute})
+		c, mock := newMockClient(t, allauth.Config{Timeout: time.Minute})
 		var calls atomic.Int32
 		mock.RegisterResponder(http.MethodGet, testAppURL, waitForCancel(&calls))
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -1453,7 +1455,7 @@ func TestSessionCallerContext(t *testing.T) {
 			_, _ = io.WriteString(w, recAlice200)
 		}))
 		defer srv.Close()
-		c, err := introspect.New(introspect.Config{BaseURL: srv.URL})
+		c, err := allauth.New(allauth.Config{BaseURL: srv.URL})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1498,7 +1500,7 @@ func TestSessionRetry(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, mock := newMockClient(t, introspect.Config{})
+			c, mock := newMockClient(t, allauth.Config{})
 			mock.RegisterResponder(http.MethodGet, testAppURL, tc.responder)
 			s, err := c.Session(context.Background(), sessionToken(aliceToken))
 			if n := mock.GetTotalCallCount(); n != tc.calls {
@@ -1538,7 +1540,7 @@ func TestSessionConnectionRefused(t *testing.T) {
 
 	t.Run("own transport", func(t *testing.T) {
 		t.Parallel()
-		c, err := introspect.New(introspect.Config{BaseURL: "http://" + addr, Timeout: 10 * time.Second})
+		c, err := allauth.New(allauth.Config{BaseURL: "http://" + addr, Timeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1569,7 +1571,7 @@ func TestSessionConnectionRefused(t *testing.T) {
 			return d.DialContext(ctx, network, a)
 		}}
 		defer tr.CloseIdleConnections()
-		c, err := introspect.New(introspect.Config{BaseURL: "http://" + addr, HTTPClient: &http.Client{Transport: tr}})
+		c, err := allauth.New(allauth.Config{BaseURL: "http://" + addr, HTTPClient: &http.Client{Transport: tr}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1601,7 +1603,7 @@ func TestSessionTimeoutCoversRetry(t *testing.T) {
 		}
 	}}
 	defer tr.CloseIdleConnections()
-	c, err := introspect.New(introspect.Config{BaseURL: testBase, Timeout: timeout, HTTPClient: &http.Client{Transport: tr}})
+	c, err := allauth.New(allauth.Config{BaseURL: testBase, Timeout: timeout, HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1624,7 +1626,7 @@ func TestSessionTimeoutCoversRetry(t *testing.T) {
 
 func TestCredentialJSONIsRedacted(t *testing.T) {
 	const token = "84sa6mjzrjw9g6lva4y3gdtvo8zw9pa5"
-	b, err := json.Marshal(struct{ C introspect.Credential }{introspect.Credential{Kind: introspect.SessionToken, Token: token}})
+	b, err := json.Marshal(struct{ C allauth.Credential }{allauth.Credential{Kind: introspect.SessionToken, Token: token}})
 	if err != nil {
 		t.Fatal(err)
 	}
