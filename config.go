@@ -1,7 +1,11 @@
 package headless
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -202,6 +206,9 @@ type Config struct {
 	now func() time.Time
 }
 
+// defaultMount is Config.Mount's default, as introspect.New applies it.
+const defaultMount = "/_allauth"
+
 // HeaderSessionToken is the header allauth's app client sends.
 const HeaderSessionToken = "X-Session-Token"
 
@@ -226,4 +233,63 @@ func (cfg Config) withDefaults() Config {
 		cfg.Logger = slog.Default()
 	}
 	return cfg
+}
+
+// checkBaseURL refuses the BaseURL mistakes that introspect.New would let
+// through or explain poorly, each with what to write instead: no scheme
+// ("127.0.0.1:8000", which url.Parse reads as a path or as a scheme), and a
+// URL that already holds allauth's mount or one of its endpoints, which
+// would make every lookup a 404 at mount + mount + "/app/v1/...". Other
+// faults (another scheme, no host, a query) are left to introspect.New.
+func checkBaseURL(raw, mount string) error {
+	if raw == "" {
+		return errors.New("headless: Config.BaseURL (the Django origin, e.g. http://127.0.0.1:8000) is required")
+	}
+	if !strings.Contains(raw, "://") {
+		if strings.Contains(raw, "@") { // user info: not to be echoed into logs
+			return errors.New("headless: Config.BaseURL has no scheme: write http:// (or https:// when Django serves TLS) before the host")
+		}
+		return fmt.Errorf("headless: Config.BaseURL %q has no scheme: write %q (or https:// when Django serves TLS)", raw, "http://"+strings.TrimLeft(raw, "/"))
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil //nolint:nilerr // introspect.New says what is wrong with it
+	}
+	if mount == "" {
+		mount = defaultMount
+	}
+	m := strings.TrimRight(mount, "/")
+	p := strings.TrimRight(u.Path, "/")
+	cut := -1
+	switch {
+	case m != "" && strings.HasSuffix(p, m):
+		cut = len(p) - len(m)
+	case m != "" && strings.Contains(p+"/", m+"/app/"):
+		cut = strings.Index(p+"/", m+"/app/")
+	case m != "" && strings.Contains(p+"/", m+"/browser/"):
+		cut = strings.Index(p+"/", m+"/browser/")
+	case strings.Contains(p+"/", "/app/v1/"):
+		cut = strings.Index(p+"/", "/app/v1/")
+	case strings.Contains(p+"/", "/browser/v1/"):
+		cut = strings.Index(p+"/", "/browser/v1/")
+	}
+	if cut < 0 {
+		return nil
+	}
+	origin := u.Scheme + "://" + u.Host + p[:cut]
+	return fmt.Errorf("headless: Config.BaseURL %q holds allauth's own path: BaseURL is the Django origin (here %q) and Config.Mount is where the project includes allauth.headless.urls (%q); the middleware adds Mount and /app/v1/auth/session itself", u.Redacted(), origin, mount)
+}
+
+// warnUnauthenticatedStorage logs, once at New, that a Storage without a
+// StorageSecret trusts whatever the shared store holds. It is a warning, not
+// an error: a store only this service can write to is a fair choice, and an
+// unset secret variable (StorageSecret: []byte(os.Getenv(...))) must not go
+// unnoticed either.
+func warnUnauthenticatedStorage(cfg Config) {
+	if cfg.Storage == nil || len(cfg.StorageSecret) > 0 {
+		return
+	}
+	cfg.Logger.Warn("allauthgo: Config.Storage without Config.StorageSecret: values in the shared store are not authenticated",
+		"risk", "whoever can write to the store (e.g. the Redis) can plant an answer and be served as any user",
+		"fix", "set StorageSecret to the same 32 random bytes on every instance (at least 16)")
 }

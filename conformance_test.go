@@ -1,14 +1,18 @@
 package headless_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -20,12 +24,22 @@ import (
 // doorConfig is what a conformance row asks of a door, in words every door
 // understands.
 type doorConfig struct {
-	baseURL  string
-	sources  []string // "header:X-Session-Token", "header:Authorization", "cookie:sessionid"
-	optional bool
-	jwt      *introspect.JWTConfig
-	logger   *slog.Logger
+	baseURL     string
+	mount       string
+	sources     []string // "header:X-Session-Token", "header:Authorization", "cookie:sessionid"
+	optional    bool
+	jwt         *introspect.JWTConfig
+	logger      *slog.Logger
+	evictSecret []byte // the webhook's, at POST evictPath; the readiness check is at GET readyPath
 }
+
+// Where every door's app mounts the eviction webhook and the readiness
+// check, ahead of the middleware, and the webhook's secret.
+const (
+	evictPath   = "/_allauthgo/evict"
+	readyPath   = "/readyz"
+	evictSecret = "conformance-evict-secret-0123456789abcdef"
+)
 
 // roundTrip serves one request and returns the answer.
 type roundTrip func(t *testing.T, req *http.Request) answer
@@ -37,10 +51,16 @@ type answer struct {
 }
 
 // door builds an app for a config: it answers "<id> <username>" for an
-// authenticated request and "anonymous" for an anonymous one.
+// authenticated request and "anonymous" for an anonymous one, and serves
+// the door's eviction webhook and readiness check.
 type door struct {
-	name  string
-	build func(t *testing.T, cfg doorConfig) roundTrip
+	name   string
+	prefix string // that starts the door's errors and panics
+	build  func(t *testing.T, cfg doorConfig) roundTrip
+	// refuse builds the door from a config that cannot work, both ways:
+	// NewMiddleware's error and New's panic (nil and "" when accepted), and
+	// EvictHandler's error for cfg.evictSecret.
+	refuse func(cfg doorConfig) (newErr error, newPanic string, evictErr error)
 }
 
 // doors are the front doors under test (see doors_test.go).
@@ -65,15 +85,17 @@ func who(id, username string) string {
 }
 
 type row struct {
-	name    string
-	cfg     func(base doorConfig) doorConfig
-	setup   func(srv *allauthtest.Server) // e.g. a fault
-	request func(srv *allauthtest.Server) *http.Request
-	status  int
-	body    string            // exact
-	headers map[string]string // exact; "" means absent
-	calls   int64             // session calls at allauth for this request
-	repeat  int               // the request is sent this many more times, with no further calls
+	name       string
+	cfg        func(base doorConfig) doorConfig
+	setup      func(srv *allauthtest.Server)                 // e.g. a fault
+	before     func(srv *allauthtest.Server) []*http.Request // sent first, each must answer 200
+	request    func(srv *allauthtest.Server) *http.Request
+	status     int
+	body       string            // exact
+	bodyPrefix string            // instead of body, for answers that hold a time
+	headers    map[string]string // exact; "" means absent
+	calls      int64             // session calls at allauth for this request
+	repeat     int               // the request is sent this many more times, with no further calls
 }
 
 func req(headers ...string) *http.Request {
@@ -120,7 +142,58 @@ func conformanceRows() []row {
 	fault := func(f allauthtest.Fault) func(*allauthtest.Server) {
 		return func(srv *allauthtest.Server) { srv.SetFault(f) }
 	}
+	// The eviction webhook, signed as Django signs it.
+	evict := func(tokens ...string) *http.Request {
+		body := []byte(`{"nonce": "` + strconv.FormatInt(time.Now().UnixNano(), 10) + `", "session_keys": ["` + strings.Join(tokens, `", "`) + `"]}`)
+		r := httptest.NewRequest(http.MethodPost, evictPath, bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		ts := time.Now().Unix()
+		r.Header.Set(headless.HeaderEvictTimestamp, strconv.FormatInt(ts, 10))
+		r.Header.Set(headless.HeaderEvictSignature, headless.SignEvict([]byte(evictSecret), ts, body))
+		return r
+	}
+	var alice string // issued by a row's before, asked by its request
+	cached := func(srv *allauthtest.Server) []*http.Request {
+		alice = srv.IssueToken("alice")
+		return []*http.Request{req("X-Session-Token", alice)}
+	}
+	ready := func(*allauthtest.Server) *http.Request {
+		return httptest.NewRequest(http.MethodGet, readyPath, http.NoBody)
+	}
 	return []row{
+		{
+			name: "eviction webhook: a signed eviction of a cached token", before: cached,
+			request: func(*allauthtest.Server) *http.Request { return evict(alice) },
+			status:  200, body: `{"status": 200, "data": {"evicted": 1}}`,
+		},
+		{
+			name: "eviction webhook: then the token is asked of allauth again",
+			before: func(srv *allauthtest.Server) []*http.Request {
+				return append(cached(srv), evict(alice))
+			},
+			request: func(*allauthtest.Server) *http.Request { return req("X-Session-Token", alice) },
+			status:  200, body: who("1", "alice"), calls: 1,
+		},
+		{
+			name: "eviction webhook: unsigned", request: func(*allauthtest.Server) *http.Request {
+				r := evict("abcdefghijklmnopqrstuvwxyz012345")
+				r.Header.Del(headless.HeaderEvictSignature)
+				return r
+			},
+			status: 401, body: `{"status": 401, "errors": [{"code": "unsigned", "message": "The request is not signed."}]}`,
+		},
+		{
+			name: "readiness: allauth answered a lookup lately", before: cached, request: ready,
+			status: 200, bodyPrefix: `{"status": "up", "checked": "recent", "age_seconds": `, headers: map[string]string{"Cache-Control": "no-store"},
+		},
+		{
+			name: "readiness: allauth asked, answers", request: ready,
+			status: 200, bodyPrefix: `{"status": "up", "checked": "probe", "age_seconds": `, calls: 1,
+		},
+		{
+			name: "readiness: allauth asked, fails", setup: fault(allauthtest.Fault{Status: 502}), request: ready,
+			status: 503, bodyPrefix: `{"status": "down", "checked": "probe", "age_seconds": `, headers: map[string]string{"Cache-Control": "no-store"}, calls: 1,
+		},
 		{
 			name: "no credential", request: func(*allauthtest.Server) *http.Request { return req() },
 			status: 401, body: bodyNoCredential, headers: noStore,
@@ -207,7 +280,10 @@ func TestConformance(t *testing.T) {
 			for _, rw := range conformanceRows() {
 				t.Run(rw.name, func(t *testing.T) {
 					srv := newStandin(t)
-					cfg := doorConfig{baseURL: srv.URL, sources: []string{"header:X-Session-Token"}, logger: slog.New(slog.DiscardHandler)}
+					cfg := doorConfig{
+						baseURL: srv.URL, sources: []string{"header:X-Session-Token"}, logger: slog.New(slog.DiscardHandler),
+						evictSecret: []byte(evictSecret),
+					}
 					cfg.jwt = &introspect.JWTConfig{Secret: srv.JWTSecret()}
 					if rw.cfg != nil {
 						cfg = rw.cfg(cfg)
@@ -218,6 +294,13 @@ func TestConformance(t *testing.T) {
 					serve := d.build(t, cfg)
 					if rw.setup != nil {
 						rw.setup(srv)
+					}
+					if rw.before != nil {
+						for _, r := range rw.before(srv) {
+							if a := serve(t, r); a.status != http.StatusOK {
+								t.Fatalf("%s %s before the request: %d %q", r.Method, r.URL, a.status, a.body)
+							}
+						}
 					}
 					request := rw.request(srv)
 					srv.ResetCounters()
@@ -245,7 +328,12 @@ func hasBearer(sources []string) bool {
 
 func check(t *testing.T, which string, a answer, rw row) {
 	t.Helper()
-	if a.status != rw.status || a.body != rw.body {
+	switch {
+	case rw.bodyPrefix != "":
+		if a.status != rw.status || !strings.HasPrefix(a.body, rw.bodyPrefix) {
+			t.Errorf("%s: %d %q, want %d %q...", which, a.status, a.body, rw.status, rw.bodyPrefix)
+		}
+	case a.status != rw.status || a.body != rw.body:
 		t.Errorf("%s: %d %q, want %d %q", which, a.status, a.body, rw.status, rw.body)
 	}
 	for k, want := range rw.headers {
@@ -281,4 +369,55 @@ func closeAtEnd(t *testing.T, c interface{ Close() error }) {
 			t.Errorf("Close: %v", err)
 		}
 	})
+}
+
+// TestDoorsRefuseConfigs checks that every door refuses a config that
+// cannot work alike: NewMiddleware returns an error that starts with the
+// door's name and says what to write, New panics with the same text, and
+// EvictHandler returns an error for a secret that cannot work.
+func TestDoorsRefuseConfigs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  doorConfig
+		want string // in the message
+	}{
+		{"no BaseURL", doorConfig{}, "Config.BaseURL"},
+		{"no scheme", doorConfig{baseURL: "127.0.0.1:8000"}, `write "http://127.0.0.1:8000"`},
+		{"BaseURL ends in the mount", doorConfig{baseURL: "http://127.0.0.1:8000/_allauth"}, "Config.Mount"},
+		{"BaseURL is allauth's endpoint", doorConfig{baseURL: "http://127.0.0.1:8000/_allauth/app/v1/auth/session"}, "Config.Mount"},
+		{"BaseURL ends in a custom mount", doorConfig{baseURL: "http://127.0.0.1:8000/accounts", mount: "/accounts"}, "Config.Mount"},
+		{"not http", doorConfig{baseURL: "ftp://127.0.0.1"}, "http or https"},
+		{"JWT without a Bearer source", doorConfig{baseURL: "http://127.0.0.1:8000", jwt: &introspect.JWTConfig{Secret: bytes.Repeat([]byte("k"), 32)}}, "Authorization"},
+	} {
+		for _, d := range doors {
+			t.Run(tc.name+"/"+d.name, func(t *testing.T) {
+				tc.cfg.evictSecret = []byte("too short")
+				newErr, newPanic, evictErr := d.refuse(tc.cfg)
+				if newErr == nil {
+					t.Fatal("NewMiddleware accepted it")
+				}
+				msg := newErr.Error()
+				if !strings.HasPrefix(msg, d.prefix) || strings.HasPrefix(strings.TrimPrefix(msg, d.prefix), "headless:") || !strings.Contains(msg, tc.want) {
+					t.Errorf("NewMiddleware: %q, want %q... saying %q", msg, d.prefix, tc.want)
+				}
+				if newPanic != msg {
+					t.Errorf("New panicked with %q, want NewMiddleware's %q", newPanic, msg)
+				}
+				if evictErr == nil || !strings.HasPrefix(evictErr.Error(), d.prefix) || !strings.Contains(evictErr.Error(), "32 bytes") {
+					t.Errorf("EvictHandler with a short secret: %v, want an error starting %q", evictErr, d.prefix)
+				}
+			})
+		}
+	}
+}
+
+// panicOf runs f and returns what it panicked with, as text, or "".
+func panicOf(f func()) (msg string) {
+	defer func() {
+		if p := recover(); p != nil {
+			msg = fmt.Sprint(p)
+		}
+	}()
+	f()
+	return ""
 }

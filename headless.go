@@ -26,8 +26,11 @@ type Authenticator struct {
 }
 
 // New returns an Authenticator for cfg, or an error saying what in cfg
-// cannot work (no BaseURL, a URL that is not http(s), bad sources, a short
-// StorageSecret...). Its cache starts two small goroutines (a clock and a
+// cannot work and what to write instead (no BaseURL, one without http:// or
+// https://, one that holds allauth's mount or an allauth path, bad sources,
+// a short StorageSecret...). A Storage without a StorageSecret works, but is
+// logged once at level Warn on cfg.Logger: the shared store's values are
+// then trusted as they are. Its cache starts two small goroutines (a clock and a
 // janitor; with Redis, an eviction listener): Close stops them.
 func New(cfg Config) (*Authenticator, error) {
 	cfg = cfg.withDefaults()
@@ -49,8 +52,8 @@ func New(cfg Config) (*Authenticator, error) {
 	if a.jwt, err = buildJWT(cfg, a.wantsBearer); err != nil {
 		return nil, err
 	}
-	if cfg.BaseURL == "" {
-		return nil, errors.New("headless: Config.BaseURL (the Django origin, e.g. http://127.0.0.1:8000) is required")
+	if err := checkBaseURL(cfg.BaseURL, cfg.Mount); err != nil {
+		return nil, err
 	}
 	if len(cfg.StorageSecret) > 0 && len(cfg.StorageSecret) < cache.MinSecretLen {
 		return nil, fmt.Errorf("headless: Config.StorageSecret must be at least %d bytes", cache.MinSecretLen)
@@ -69,6 +72,7 @@ func New(cfg Config) (*Authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("headless: %w", err)
 	}
+	warnUnauthenticatedStorage(cfg)
 	a.tracing = newTracing(cfg.TracerProvider, a.client)
 	for i := range a.sources {
 		a.sources[i].scope = cache.NewScope(a.sources[i].kind, a.client.Endpoint(a.sources[i].kind))

@@ -18,7 +18,8 @@ const (
 	// cache hit, a lookup at allauth, a JWT, or a stale session served
 	// under StaleIfError).
 	OutcomeAuthenticated Outcome = iota
-	// OutcomeAnonymous: no credential, let through by Config.Optional.
+	// OutcomeAnonymous: no credential, let through as anonymous
+	// (Authenticate with optional: a door's Optional handler or setting).
 	OutcomeAnonymous
 	// OutcomeUnauthenticated: answered 401 (no credential, allauth's 401
 	// live or cached, a malformed credential, an invalid JWT).
@@ -28,7 +29,8 @@ const (
 	OutcomeGone
 	// OutcomeUpstreamError: answered 503, because allauth failed.
 	OutcomeUpstreamError
-	// OutcomeSkipped: Config.Next skipped the middleware.
+	// OutcomeSkipped: the door skipped authentication (its Config.Next),
+	// as told by Skip.
 	OutcomeSkipped
 
 	numOutcomes = iota

@@ -43,7 +43,9 @@ var readyConfigDefault = ReadyConfig{
 
 // Ready returns a readiness handler, e.g. for a Kubernetes readinessProbe:
 //
-//	app.Get("/readyz", m.Ready()) // before app.Use(m.Handler), or skipped by Next
+//	mux.Handle("GET /readyz", a.Ready()) // not behind the middleware: it carries no credential
+//
+// The Fiber doors' Middleware.Ready is this check as a fiber.Handler.
 //
 // It answers 200 when allauth answers, 503 when it does not, with a small
 // JSON body and Cache-Control: no-store:

@@ -132,7 +132,8 @@ func trim(b []byte) []byte {
 
 // extract finds the credential of a request. The returned value aliases the
 // request's buffers: it must be copied before it outlives the request. A
-// token is not yet checked for its bytes (see Authenticator.authenticate).
+// token is not yet checked for its bytes: Authenticate checks them on a
+// cache miss (only well-formed tokens are ever cached).
 func (a *Authenticator) extract(r Request) (src *Source, value []byte, result found) {
 	for i := range a.sources {
 		s := &a.sources[i]

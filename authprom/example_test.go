@@ -1,6 +1,8 @@
 package authprom_test
 
 import (
+	"log"
+
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +15,10 @@ import (
 // Register the middleware's Collector and serve /metrics and /readyz ahead
 // of the middleware, so neither needs a credential.
 func ExampleNew() {
-	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: "http://127.0.0.1:8000"})
+	m, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: "http://127.0.0.1:8000"})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer func() { _ = m.Close() }()
 
 	reg := prometheus.NewRegistry()
@@ -21,7 +26,7 @@ func ExampleNew() {
 
 	app := fiber.New()
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	app.Get("/readyz", m.ReadyHandler())
+	app.Get("/readyz", m.Ready())
 	app.Use(m.Handler)
 	app.Get("/api/me", func(c *fiber.Ctx) error { return c.JSON(fiberauth.UserFrom(c)) })
 	_ = app // app.Listen(":3000")

@@ -2,7 +2,8 @@
 // one inside any front door's middleware) to Prometheus. It lives apart so
 // that only programs that import it depend on the Prometheus client.
 //
-//	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: "http://127.0.0.1:8000"})
+//	m, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: "http://127.0.0.1:8000"})
+//	// handle err
 //	prometheus.MustRegister(authprom.New(m.Authenticator))
 //
 // The Collector reads the Authenticator's counters

@@ -39,7 +39,10 @@ func newFixture(t *testing.T, cfg fiberauth.Config, pcfg ...authprom.Config) *fi
 	if cfg.Next == nil {
 		cfg.Next = func(c *fiber.Ctx) bool { return c.Path() == "/public" }
 	}
-	m := fiberauth.NewMiddleware(cfg)
+	m, err := fiberauth.NewMiddleware(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = m.Close() })
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Use(m.Handler)

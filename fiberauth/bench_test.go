@@ -63,7 +63,7 @@ func Benchmark_Middleware(b *testing.B) {
 	})
 
 	b.Run("hit", func(b *testing.B) {
-		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL}))
 		defer func() { _ = m.Close() }()
 		run(b, newApp(m.Handler), request(token))
 	})
@@ -82,12 +82,12 @@ func Benchmark_Middleware(b *testing.B) {
 	b.Run("hit-otel-sdk", func(b *testing.B) {
 		tp := sdktrace.NewTracerProvider() // samples every root span, parent-based otherwise
 		defer func() { _ = tp.Shutdown(context.Background()) }()
-		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, TracerProvider: tp})
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, TracerProvider: tp}))
 		defer func() { _ = m.Close() }()
 		run(b, newApp(withSpan, m.Handler), request(token))
 	})
 	b.Run("hit-otel-off", func(b *testing.B) {
-		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL}))
 		defer func() { _ = m.Close() }()
 		run(b, newApp(withSpan, m.Handler), request(token))
 	})
@@ -96,7 +96,7 @@ func Benchmark_Middleware(b *testing.B) {
 	// is a GET to Redis (REDIS_ADDR, else a private redis-server). Compare
 	// with /hit (in process) and Benchmark_MiddlewareJWT/rs256 (no cache).
 	b.Run("redis-hit", func(b *testing.B) {
-		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Storage: newRedis(b, "")})
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Storage: newRedis(b, ""), Logger: quietLogger()})) // quiet: no StorageSecret, as measured before
 		defer func() { _ = m.Close() }()
 		run(b, newApp(m.Handler), request(token))
 		b.StopTimer()
@@ -123,7 +123,7 @@ func Benchmark_Middleware(b *testing.B) {
 	// Each goroutine sends its own user's token, as real traffic does: the
 	// cache is sharded by key, so different tokens do not contend.
 	b.Run("hit-parallel", func(b *testing.B) {
-		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL}))
 		defer func() { _ = m.Close() }()
 		h := newApp(m.Handler)
 		tokens := make([]string, 64)
@@ -149,7 +149,7 @@ func Benchmark_Middleware(b *testing.B) {
 	// Every iteration is a cold key: 64 requests for one fresh token at once,
 	// which must cost allauth one call. Reported per request.
 	b.Run("miss-coalesced", func(b *testing.B) {
-		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Timeout: 5 * time.Second})
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Timeout: 5 * time.Second}))
 		defer func() { _ = m.Close() }()
 		h := newApp(m.Handler)
 		const burst = 64

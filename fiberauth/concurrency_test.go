@@ -266,7 +266,7 @@ func Test_Concurrency_KeptUsersStayValid(t *testing.T) {
 func Test_Shutdown_InFlightRequestAnswered(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
-	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Logger: quietLogger()})
+	m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Logger: quietLogger()}))
 	defer func() { _ = m.Close() }()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Use(m.Handler)

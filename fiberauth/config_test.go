@@ -80,7 +80,7 @@ func panicMessage(f func()) (msg string) {
 func Test_Config_Defaults(t *testing.T) {
 	t.Parallel()
 	srv := newAllauth(t)
-	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Logger: quietLogger()})
+	m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL, Logger: quietLogger()}))
 	defer func() { _ = m.Close() }()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	defer func() { _ = app.Shutdown() }()

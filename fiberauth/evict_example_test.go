@@ -25,12 +25,19 @@ func ExampleEvictHandler() {
 	token := allauth.IssueToken("alice")
 
 	secret := []byte("a-secret-shared-with-django-of-32-bytes-or-more")
-	auth := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL, UserIndex: true})
+	auth, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL, UserIndex: true})
+	if err != nil {
+		panic(err)
+	}
 	defer func() { _ = auth.Close() }()
+	evict, err := fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, auth)
+	if err != nil {
+		panic(err) // a Secret under 32 bytes
+	}
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	defer func() { _ = app.Shutdown() }()
 	// The webhook first: Django's POST carries no user credential.
-	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, auth))
+	app.Post("/_allauthgo/evict", evict)
 	app.Use(auth.Handler)
 	app.Get("/", func(c *fiber.Ctx) error { return c.SendString("hello " + fiberauth.UserFrom(c).Username) })
 

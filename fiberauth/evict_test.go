@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -40,7 +39,7 @@ func newEvictApp(tb testing.TB, cfg headless.EvictConfig, m *fiberauth.Middlewar
 		cfg.Secret = []byte(evictSecret)
 	}
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	app.Post(evictPath, fiberauth.EvictHandler(cfg, m, more...))
+	app.Post(evictPath, mustEvict(tb, cfg, m, more...))
 	app.Use(m.Handler)
 	app.Get("/*", whoHandler)
 	tb.Cleanup(func() {
@@ -221,7 +220,7 @@ func Test_Evict_Rejections(t *testing.T) {
 	// Another method: the handler mounted for every method.
 	all := fiber.New(fiber.Config{DisableStartupMessage: true})
 	cfg.Secret = []byte(evictSecret)
-	all.All(evictPath, fiberauth.EvictHandler(cfg, m))
+	all.All(evictPath, mustEvict(t, cfg, m))
 	t.Cleanup(func() { _ = all.Shutdown() })
 
 	tok := srv.IssueToken("alice")
@@ -352,14 +351,9 @@ func Test_Evict_SecretRotationAndConfig(t *testing.T) {
 		"31-byte secret":  {Secret: bytes.Repeat([]byte("s"), 31)},
 		"empty old entry": {Secret: []byte(evictSecret), OldSecrets: [][]byte{nil}},
 	} {
-		func() {
-			defer func() {
-				if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), "32 bytes") {
-					t.Errorf("%s: panic %v", name, p)
-				}
-			}()
-			fiberauth.EvictHandler(cfg, m)
-		}()
+		if h, err := fiberauth.EvictHandler(cfg, m); h != nil || err == nil || !strings.HasPrefix(err.Error(), "fiberauth: ") || !strings.Contains(err.Error(), "32 bytes") {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 
@@ -779,7 +773,7 @@ func countingEvictApp(t *testing.T, m *fiberauth.Middleware) (*fiber.App, *atomi
 			accepted.Add(1)
 		}
 		return err
-	}, fiberauth.EvictHandler(headless.EvictConfig{Secret: []byte(evictSecret)}, m))
+	}, mustEvict(t, headless.EvictConfig{Secret: []byte(evictSecret)}, m))
 	app.Use(m.Handler)
 	app.Get("/*", whoHandler)
 	return app, &accepted

@@ -41,7 +41,10 @@ func ExampleNew() {
 	// Middleware, to Close it, since the package's tests fail on leftover
 	// goroutines; a program just writes
 	// app.Use(fiberauth.New(fiberauth.Config{BaseURL: ...})).
-	m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL})
+	m, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL})
+	if err != nil {
+		panic(err) // the config is written here: it cannot fail
+	}
 	defer func() { _ = m.Close() }()
 
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
@@ -64,7 +67,10 @@ func ExampleMiddleware_Evict() {
 	allauth.AddUser(allauthtest.User{Username: "alice", Password: "alice-pass"})
 	token := allauth.IssueToken("alice")
 
-	auth := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL})
+	auth, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL})
+	if err != nil {
+		panic(err) // the config is written here: it cannot fail
+	}
 	defer func() { _ = auth.Close() }()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	defer func() { _ = app.Shutdown() }()
@@ -104,7 +110,10 @@ func ExampleUserFrom() {
 		Extra: map[string]any{"tenant": "acme"}, // a field the project's serialize_user adds
 	})
 
-	auth := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL, Optional: true})
+	auth, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL, Optional: true})
+	if err != nil {
+		panic(err) // the config is written here: it cannot fail
+	}
 	defer func() { _ = auth.Close() }()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	defer func() { _ = app.Shutdown() }()
@@ -128,4 +137,13 @@ func ExampleUserFrom() {
 	// Output:
 	// 200 id=42 username=alice email=alice@example.com tenant=acme
 	// 200 anonymous
+}
+
+// NewMiddleware says what is wrong with a config and what to write instead;
+// New panics with the same message.
+func ExampleNewMiddleware_error() {
+	_, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: "127.0.0.1:8000"})
+	fmt.Println(err)
+	// Output:
+	// fiberauth: Config.BaseURL "127.0.0.1:8000" has no scheme: write "http://127.0.0.1:8000" (or https:// when Django serves TLS)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -62,7 +63,10 @@ func newMiddleware(tb testing.TB, srv *allauthtest.Server, cfg fiberauth.Config)
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	m := fiberauth.NewMiddleware(cfg)
+	m, err := fiberauth.NewMiddleware(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() {
 		if err := m.Close(); err != nil {
 			tb.Errorf("Middleware.Close: %v", err)
@@ -252,3 +256,21 @@ func (*memStorage) Close() error { return nil }
 // (Redis pub/sub does that too, but asynchronously; twotier_test.go proves
 // it).
 const recheckAlways = time.Nanosecond
+
+// must is NewMiddleware's middleware, for configs that cannot fail.
+func must(m *fiberauth.Middleware, err error) *fiberauth.Middleware {
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// mustEvict is EvictHandler's handler, for configs that cannot fail.
+func mustEvict(tb testing.TB, cfg headless.EvictConfig, m *fiberauth.Middleware, more ...*fiberauth.Middleware) fiber.Handler {
+	tb.Helper()
+	h, err := fiberauth.EvictHandler(cfg, m, more...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}

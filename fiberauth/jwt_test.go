@@ -258,14 +258,15 @@ func TestJWT_Config(t *testing.T) {
 		"alg none":                               {fiberauth.Config{KeyLookup: jwtLookup, JWT: &introspect.JWTConfig{PublicKey: pub, Algorithms: []string{"none"}}}, "not allowed"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			defer func() {
-				msg, _ := recover().(string)
-				if !strings.Contains(msg, tc.want) {
-					t.Fatalf("panic %q, want one saying %q", msg, tc.want)
-				}
-			}()
 			tc.cfg.BaseURL = srv.URL
-			_ = fiberauth.NewMiddleware(tc.cfg).Close()
+			m, err := fiberauth.NewMiddleware(tc.cfg)
+			if err == nil {
+				_ = m.Close()
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q, want one saying %q", err, tc.want)
+			}
 		})
 	}
 

@@ -24,12 +24,12 @@ type readyBody struct {
 	Reason  string   `json:"reason"`
 }
 
-// readyApp mounts m.ReadyHandler(cfg) at /readyz, ahead of the middleware, which
+// readyApp mounts m.Ready(cfg) at /readyz, ahead of the middleware, which
 // guards every other path.
 func readyApp(t *testing.T, m *fiberauth.Middleware, cfg headless.ReadyConfig) *fiber.App {
 	t.Helper()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	app.Get("/readyz", m.ReadyHandler(cfg))
+	app.Get("/readyz", m.Ready(cfg))
 	app.Use(m.Handler)
 	app.Get("/*", whoHandler)
 	t.Cleanup(func() { _ = app.Shutdown() })

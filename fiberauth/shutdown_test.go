@@ -48,7 +48,7 @@ func Test_Shutdown_ClosesEverything(t *testing.T) {
 		st = redis.New(redis.Config{Addrs: []string{addr}, PoolSize: 4})
 		cfg.Storage = st
 	}
-	m := fiberauth.NewMiddleware(cfg)
+	m := must(fiberauth.NewMiddleware(cfg))
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Use(m.Handler)
 	app.Get("/", whoHandler)

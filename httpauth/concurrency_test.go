@@ -46,7 +46,7 @@ func TestConcurrency_EveryAnswerNamesItsOwnUser(t *testing.T) {
 			t.Fatalf("no token for %s", name)
 		}
 	}
-	m := newMiddleware(t, srv, httpauth.Config{CacheTTL: 10 * time.Minute, MaxConcurrentLookups: -1})
+	m := newMiddleware(t, srv, httpauth.Config{CacheTTL: 10 * time.Minute, Timeout: time.Minute, MaxConcurrentLookups: -1})
 	kept := make([]*introspect.User, loadRequests)
 	mux := http.NewServeMux()
 	mux.Handle("GET /r/{n}", m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -11,9 +11,11 @@
 // The middleware is a func(http.Handler) http.Handler, so it fits wherever
 // that shape does:
 //
-//	r.Use(auth)                              // chi
-//	e.Use(echo.WrapMiddleware(auth))         // echo
-//	g.Use(adapter.Wrap(auth))                // gin, with github.com/gwatts/gin-adapter
+//	r.Use(auth)                      // chi
+//	e.Use(echo.WrapMiddleware(auth)) // echo
+//
+// Gin has no adapter for that shape; a few lines that call c.Next() from
+// the wrapped handler do it (see _examples/gin in the repository).
 //
 // It is a front door of package headless, whose contract it answers: 401
 // without a credential (or anonymous, with Optional), the session on
@@ -21,20 +23,17 @@
 // fails, in allauth's error envelope with Cache-Control: no-store, byte for
 // byte as the Fiber doors answer.
 //
-// A cache hit costs two allocations, 344 bytes: the copy of the
-// *http.Request that r.WithContext makes (320 bytes; net/http keeps the
-// context in the Request, so there is no way around it), and one 24-byte
-// context node carrying the session, half of what context.WithValue would
-// take. Reading the credential allocates nothing. On a 2-core AMD EPYC, a hit
-// adds about 0.6 µs to a bare handler's 15 ns (BenchmarkMiddleware); a CPU
-// profile puts a third of it in the Request copy, as much in hashing the
-// token for the cache key.
+// Unlike the Fiber doors, a cache hit allocates: the copy of the
+// *http.Request that r.WithContext makes (net/http keeps the context in the
+// Request, so there is no way around it), and one small context node
+// carrying the session, half of what context.WithValue would take. Reading
+// the credential allocates nothing. What a hit costs, measured, with the
+// command: docs/performance.md in the repository.
 package httpauth
 
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/internal/doorconfig"
@@ -43,7 +42,8 @@ import (
 
 // Middleware authenticates requests: Handler requires a user, Optional lets
 // anonymous requests through, and both share one cache. Its Authenticator
-// gives Evict, EvictUser, Metrics, Ready and Close.
+// gives Ready (the readiness check, an http.Handler), Evict, EvictUser,
+// Metrics and Close.
 type Middleware struct {
 	*headless.Authenticator
 	cfg Config
@@ -54,8 +54,9 @@ type Middleware struct {
 // lives as long as the process; use NewMiddleware and Close where it must be
 // stopped, as in tests.
 //
-// New panics when cfg cannot work (no BaseURL, a URL that is not http(s),
-// bad Sources), as http.ServeMux.Handle panics on a bad pattern and
+// New panics with NewMiddleware's error when cfg cannot work (no BaseURL, a
+// URL without http:// or https://, one that holds allauth's Mount, bad
+// Sources...), as http.ServeMux.Handle panics on a bad pattern and
 // regexp.MustCompile on a bad expression: a config written in code is a
 // programming error, found at startup. NewMiddleware returns the error
 // instead, for a config read at run time (an environment variable, a file).
@@ -72,14 +73,14 @@ func New(cfg Config) func(http.Handler) http.Handler {
 
 // NewMiddleware returns the Middleware for cfg, so that one cache serves
 // several routes (Handler and Optional), evictions reach it and its
-// resources are released (Close); or an error saying what in cfg cannot
-// work.
+// resources are released (Close); or an error, starting "httpauth: ",
+// saying what in cfg cannot work and what to write instead.
 func NewMiddleware(cfg Config) (*Middleware, error) {
 	core := doorconfig.Core(cfg)
 	core.Sources = cfg.Sources
 	a, err := headless.New(core)
 	if err != nil {
-		return nil, prefixed{err}
+		return nil, doorconfig.Named(door, err)
 	}
 	if cfg.ErrorHandler == nil {
 		cfg.ErrorHandler = DefaultErrorHandler
@@ -87,14 +88,32 @@ func NewMiddleware(cfg Config) (*Middleware, error) {
 	return &Middleware{Authenticator: a, cfg: cfg}, nil
 }
 
-// prefixed is an error of headless.New under this package's name.
-type prefixed struct{ err error }
+// door starts every error and panic of this package.
+const door = "httpauth"
 
-func (e prefixed) Error() string {
-	return "httpauth: " + strings.TrimPrefix(e.err.Error(), "headless: ")
+// EvictHandler is headless.EvictHandler for the caches of m and more: the
+// eviction webhook Django calls when sessions end, as an http.Handler.
+//
+//	evict, err := httpauth.EvictHandler(headless.EvictConfig{Secret: secret}, m)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	mux.Handle("POST /_allauthgo/evict", evict) // not behind m: it carries no user credential
+//
+// It returns an error, starting "httpauth: ", when the Secret is shorter
+// than 32 bytes (the secret is usually read at run time, e.g. from
+// ALLAUTHGO_EVICT_SECRET).
+func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (http.Handler, error) {
+	as := []*headless.Authenticator{m.Authenticator}
+	for _, o := range more {
+		as = append(as, o.Authenticator)
+	}
+	h, err := headless.EvictHandler(cfg, as...)
+	if err != nil {
+		return nil, doorconfig.Named(door, err)
+	}
+	return h, nil
 }
-
-func (e prefixed) Unwrap() error { return e.err }
 
 // Handler wraps next so that it runs only for an authenticated request (or,
 // with Config.Optional, also for one without a credential); every other

@@ -63,7 +63,8 @@ type Config struct {
 	// [*UpstreamError]. Default 1 MiB.
 	MaxBodyBytes int
 	// MaxCredentialBytes bounds a credential; a longer one is rejected
-	// without a request (see [CheckCredential]). Default 4 KiB.
+	// without a request, as allauth answers a malformed one (see
+	// [Client.Session]). Default 4 KiB.
 	MaxCredentialBytes int
 	// UserAgent is sent with every request. Default names this library and
 	// its version.
@@ -179,7 +180,11 @@ func (c *Client) Endpoint(k Kind) string {
 //
 // It returns a Session only for a well-formed 200 that says the user is
 // authenticated. A missing or malformed credential is answered without a
-// request, as allauth would answer it (see [CheckCredential]). allauth's own
+// request, as allauth would answer it: an empty or blank one as no
+// credential ([ErrUnauthenticated]), one longer than Config.MaxCredentialBytes or
+// holding bytes outside visible ASCII as an unknown one ([ErrSessionGone]
+// for a session token, [ErrUnauthenticated] for a Bearer token or a
+// cookie). allauth's own
 // 401 and 410 are an [*AuthError] matching [ErrUnauthenticated] or
 // [ErrSessionGone]; every other failure, including the caller's context
 // ending, is an [*UpstreamError]. So is a lookup refused without a request
@@ -247,6 +252,7 @@ func (c *Client) lookup(ctx context.Context, cred Credential) (*Session, error) 
 		return nil, &UpstreamError{
 			Status:     status,
 			Reason:     "unexpected status",
+			URL:        c.Endpoint(cred.Kind),
 			RetryAfter: parseRetryAfter(resp.Header().Get("Retry-After"), time.Now()),
 		}
 	}

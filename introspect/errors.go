@@ -100,13 +100,20 @@ type UpstreamError struct {
 	RetryAfter time.Duration
 	// Reason says briefly what was wrong, e.g. "body is not allauth JSON".
 	Reason string
+	// URL is the URL that was asked, when allauth answered a status it
+	// should not (a 404 says BaseURL or Mount is wrong); "" otherwise. It
+	// never holds a credential: those travel in headers.
+	URL string
 	// Err is the underlying transport or decoding error, if any.
 	Err error
 }
 
 func (e *UpstreamError) Error() string {
 	msg := "introspect: allauth unavailable"
-	if e.Status != 0 {
+	switch {
+	case e.Status != 0 && e.URL != "":
+		msg += " (status " + strconv.Itoa(e.Status) + " from " + e.URL + ")"
+	case e.Status != 0:
 		msg += " (status " + strconv.Itoa(e.Status) + ")"
 	}
 	if e.Reason != "" {

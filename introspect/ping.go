@@ -38,6 +38,7 @@ func (c *Client) Ping(ctx context.Context, k Kind) error {
 		return &UpstreamError{
 			Status:     status,
 			Reason:     "ping: want allauth's 401 for no credential",
+			URL:        c.Endpoint(k),
 			RetryAfter: parseRetryAfter(resp.Header().Get("Retry-After"), time.Now()),
 		}
 	}

@@ -136,7 +136,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 
 	// One middleware, one cache, for both routes: a token checked on one
 	// route is not checked again on the other.
-	auth, err := newAuth(allauthURL, cfg.cacheTTL, log) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
+	auth, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, CacheTTL: cfg.cacheTTL, Logger: log}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
 	if err != nil {
 		return &envError{"ALLAUTH_URL", allauthURL, err.Error()}
 	}
@@ -207,15 +207,4 @@ func startStandin(ctx context.Context, addr string) (*allauthtest.Server, error)
 	srv.Start()
 	srv.AddUser(allauthtest.User{Username: demoUser, Email: "demo@example.com", Password: demoPassword})
 	return srv, nil
-}
-
-// newAuth is fiberauth.NewMiddleware, with a bad ALLAUTH_URL reported as an
-// error rather than New's panic (meant for a config written in code).
-func newAuth(allauthURL string, ttl time.Duration, log *slog.Logger) (m *fiberauth.Middleware, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%v", p)
-		}
-	}()
-	return fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, CacheTTL: ttl, Logger: log}), nil
 }

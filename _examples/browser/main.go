@@ -102,7 +102,10 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 
 	// The API reads the browser's session cookie and checks it on allauth's
 	// browser endpoint.
-	auth := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, KeyLookup: "cookie:sessionid", Logger: log}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
+	auth, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, KeyLookup: "cookie:sessionid", Logger: log}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
+	if err != nil {
+		return &envError{"ALLAUTH_URL", allauthURL, err.Error()}
+	}
 	defer func() { _ = auth.Close() }()
 
 	// Same-origin proxy to allauth.

@@ -62,16 +62,9 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		allauthURL = standin.URL
 	}
 
-	// NewMiddleware panics on a config that cannot work (Fiber's style);
-	// ALLAUTH_URL comes from outside, so say it as an error.
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("ALLAUTH_URL=%q: %v", allauthURL, p)
-		}
-	}()
 	// One middleware, one cache, for both routes. The session token, or a
 	// browser's session cookie.
-	auth := fiberauth.NewMiddleware(fiberauth.Config{ //nolint:contextcheck // the middleware outlives this call; it takes no request's context
+	auth, err := fiberauth.NewMiddleware(fiberauth.Config{ //nolint:contextcheck // the middleware outlives this call; it takes no request's context
 		BaseURL: allauthURL,
 		Extractor: extractors.Chain(
 			extractors.FromHeader(headless.HeaderSessionToken),
@@ -79,6 +72,9 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		),
 		Logger: log,
 	})
+	if err != nil { // ALLAUTH_URL comes from outside: say what is wrong with it
+		return fmt.Errorf("ALLAUTH_URL=%q: %w", allauthURL, err)
+	}
 	defer func() { _ = auth.Close() }()
 
 	app := fiber.New()

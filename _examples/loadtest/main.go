@@ -107,7 +107,11 @@ func run(o options, out io.Writer) error {
 		cfg.Timeout = 5 * time.Second
 		cfg.CacheTTL = time.Hour // the warm runs must stay warm however long they take
 		cfg.Logger = quiet
-		return fiberauth.NewMiddleware(cfg)
+		m, err := fiberauth.NewMiddleware(cfg)
+		if err != nil {
+			panic(err) // the configs are written here: a bug
+		}
+		return m
 	}
 	mw := newMiddleware(fiberauth.Config{})
 	defer func() { _ = mw.Close() }()
@@ -150,9 +154,12 @@ func run(o options, out io.Writer) error {
 	base := "http://" + ln.Addr().String()
 
 	// The same pair on Fiber v3, through fiberauth/v3, on its own port.
-	mw3 := fiberauthv3.NewMiddleware(fiberauthv3.Config{
+	mw3, err := fiberauthv3.NewMiddleware(fiberauthv3.Config{
 		BaseURL: standin.URL, Timeout: 5 * time.Second, CacheTTL: time.Hour, Logger: quiet,
 	})
+	if err != nil {
+		return err
+	}
 	defer func() { _ = mw3.Close() }()
 	ok3 := func(c fiberv3.Ctx) error { return c.SendString("ok") }
 	app3 := fiberv3.New()

@@ -77,10 +77,13 @@ func refreshOnce(sc refreshScenario, ahead time.Duration) (refreshRun, error) {
 		standin.AddUser(allauthtest.User{Username: name, Email: name + "@example.com", Password: name + "-pass-123"})
 		tokens[i] = standin.IssueToken(name)
 	}
-	mw := fiberauth.NewMiddleware(fiberauth.Config{
+	mw, err := fiberauth.NewMiddleware(fiberauth.Config{
 		BaseURL: standin.URL, CacheTTL: sc.ttl, RefreshAhead: ahead,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	if err != nil {
+		return refreshRun{}, err
+	}
 	defer func() { _ = mw.Close() }()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/protected", mw.Handler, func(c *fiber.Ctx) error { return c.SendString("ok") })

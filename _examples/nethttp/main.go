@@ -152,7 +152,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		writeJSON(w, map[string]any{"user": httpauth.UserFrom(r.Context())}) // null when anonymous
 	})))
 	if cfg.evictSecret != nil {
-		evict, err := headless.EvictHandler(headless.EvictConfig{Secret: cfg.evictSecret}, auth.Authenticator)
+		evict, err := httpauth.EvictHandler(headless.EvictConfig{Secret: cfg.evictSecret}, auth)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,10 @@
 //
 //	REDIS_ADDR    Redis host:port (required)
 //	REDIS_PREFIX  prefix of the cache's Redis keys (default "allauthgo:")
+//	STORAGE_SECRET  at least 16 bytes, the same on every instance, that
+//	              authenticate the values in Redis (default: 32 random bytes
+//	              made at start, enough here as both instances share this
+//	              process; real instances must be given the same secret)
 //	ADDR_A        where instance A listens (default 127.0.0.1:3001)
 //	ADDR_B        where instance B listens (default 127.0.0.1:3002)
 //	SERVE         1 is the same as -serve
@@ -19,6 +23,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -72,6 +77,7 @@ func badInput(format string, args ...any) error { return &inputError{fmt.Sprintf
 type config struct {
 	redisAddr, prefix string
 	addrA, addrB      string
+	storageSecret     []byte
 	serve             bool
 }
 
@@ -97,6 +103,13 @@ func readConfig(args []string, getenv func(string) string) (config, error) {
 			return cfg, badInput("SERVE=%q: want 1 or 0", v)
 		}
 		cfg.serve = cfg.serve || serve
+	}
+	cfg.storageSecret = []byte(getenv("STORAGE_SECRET"))
+	if len(cfg.storageSecret) == 0 {
+		cfg.storageSecret = make([]byte, 32)
+		_, _ = rand.Read(cfg.storageSecret) // never fails (crypto/rand)
+	} else if len(cfg.storageSecret) < 16 {
+		return cfg, badInput("STORAGE_SECRET: want at least 16 bytes")
 	}
 	if cfg.redisAddr == "" {
 		return cfg, badInput("set REDIS_ADDR=127.0.0.1:6379 (start one with: redis-server --port 6379)")
@@ -140,12 +153,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer allauth.Close()
 	allauth.AddUser(allauthtest.User{Username: "demo", Email: "demo@example.com", Password: "demo-password"})
 
-	a, err := startInstance(ctx, "A", cfg.addrA, allauth.URL, storage, cfg.prefix, log)
+	a, err := startInstance(ctx, "A", cfg.addrA, allauth.URL, storage, cfg.prefix, cfg.storageSecret, log)
 	if err != nil {
 		return err
 	}
 	defer a.stop(log)
-	b, err := startInstance(ctx, "B", cfg.addrB, allauth.URL, storage, cfg.prefix, log)
+	b, err := startInstance(ctx, "B", cfg.addrB, allauth.URL, storage, cfg.prefix, cfg.storageSecret, log)
 	if err != nil {
 		return err
 	}
@@ -245,7 +258,7 @@ type instance struct {
 	served    chan error
 }
 
-func startInstance(ctx context.Context, name, addr, allauthURL string, storage fiber.Storage, prefix string, log *slog.Logger) (*instance, error) {
+func startInstance(ctx context.Context, name, addr, allauthURL string, storage fiber.Storage, prefix string, secret []byte, log *slog.Logger) (*instance, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
@@ -254,7 +267,11 @@ func startInstance(ctx context.Context, name, addr, allauthURL string, storage f
 	// Its own in-process cache in front of the shared storage: what one
 	// instance stores, the other reads; what one evicts, the other drops at
 	// once (Redis pub/sub).
-	mw := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, Storage: storage, Prefix: prefix, Logger: log.With("instance", name)}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
+	mw, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauthURL, Storage: storage, Prefix: prefix, StorageSecret: secret, Logger: log.With("instance", name)}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("instance %s: %w", name, err)
+	}
 
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/api/me", mw.Handler, func(c *fiber.Ctx) error {

@@ -156,7 +156,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	allauth.AddUser(allauthtest.User{Username: "demo", Email: "demo@example.com", Password: "demo-password"})
 
 	// No TracerProvider: the global one, set up above.
-	auth := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
+	auth, err := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: allauth.URL}) //nolint:contextcheck // the middleware outlives this call; it takes no request's context
+	if err != nil {
+		return err
+	}
 	defer func() { _ = auth.Close() }()
 
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})

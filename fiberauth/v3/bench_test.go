@@ -58,13 +58,13 @@ func Benchmark_Middleware(b *testing.B) {
 	})
 
 	b.Run("hit", func(b *testing.B) {
-		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL}))
 		defer func() { _ = m.Close() }()
 		run(b, newApp(m.Handler), request(token))
 	})
 
 	b.Run("hit-parallel", func(b *testing.B) {
-		m := fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL})
+		m := must(fiberauth.NewMiddleware(fiberauth.Config{BaseURL: srv.URL}))
 		defer func() { _ = m.Close() }()
 		h := newApp(m.Handler)
 		h(request(token))

@@ -99,7 +99,7 @@ func Test_Concurrency_EveryAnswerNamesItsOwnUser(t *testing.T) {
 		srv.AddUser(allauthtest.User{ID: i + 1, Username: name}) // an explicit ID keeps AddUser O(1)
 		tokens[i] = srv.IssueToken(name)
 	}
-	m := newMiddleware(t, srv, fiberauth.Config{Timeout: time.Minute})
+	m := newMiddleware(t, srv, fiberauth.Config{Timeout: time.Minute, CacheTTL: 10 * time.Minute})
 	app := fiber.New()
 	app.Use(m.Handler)
 	app.Get("/*", whoHandler)

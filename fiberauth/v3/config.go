@@ -31,8 +31,8 @@ type Config struct {
 	SuccessHandler fiber.Handler
 
 	// ErrorHandler answers every failure. Its error is a *headless.Error.
-	// To let the app's own fiber ErrorHandler answer instead, return a
-	// *fiber.Error from it (after headless.ErrorFrom(err).Header(c.Set)).
+	// To let the app's own fiber ErrorHandler answer instead, use
+	// AppErrorHandler.
 	//
 	// Optional. Default: DefaultErrorHandler (allauth's JSON envelope)
 	ErrorHandler fiber.ErrorHandler
@@ -240,7 +240,7 @@ func configDefault(config ...Config) Config {
 func sources(e extractors.Extractor) ([]headless.Source, error) {
 	if e.Chain != nil {
 		if len(e.Chain) == 0 {
-			return nil, errors.New("fiberauth: Config.Extractor is an empty extractors.Chain: give it FromHeader, FromAuthHeader or FromCookie")
+			return nil, errors.New("fiberauth/v3: Config.Extractor is an empty extractors.Chain: give it FromHeader, FromAuthHeader or FromCookie")
 		}
 		var out []headless.Source
 		for _, x := range e.Chain {
@@ -258,17 +258,17 @@ func sources(e extractors.Extractor) ([]headless.Source, error) {
 		return []headless.Source{headless.FromHeader(key)}, nil
 	case extractors.SourceAuthHeader:
 		if strings.TrimSpace(e.AuthScheme) == "" {
-			return nil, errors.New(`fiberauth: Config.Extractor: FromAuthHeader("") reads the raw Authorization header, which is no token allauth knows; use FromAuthHeader("Bearer")`)
+			return nil, errors.New(`fiberauth/v3: Config.Extractor: FromAuthHeader("") reads the raw Authorization header, which is no token allauth knows; use FromAuthHeader("Bearer")`)
 		}
 		return []headless.Source{headless.FromAuthHeader(e.AuthScheme)}, nil
 	case extractors.SourceCookie:
 		return []headless.Source{headless.FromCookie(key)}, nil
 	case extractors.SourceQuery, extractors.SourceForm, extractors.SourceParam:
-		return nil, fmt.Errorf("fiberauth: Config.Extractor reads %q from the %s, which is not supported: a token in a URL or form ends up in logs; use a header or a cookie", key, sourceName(e.Source))
+		return nil, fmt.Errorf("fiberauth/v3: Config.Extractor reads %q from the %s, which is not supported: a token in a URL or form ends up in logs; use a header or a cookie", key, sourceName(e.Source))
 	case extractors.SourceCustom:
-		return nil, fmt.Errorf("fiberauth: Config.Extractor %q is a custom extractor, which is not supported: the middleware must read the credential as allauth would (a repeated header, the last of two cookies, its bytes); use FromHeader, FromAuthHeader or FromCookie", key)
+		return nil, fmt.Errorf("fiberauth/v3: Config.Extractor %q is a custom extractor, which is not supported: the middleware must read the credential as allauth would (a repeated header, the last of two cookies, its bytes); use FromHeader, FromAuthHeader or FromCookie", key)
 	default:
-		return nil, fmt.Errorf("fiberauth: Config.Extractor has an unknown source %d", e.Source)
+		return nil, fmt.Errorf("fiberauth/v3: Config.Extractor has an unknown source %d", e.Source)
 	}
 }
 

@@ -116,8 +116,9 @@ func TestExtractors(t *testing.T) {
 	}
 }
 
-// TestRefusedConfigs checks that New panics, in Fiber's style, on what
-// cannot work, saying why.
+// TestRefusedConfigs checks that NewMiddleware refuses what cannot work,
+// saying why under this package's own name, and that New panics with the
+// same message, in Fiber's style.
 func TestRefusedConfigs(t *testing.T) {
 	const url = "http://127.0.0.1:1"
 	custom := extractors.FromCustom("mine", func(fiber.Ctx) (string, error) { return "", nil })
@@ -140,9 +141,16 @@ func TestRefusedConfigs(t *testing.T) {
 		{"JWT without Bearer", fiberauth.Config{BaseURL: url, JWT: &introspect.JWTConfig{}}, "Config.JWT needs a source reading the Authorization header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := panicOf(func() { fiberauth.New(tc.cfg) })
-			if !strings.HasPrefix(msg, "fiberauth: ") || !strings.Contains(msg, tc.want) {
-				t.Errorf("panic %q, want one starting with \"fiberauth: \" that says %q", msg, tc.want)
+			m, err := fiberauth.NewMiddleware(tc.cfg)
+			if err == nil {
+				_ = m.Close()
+				t.Fatal("NewMiddleware accepted it")
+			}
+			if !strings.HasPrefix(err.Error(), "fiberauth/v3: ") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want one starting with \"fiberauth/v3: \" that says %q", err, tc.want)
+			}
+			if msg := panicOf(func() { fiberauth.New(tc.cfg) }); msg != err.Error() {
+				t.Errorf("New panicked with %q, want NewMiddleware's error", msg)
 			}
 		})
 	}
@@ -406,8 +414,12 @@ func TestEvictAndReady(t *testing.T) {
 	other := newMiddleware(t, srv, fiberauth.Config{})
 	app := fiber.New()
 	t.Cleanup(func() { _ = app.Shutdown() })
-	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(headless.EvictConfig{Secret: []byte(secret)}, m, other))
-	app.Get("/readyz", m.ReadyHandler())
+	webhook, err := fiberauth.EvictHandler(headless.EvictConfig{Secret: []byte(secret)}, m, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.Post("/_allauthgo/evict", webhook)
+	app.Get("/readyz", m.Ready())
 	app.Use(m.Handler)
 	app.Get("/*", whoHandler)
 
@@ -441,7 +453,7 @@ func TestEvictAndReady(t *testing.T) {
 	wantStatus(t, do(t, app, withToken(alice)), http.StatusOK, "alice")
 	wantCalls(t, srv, 2) // evicted: asked again
 
-	if msg := panicOf(func() { fiberauth.EvictHandler(headless.EvictConfig{Secret: []byte("short")}, m) }); !strings.HasPrefix(msg, "fiberauth: EvictConfig.Secret") {
-		t.Errorf("a short secret: panic %q", msg)
+	if h, err := fiberauth.EvictHandler(headless.EvictConfig{Secret: []byte("short")}, m); h != nil || err == nil || !strings.HasPrefix(err.Error(), "fiberauth/v3: EvictConfig.Secret") {
+		t.Errorf("a short secret: %v", err)
 	}
 }

@@ -17,7 +17,7 @@ package fiberauth
 
 import (
 	"context"
-	"strings"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -31,8 +31,9 @@ import (
 )
 
 // Middleware authenticates requests: Handler requires a user, Optional lets
-// anonymous requests through, and both share one cache. Its Authenticator
-// gives Evict, EvictUser, Metrics, Ready and Close.
+// anonymous requests through, and both share one cache. Ready is its
+// readiness check as a fiber.Handler; its Authenticator gives Evict,
+// EvictUser, Metrics and Close.
 type Middleware struct {
 	*headless.Authenticator
 	cfg        Config
@@ -40,37 +41,47 @@ type Middleware struct {
 	app        atomic.Pointer[appFlag]
 }
 
-// New creates the middleware handler. It panics with a clear message when
-// the config cannot work (no BaseURL, a URL that is not http(s), an
-// Extractor that reads a query, a form or a custom function), as Fiber's own
-// middleware does. Its cache (two small goroutines: a clock and a janitor)
-// lives as long as the process; use NewMiddleware and Close where it must
-// be stopped, as in tests.
+// New creates the middleware handler: Middleware.Handler, or
+// Middleware.Optional with Config.Optional. It panics with NewMiddleware's
+// error when the config cannot work (no BaseURL, a URL without http:// or
+// https://, one that holds allauth's Mount, an Extractor that reads a query,
+// a form or a custom function...), as Fiber's own middleware does: a config
+// written in code is a programming error, found at startup. Its cache (two
+// small goroutines: a clock and a janitor) lives as long as the process;
+// use NewMiddleware and Close where it must be stopped, as in tests.
 func New(config ...Config) fiber.Handler {
-	m := NewMiddleware(config...)
+	m, err := NewMiddleware(config...)
+	if err != nil {
+		panic(err.Error())
+	}
 	if m.cfg.Optional {
 		return m.Optional
 	}
 	return m.Handler
 }
 
-// NewMiddleware is New, returning the Middleware itself, so that one cache
-// serves several routes (Handler and Optional), evictions reach it and its
-// resources are released (Close). It panics on a config that cannot work,
-// like New.
-func NewMiddleware(config ...Config) *Middleware {
+// NewMiddleware returns the Middleware, so that one cache serves several
+// routes (Handler and Optional), evictions reach it and its resources are
+// released (Close); or an error, starting "fiberauth/v3: ", saying what in
+// the config cannot work and what to write instead, for a config read at
+// run time (an environment variable, a file).
+func NewMiddleware(config ...Config) (*Middleware, error) {
 	cfg := configDefault(config...)
 	core := doorconfig.Core(cfg)
 	var err error
 	if core.Sources, err = sources(cfg.Extractor); err != nil {
-		panic(err.Error())
+		return nil, err
 	}
 	a, err := headless.New(core)
 	if err != nil {
-		panic("fiberauth: " + strings.TrimPrefix(err.Error(), "headless: "))
+		return nil, doorconfig.Named(door, err)
 	}
-	return &Middleware{Authenticator: a, cfg: cfg, contextKey: cfg.ContextKey}
+	return &Middleware{Authenticator: a, cfg: cfg, contextKey: cfg.ContextKey}, nil
 }
+
+// door starts every error and panic of this package: its import path, so
+// that a message tells it from Fiber v2's fiberauth.
+const door = "fiberauth/v3"
 
 // Handler is the fiber.Handler that requires a user (or, with
 // Config.Optional, lets requests without a credential through). A cache hit
@@ -202,27 +213,48 @@ func DefaultErrorHandler(c fiber.Ctx, err error) error {
 	return c.Status(e.Status).Send(e.Body())
 }
 
+// AppErrorHandler hands the failure to the app's own fiber ErrorHandler as a
+// *fiber.Error (status and message), after setting Cache-Control: no-store
+// and the Retry-After and WWW-Authenticate headers. An error that is not a
+// *headless.Error is returned as is.
+func AppErrorHandler(c fiber.Ctx, err error) error {
+	var e *headless.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	e.Header(c.Set)
+	return fiber.NewError(e.Status, e.Message)
+}
+
 // EvictHandler is headless.EvictHandler as a fiber.Handler, evicting from
 // the caches of m and more:
 //
-//	app.Post("/_allauthgo/evict", fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, m))
+//	evict, err := fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, m)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	app.Post("/_allauthgo/evict", evict)
 //	app.Use(m.Handler) // after the webhook, which carries no user credential
 //
-// It panics when the Secret is shorter than 32 bytes, like NewMiddleware.
-func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) fiber.Handler {
+// It returns an error, starting "fiberauth/v3: ", when the Secret is shorter
+// than 32 bytes (the secret is usually read at run time, e.g. from
+// ALLAUTHGO_EVICT_SECRET).
+func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (fiber.Handler, error) {
 	as := []*headless.Authenticator{m.Authenticator}
 	for _, o := range more {
 		as = append(as, o.Authenticator)
 	}
 	h, err := headless.EvictHandler(cfg, as...)
 	if err != nil {
-		panic("fiberauth: " + strings.TrimPrefix(err.Error(), "headless: "))
+		return nil, doorconfig.Named(door, err)
 	}
-	return adaptor.HTTPHandler(fasthttpreq.Detached(h))
+	return adaptor.HTTPHandler(fasthttpreq.Detached(h)), nil
 }
 
-// ReadyHandler is the Authenticator's readiness check (see
-// headless.Authenticator.Ready) as a fiber.Handler.
-func (m *Middleware) ReadyHandler(config ...headless.ReadyConfig) fiber.Handler {
-	return adaptor.HTTPHandler(fasthttpreq.Detached(m.Ready(config...)))
+// Ready is the readiness check (see headless.Authenticator.Ready, which it
+// wraps) as a fiber.Handler:
+//
+//	app.Get("/readyz", m.Ready()) // before app.Use(m.Handler), or skipped by Next
+func (m *Middleware) Ready(config ...headless.ReadyConfig) fiber.Handler {
+	return adaptor.HTTPHandler(fasthttpreq.Detached(m.Authenticator.Ready(config...)))
 }

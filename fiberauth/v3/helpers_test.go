@@ -38,7 +38,10 @@ func newMiddleware(tb testing.TB, srv *allauthtest.Server, cfg fiberauth.Config)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := fiberauth.NewMiddleware(cfg)
+	m, err := fiberauth.NewMiddleware(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() {
 		if err := m.Close(); err != nil {
 			tb.Errorf("Middleware.Close: %v", err)
@@ -152,3 +155,11 @@ const (
 	body410        = `{"status": 410, "errors": [{"code": "session_gone", "message": "The session is gone; log in again."}]}`
 	body503        = `{"status": 503, "errors": [{"code": "upstream_unavailable", "message": "Authentication is unavailable; try again shortly."}]}`
 )
+
+// must is NewMiddleware's middleware, for configs that cannot fail.
+func must(m *fiberauth.Middleware, err error) *fiberauth.Middleware {
+	if err != nil {
+		panic(err)
+	}
+	return m
+}

@@ -104,16 +104,19 @@ func (b *bus) redeleter() {
 			return
 		case keys = <-b.redel:
 		}
+		msgs := int64(1)
 	merge:
 		for len(keys) < evictChunkKeys {
 			select {
 			case more := <-b.redel:
 				keys = append(keys, more...)
+				msgs++
 			default:
 				break merge
 			}
 		}
 		b.redelete(context.Background(), keys)
+		b.applied.Add(msgs)
 	}
 }
 
@@ -225,12 +228,14 @@ func (b *bus) handle(ctx context.Context, payload string) {
 		ks = append(ks, k)
 	}
 	b.drop(ks)
+	// A message counts as applied (Stats.EvictionsHeard) once its keys are
+	// deleted from the shared tier again too, whoever does it.
 	select {
 	case b.redel <- ks:
 	default:
 		b.redelete(ctx, ks)
+		b.applied.Add(1)
 	}
-	b.applied.Add(1)
 }
 
 // messages encodes the eviction of keys as messages of at most

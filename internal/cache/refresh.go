@@ -32,9 +32,9 @@ const DefaultMaxRefreshes = 32
 
 // refresher runs the background refreshes of one Cache.
 type refresher struct {
-	window int64         // nanoseconds before FreshUntil a hit asks for one; 0: off
-	slots  chan struct{} // bounds the refreshes in flight
-	ctx    context.Context
+	window int64           // nanoseconds before FreshUntil a hit asks for one; 0: off
+	slots  chan struct{}   // bounds the refreshes in flight
+	ctx    context.Context //nolint:containedctx // the refreshes' lifetime: it ends at Close, like the Cache
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }

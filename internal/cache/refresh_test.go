@@ -322,6 +322,7 @@ func TestRefreshAhead_SharedTier(t *testing.T) {
 }
 
 func testRefreshShared(t *testing.T, storage Storage) {
+	t.Helper()
 	clock := newFakeClock()
 	prefix := uniquePrefix(t)
 	cfg := Config{TTL: 10 * time.Second, Now: clock.Now, Storage: storage, Prefix: prefix, Recheck: time.Hour}

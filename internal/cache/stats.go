@@ -18,8 +18,9 @@ type Stats struct {
 	// Subscribed is true while evictions from other instances arrive by
 	// Redis pub/sub and the subscription has proven itself within Recheck.
 	Subscribed bool
-	// EvictionsHeard counts eviction messages from other instances applied
-	// to the in-process tier (each drops one or more keys).
+	// EvictionsHeard counts eviction messages from other instances applied:
+	// their keys dropped from the in-process tier and deleted from the
+	// shared tier again (each message holds one or more keys).
 	EvictionsHeard int64
 	// PendingEvictions is how many keys wait in the retry queue now: evictions
 	// whose delete from the shared store or message to the other instances
