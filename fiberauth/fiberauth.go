@@ -63,7 +63,7 @@ func New(config ...Config) fiber.Handler {
 // time (an environment variable, a file).
 func NewMiddleware(config ...Config) (*Middleware, error) {
 	cfg := configDefault(config...)
-	core := doorconfig.Core(cfg)
+	core := cfg.core()
 	var err error
 	if core.Sources, err = parseKeyLookup(cfg.KeyLookup, cfg.AuthScheme); err != nil {
 		return nil, err

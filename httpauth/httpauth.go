@@ -76,7 +76,7 @@ func New(cfg Config) func(http.Handler) http.Handler {
 // resources are released (Close); or an error, starting "httpauth: ",
 // saying what in cfg cannot work and what to write instead.
 func NewMiddleware(cfg Config) (*Middleware, error) {
-	core := doorconfig.Core(cfg)
+	core := cfg.core()
 	core.Sources = cfg.Sources
 	a, err := headless.New(core)
 	if err != nil {

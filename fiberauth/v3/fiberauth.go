@@ -67,7 +67,7 @@ func New(config ...Config) fiber.Handler {
 // run time (an environment variable, a file).
 func NewMiddleware(config ...Config) (*Middleware, error) {
 	cfg := configDefault(config...)
-	core := doorconfig.Core(cfg)
+	core := cfg.core()
 	var err error
 	if core.Sources, err = sources(cfg.Extractor); err != nil {
 		return nil, err
