@@ -37,6 +37,7 @@ import (
 
 	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/internal/doorconfig"
+	"github.com/allauthgo/headless/internal/httpreq"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -136,15 +137,15 @@ func (m *Middleware) wrap(next http.Handler, optional bool) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		// r's context reaches a lookup through request.Context, on a miss.
-		res := m.Authenticate(request{r}, optional) //nolint:contextcheck // see above
+		// r's context reaches a lookup through Request.Context, on a miss.
+		res := m.Authenticate(httpreq.Request{R: r}, optional) //nolint:contextcheck // see above
 		switch {
 		case res.Err != nil:
 			m.cfg.ErrorHandler(w, r, res.Err)
 		case res.Session == nil:
 			next.ServeHTTP(w, r) // anonymous
 		default:
-			next.ServeHTTP(w, r.WithContext(newContext(r.Context(), res.Session)))
+			next.ServeHTTP(w, r.WithContext(headless.NewContext(r.Context(), res.Session)))
 		}
 	})
 }
@@ -153,12 +154,7 @@ func (m *Middleware) wrap(next http.Handler, optional bool) http.Handler {
 // context, or one derived from it), or nil: anonymous, or the middleware did
 // not run. The session is shared with the cache: read it, do not modify it.
 // headless.SessionFromContext finds it too.
-func SessionFrom(ctx context.Context) *introspect.Session {
-	if c, ok := ctx.(*sessionContext); ok { // the usual case: no chain to walk
-		return c.session
-	}
-	return headless.SessionFromContext(ctx)
-}
+func SessionFrom(ctx context.Context) *introspect.Session { return headless.SessionFromContext(ctx) }
 
 // UserFrom returns the authenticated user of ctx's request, or nil. Like the
 // session, it is shared with the cache and must not be modified.
