@@ -92,28 +92,17 @@ func NewMiddleware(cfg Config) (*Middleware, error) {
 // door starts every error and panic of this package.
 const door = "httpauth"
 
-// EvictHandler is headless.EvictHandler for the caches of m and more: the
-// eviction webhook Django calls when sessions end, as an http.Handler.
-//
-//	evict, err := httpauth.EvictHandler(headless.EvictConfig{Secret: secret}, m)
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	mux.Handle("POST /_allauthgo/evict", evict) // not behind m: it carries no user credential
-//
-// It returns an error, starting "httpauth: ", when the Secret is shorter
-// than 32 bytes (the secret is usually read at run time, e.g. from
-// ALLAUTHGO_EVICT_SECRET).
+// EvictHandler is headless.EvictHandler (the eviction webhook Django calls
+// when sessions end; see it for its use and the body it reads), evicting
+// from the caches of m and more. Route it outside m: it carries no user
+// credential. Its error, starting "httpauth: ", says the Secret is shorter
+// than 32 bytes.
 func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (http.Handler, error) {
-	as := []*headless.Authenticator{m.Authenticator}
-	for _, o := range more {
-		as = append(as, o.Authenticator)
+	as := make([]*headless.Authenticator, len(more))
+	for i, o := range more {
+		as[i] = o.Authenticator
 	}
-	h, err := headless.EvictHandler(cfg, as...)
-	if err != nil {
-		return nil, doorconfig.Named(door, err)
-	}
-	return h, nil
+	return doorconfig.EvictHandler(door, cfg, m.Authenticator, as)
 }
 
 // Handler wraps next so that it runs only for an authenticated request (or,

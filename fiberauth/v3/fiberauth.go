@@ -226,27 +226,19 @@ func AppErrorHandler(c fiber.Ctx, err error) error {
 	return fiber.NewError(e.Status, e.Message)
 }
 
-// EvictHandler is headless.EvictHandler as a fiber.Handler, evicting from
-// the caches of m and more:
-//
-//	evict, err := fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, m)
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	app.Post("/_allauthgo/evict", evict)
-//	app.Use(m.Handler) // after the webhook, which carries no user credential
-//
-// It returns an error, starting "fiberauth/v3: ", when the Secret is shorter
-// than 32 bytes (the secret is usually read at run time, e.g. from
-// ALLAUTHGO_EVICT_SECRET).
+// EvictHandler is headless.EvictHandler (the eviction webhook Django calls
+// when sessions end; see it for its use and the body it reads) as a
+// fiber.Handler, evicting from the caches of m and more. Route it before
+// app.Use(m.Handler): it carries no user credential. Its error, starting
+// "fiberauth/v3: ", says the Secret is shorter than 32 bytes.
 func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (fiber.Handler, error) {
-	as := []*headless.Authenticator{m.Authenticator}
-	for _, o := range more {
-		as = append(as, o.Authenticator)
+	as := make([]*headless.Authenticator, len(more))
+	for i, o := range more {
+		as[i] = o.Authenticator
 	}
-	h, err := headless.EvictHandler(cfg, as...)
+	h, err := doorconfig.EvictHandler(door, cfg, m.Authenticator, as)
 	if err != nil {
-		return nil, doorconfig.Named(door, err)
+		return nil, err
 	}
 	return adaptor.HTTPHandler(fasthttpreq.Detached(h)), nil
 }
