@@ -39,12 +39,9 @@ type Middleware struct {
 
 // New creates the middleware handler: Middleware.Handler, or
 // Middleware.Optional with Config.Optional. It panics with NewMiddleware's
-// error when the config cannot work (no BaseURL, a URL without http:// or
-// https://, one that holds allauth's Mount, a bad KeyLookup...), as Fiber's
-// own middleware does: a config written in code is a programming error,
-// found at startup. Its cache (two small goroutines: a clock and a janitor)
-// lives as long as the process; use NewMiddleware and Close where it must be
-// stopped, as in tests.
+// error, as Fiber's own middleware does: a config written in code is a
+// programming error, found at startup. Its cache lives as long as the
+// process; use NewMiddleware and Close where it must be stopped.
 func New(config ...Config) fiber.Handler {
 	m, err := NewMiddleware(config...)
 	if err != nil {
@@ -56,11 +53,10 @@ func New(config ...Config) fiber.Handler {
 	return m.Handler
 }
 
-// NewMiddleware returns the Middleware, so that one cache serves several
-// routes (Handler and Optional), evictions reach it and its resources are
-// released (Close); or an error, starting "fiberauth: ", saying what in the
-// config cannot work and what to write instead, for a config read at run
-// time (an environment variable, a file).
+// NewMiddleware returns the Middleware (one cache for Handler and
+// Optional, Evict, Close), or an error, starting "fiberauth: ", saying what
+// in the config cannot work (no BaseURL, one without http://, one holding
+// allauth's Mount, a bad KeyLookup...) and what to write instead.
 func NewMiddleware(config ...Config) (*Middleware, error) {
 	cfg := configDefault(config...)
 	core := cfg.core()
@@ -152,14 +148,10 @@ func LastCookie(c *fiber.Ctx, name string) string {
 	return string(fasthttpreq.LastCookie(&c.Request().Header, name))
 }
 
-// DefaultErrorHandler answers in allauth's JSON envelope:
-//
-//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
-//
-// with Cache-Control: no-store, Retry-After on 503 (1 to 300 s) and
-// WWW-Authenticate (RFC 6750) on 401 when KeyLookup reads the Authorization
-// header. An error that is not a *headless.Error is answered as a 500
-// without its text.
+// DefaultErrorHandler answers in allauth's JSON envelope (headless.Error's
+// Body, with its Header: Cache-Control: no-store, Retry-After on 503,
+// WWW-Authenticate on 401 for a Bearer source). An error that is not a
+// *headless.Error is a 500 without its text.
 func DefaultErrorHandler(c *fiber.Ctx, err error) error {
 	e := headless.ErrorFrom(err)
 	e.Header(c.Set)

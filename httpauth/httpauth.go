@@ -51,16 +51,10 @@ type Middleware struct {
 }
 
 // New returns the middleware for cfg: Middleware.Handler, or
-// Middleware.Optional with Config.Optional. Its cache (two small goroutines)
-// lives as long as the process; use NewMiddleware and Close where it must be
-// stopped, as in tests.
-//
-// New panics with NewMiddleware's error when cfg cannot work (no BaseURL, a
-// URL without http:// or https://, one that holds allauth's Mount, bad
-// Sources...), as http.ServeMux.Handle panics on a bad pattern and
-// regexp.MustCompile on a bad expression: a config written in code is a
-// programming error, found at startup. NewMiddleware returns the error
-// instead, for a config read at run time (an environment variable, a file).
+// Middleware.Optional with Config.Optional. It panics with NewMiddleware's
+// error, as http.ServeMux.Handle does on a bad pattern: a config written in
+// code is a programming error, found at startup. Its cache lives as long as
+// the process; use NewMiddleware and Close where it must be stopped.
 func New(cfg Config) func(http.Handler) http.Handler {
 	m, err := NewMiddleware(cfg)
 	if err != nil {
@@ -72,10 +66,10 @@ func New(cfg Config) func(http.Handler) http.Handler {
 	return m.Handler
 }
 
-// NewMiddleware returns the Middleware for cfg, so that one cache serves
-// several routes (Handler and Optional), evictions reach it and its
-// resources are released (Close); or an error, starting "httpauth: ",
-// saying what in cfg cannot work and what to write instead.
+// NewMiddleware returns the Middleware (one cache for Handler and
+// Optional, Evict, Close), or an error, starting "httpauth: ", saying what
+// in cfg cannot work (no BaseURL, one without http://, one holding allauth's
+// Mount, bad Sources...) and what to write instead.
 func NewMiddleware(cfg Config) (*Middleware, error) {
 	core := cfg.core()
 	core.Sources = cfg.Sources
@@ -154,14 +148,10 @@ func UserFrom(ctx context.Context) *introspect.User {
 	return nil
 }
 
-// DefaultErrorHandler answers in allauth's JSON envelope:
-//
-//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
-//
-// with Content-Type: application/json, Cache-Control: no-store, Retry-After
-// on 503 (1 to 300 s) and WWW-Authenticate (RFC 6750) on 401 when a source
-// reads the Authorization header. An error that is not a *headless.Error is
-// answered as a 500 without its text.
+// DefaultErrorHandler answers in allauth's JSON envelope (headless.Error's
+// Body, with its Header: Cache-Control: no-store, Retry-After on 503,
+// WWW-Authenticate on 401 for a Bearer source). An error that is not a
+// *headless.Error is a 500 without its text.
 func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	e := headless.ErrorFrom(err)
 	h := w.Header()

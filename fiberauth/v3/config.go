@@ -63,7 +63,7 @@ func sources(e extractors.Extractor) ([]headless.Source, error) {
 	case extractors.SourceCookie:
 		return []headless.Source{headless.FromCookie(key)}, nil
 	case extractors.SourceQuery, extractors.SourceForm, extractors.SourceParam:
-		return nil, fmt.Errorf("fiberauth/v3: Config.Extractor reads %q from the %s, which is not supported: a token in a URL or form ends up in logs; use a header or a cookie", key, sourceName(e.Source))
+		return nil, fmt.Errorf("fiberauth/v3: Config.Extractor reads %q from the %s, which is not supported: a token in a URL or form ends up in logs; use a header or a cookie", key, sourceName[e.Source])
 	case extractors.SourceCustom:
 		return nil, fmt.Errorf("fiberauth/v3: Config.Extractor %q is a custom extractor, which is not supported: the middleware must read the credential as allauth would (a repeated header, the last of two cookies, its bytes); use FromHeader, FromAuthHeader or FromCookie", key)
 	default:
@@ -71,15 +71,7 @@ func sources(e extractors.Extractor) ([]headless.Source, error) {
 	}
 }
 
-func sourceName(s extractors.Source) string {
-	switch s {
-	case extractors.SourceQuery:
-		return "query string"
-	case extractors.SourceForm:
-		return "form"
-	case extractors.SourceParam:
-		return "route parameters"
-	default:
-		return "request"
-	}
+// sourceName names the part of the request an unsupported source reads.
+var sourceName = map[extractors.Source]string{
+	extractors.SourceQuery: "query string", extractors.SourceForm: "form", extractors.SourceParam: "route parameters",
 }

@@ -1,7 +1,6 @@
 //go:build ignore
 
-// The door's own part of Config: internal/cmd/doorconfig writes
-// zz_config_core.go from it and headless.Config (go generate ./fiberauth/v3/).
+// The door's own fields of Config: go generate ./fiberauth/v3/ adds the core's.
 
 package fiberauth
 

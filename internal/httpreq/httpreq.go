@@ -34,6 +34,7 @@ func (q Request) Cookie(name string) []byte {
 	return bytesOf(v)
 }
 
+// Context is the request's context.
 func (q Request) Context() context.Context { return q.R.Context() }
 
 // bytesOf returns s's bytes without copying them. Writing to them would

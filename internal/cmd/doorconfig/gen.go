@@ -161,7 +161,7 @@ func Generate(root, door string) ([]byte, error) {
 func coreFields(root string) ([]coreField, map[string]string, error) {
 	fset := token.NewFileSet()
 	name := filepath.Join(root, "config.go")
-	src, err := os.ReadFile(name) //nolint:gosec // the module's own file
+	src, err := os.ReadFile(name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -212,8 +212,10 @@ func defaultConsts(root string) (map[string]bool, error) {
 	for _, d := range f.Decls {
 		if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
 			for _, sp := range g.Specs {
-				for _, id := range sp.(*ast.ValueSpec).Names { //nolint:forcetypeassert // a const's specs are ValueSpecs
-					out[id.Name] = true
+				if vs, ok := sp.(*ast.ValueSpec); ok {
+					for _, id := range vs.Names {
+						out[id.Name] = true
+					}
 				}
 			}
 		}
@@ -300,7 +302,7 @@ func comment(text, indent string) string {
 }
 
 func readSpec(name string) (*spec, error) {
-	src, err := os.ReadFile(name) //nolint:gosec // the module's own file
+	src, err := os.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +468,7 @@ func zeroTest(root string, imports map[string]string, x string, t ast.Expr) (str
 			return "", err
 		}
 		var terms []string
-		comparable := true
+		allComparable := true
 		for _, fl := range st.Fields.List {
 			for _, id := range fl.Names {
 				z, err := zeroTest(root, nil, x+"."+id.Name, fl.Type)
@@ -476,12 +478,12 @@ func zeroTest(root string, imports map[string]string, x string, t ast.Expr) (str
 				if z == "" {
 					z = "doorconfig.IsZero(" + x + "." + id.Name + ")"
 				} else {
-					comparable = false
+					allComparable = false
 				}
 				terms = append(terms, z)
 			}
 		}
-		if comparable {
+		if allComparable {
 			return "", nil
 		}
 		return strings.Join(terms, " &&\n\t\t"), nil
