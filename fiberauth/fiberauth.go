@@ -71,6 +71,8 @@ func NewMiddleware(config ...Config) (*Middleware, error) {
 	return &Middleware{Authenticator: a, cfg: cfg, contextKey: cfg.ContextKey}, nil
 }
 
+func (m *Middleware) auth() *headless.Authenticator { return m.Authenticator }
+
 // door starts every error and panic of this package.
 const door = "fiberauth"
 
@@ -177,11 +179,7 @@ func AppErrorHandler(c *fiber.Ctx, err error) error {
 // app.Use(m.Handler): it carries no user credential. Its error, starting
 // "fiberauth: ", says the Secret is shorter than 32 bytes.
 func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (fiber.Handler, error) {
-	as := make([]*headless.Authenticator, len(more))
-	for i, o := range more {
-		as[i] = o.Authenticator
-	}
-	h, err := doorconfig.EvictHandler(door, cfg, m.Authenticator, as)
+	h, err := doorconfig.EvictHandler(door, cfg, (*Middleware).auth, m, more)
 	if err != nil {
 		return nil, err
 	}

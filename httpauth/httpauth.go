@@ -83,6 +83,8 @@ func NewMiddleware(cfg Config) (*Middleware, error) {
 	return &Middleware{Authenticator: a, cfg: cfg}, nil
 }
 
+func (m *Middleware) auth() *headless.Authenticator { return m.Authenticator }
+
 // door starts every error and panic of this package.
 const door = "httpauth"
 
@@ -92,11 +94,7 @@ const door = "httpauth"
 // credential. Its error, starting "httpauth: ", says the Secret is shorter
 // than 32 bytes.
 func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (http.Handler, error) {
-	as := make([]*headless.Authenticator, len(more))
-	for i, o := range more {
-		as[i] = o.Authenticator
-	}
-	return doorconfig.EvictHandler(door, cfg, m.Authenticator, as)
+	return doorconfig.EvictHandler(door, cfg, (*Middleware).auth, m, more)
 }
 
 // Handler wraps next so that it runs only for an authenticated request (or,

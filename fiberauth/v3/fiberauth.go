@@ -76,6 +76,8 @@ func NewMiddleware(config ...Config) (*Middleware, error) {
 	return &Middleware{Authenticator: a, cfg: cfg, contextKey: cfg.ContextKey}, nil
 }
 
+func (m *Middleware) auth() *headless.Authenticator { return m.Authenticator }
+
 // door starts every error and panic of this package: its import path, so
 // that a message tells it from Fiber v2's fiberauth.
 const door = "fiberauth/v3"
@@ -149,15 +151,11 @@ func (r *request) Cookie(name string) []byte {
 	return fasthttpreq.LastCookie(&r.c.Request().Header, name)
 }
 
-// Context is c.Context(), the request's context.Context as Fiber v3 keeps it
-// (context.Background() unless a middleware such as a tracer set one with
-// c.SetContext), not c itself. c is a context.Context too, but only while
-// the handler runs: Fiber puts it back in a pool when the handler returns
-// and hands it to the next request, and its Value then reads that request's
-// Locals (or nil). The cache may run a lookup past the request that started
-// it (detached with context.WithoutCancel, so that the other requests
-// waiting for the same token get their answer), so the context it is given
-// must not alias c. c's Done is nil anyway: it would cancel nothing.
+// Context is c.Context() (what a tracer set with c.SetContext), not c: c is
+// a context.Context only while the handler runs (Fiber then pools it for the
+// next request), and a lookup may outlive the request that started it (the
+// other requests waiting for the token get its answer). c's Done is nil
+// anyway.
 func (r *request) Context() context.Context { return r.c.Context() }
 
 // sessionKey is the private key of the session in Locals.
@@ -181,13 +179,10 @@ func UserFrom(c fiber.Ctx) *introspect.User {
 	return nil
 }
 
-// UserFromContext returns the authenticated user from a context.Context, or
-// nil. It works with c itself (a fiber.Ctx is a context.Context whose Value
-// reads Locals) and with any context derived from c (context.WithValue(c,
-// ...), context.WithTimeout(c, ...)), while the handler runs; with
-// c.Context() and what derives from it when the app sets
-// fiber.Config.PassLocalsToContext (it costs an allocation per request); and with a
-// context made by headless.NewContext.
+// UserFromContext returns the user in ctx, or nil: ctx is c itself or a
+// context derived from it while the handler runs, c.Context() (and what
+// derives from it) when the app sets fiber.Config.PassLocalsToContext (an
+// allocation per request), or a context made by headless.NewContext.
 func UserFromContext(ctx context.Context) *introspect.User {
 	if s, ok := ctx.Value(sessionKey{}).(*introspect.Session); ok && s != nil {
 		return &s.User
@@ -225,11 +220,7 @@ func AppErrorHandler(c fiber.Ctx, err error) error {
 // app.Use(m.Handler): it carries no user credential. Its error, starting
 // "fiberauth/v3: ", says the Secret is shorter than 32 bytes.
 func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (fiber.Handler, error) {
-	as := make([]*headless.Authenticator, len(more))
-	for i, o := range more {
-		as[i] = o.Authenticator
-	}
-	h, err := doorconfig.EvictHandler(door, cfg, m.Authenticator, as)
+	h, err := doorconfig.EvictHandler(door, cfg, (*Middleware).auth, m, more)
 	if err != nil {
 		return nil, err
 	}

@@ -7,9 +7,13 @@ import (
 )
 
 // EvictHandler is headless.EvictHandler for the Authenticators of a door's
-// middlewares, its error under the door's name.
-func EvictHandler(door string, cfg headless.EvictConfig, first *headless.Authenticator, more []*headless.Authenticator) (http.Handler, error) {
-	h, err := headless.EvictHandler(cfg, append([]*headless.Authenticator{first}, more...)...)
+// middlewares (auth gives one's), its error under the door's name.
+func EvictHandler[M any](door string, cfg headless.EvictConfig, auth func(M) *headless.Authenticator, m M, more []M) (http.Handler, error) {
+	as := []*headless.Authenticator{auth(m)}
+	for _, o := range more {
+		as = append(as, auth(o))
+	}
+	h, err := headless.EvictHandler(cfg, as...)
 	if err != nil {
 		return nil, Named(door, err)
 	}
