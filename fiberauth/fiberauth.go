@@ -39,12 +39,9 @@ type Middleware struct {
 
 // New creates the middleware handler: Middleware.Handler, or
 // Middleware.Optional with Config.Optional. It panics with NewMiddleware's
-// error when the config cannot work (no BaseURL, a URL without http:// or
-// https://, one that holds allauth's Mount, a bad KeyLookup...), as Fiber's
-// own middleware does: a config written in code is a programming error,
-// found at startup. Its cache (two small goroutines: a clock and a janitor)
-// lives as long as the process; use NewMiddleware and Close where it must be
-// stopped, as in tests.
+// error, as Fiber's own middleware does: a config written in code is a
+// programming error, found at startup. Its cache lives as long as the
+// process; use NewMiddleware and Close where it must be stopped.
 func New(config ...Config) fiber.Handler {
 	m, err := NewMiddleware(config...)
 	if err != nil {
@@ -56,14 +53,13 @@ func New(config ...Config) fiber.Handler {
 	return m.Handler
 }
 
-// NewMiddleware returns the Middleware, so that one cache serves several
-// routes (Handler and Optional), evictions reach it and its resources are
-// released (Close); or an error, starting "fiberauth: ", saying what in the
-// config cannot work and what to write instead, for a config read at run
-// time (an environment variable, a file).
+// NewMiddleware returns the Middleware (one cache for Handler and
+// Optional, Evict, Close), or an error, starting "fiberauth: ", saying what
+// in the config cannot work (no BaseURL, one without http://, one holding
+// allauth's Mount, a bad KeyLookup...) and what to write instead.
 func NewMiddleware(config ...Config) (*Middleware, error) {
 	cfg := configDefault(config...)
-	core := doorconfig.Core(cfg)
+	core := cfg.core()
 	var err error
 	if core.Sources, err = parseKeyLookup(cfg.KeyLookup, cfg.AuthScheme); err != nil {
 		return nil, err
@@ -74,6 +70,8 @@ func NewMiddleware(config ...Config) (*Middleware, error) {
 	}
 	return &Middleware{Authenticator: a, cfg: cfg, contextKey: cfg.ContextKey}, nil
 }
+
+func (m *Middleware) auth() *headless.Authenticator { return m.Authenticator }
 
 // door starts every error and panic of this package.
 const door = "fiberauth"
@@ -152,14 +150,10 @@ func LastCookie(c *fiber.Ctx, name string) string {
 	return string(fasthttpreq.LastCookie(&c.Request().Header, name))
 }
 
-// DefaultErrorHandler answers in allauth's JSON envelope:
-//
-//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
-//
-// with Cache-Control: no-store, Retry-After on 503 (1 to 300 s) and
-// WWW-Authenticate (RFC 6750) on 401 when KeyLookup reads the Authorization
-// header. An error that is not a *headless.Error is answered as a 500
-// without its text.
+// DefaultErrorHandler answers in allauth's JSON envelope (headless.Error's
+// Body, with its Header: Cache-Control: no-store, Retry-After on 503,
+// WWW-Authenticate on 401 for a Bearer source). An error that is not a
+// *headless.Error is a 500 without its text.
 func DefaultErrorHandler(c *fiber.Ctx, err error) error {
 	e := headless.ErrorFrom(err)
 	e.Header(c.Set)
@@ -179,27 +173,15 @@ func AppErrorHandler(c *fiber.Ctx, err error) error {
 	return fiber.NewError(e.Status, e.Message)
 }
 
-// EvictHandler is headless.EvictHandler as a fiber.Handler, evicting from
-// the caches of m and more:
-//
-//	evict, err := fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, m)
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	app.Post("/_allauthgo/evict", evict)
-//	app.Use(m.Handler) // after the webhook, which carries no user credential
-//
-// It returns an error, starting "fiberauth: ", when the Secret is shorter
-// than 32 bytes (the secret is usually read at run time, e.g. from
-// ALLAUTHGO_EVICT_SECRET).
+// EvictHandler is headless.EvictHandler (the eviction webhook Django calls
+// when sessions end; see it for its use and the body it reads) as a
+// fiber.Handler, evicting from the caches of m and more. Route it before
+// app.Use(m.Handler): it carries no user credential. Its error, starting
+// "fiberauth: ", says the Secret is shorter than 32 bytes.
 func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (fiber.Handler, error) {
-	as := []*headless.Authenticator{m.Authenticator}
-	for _, o := range more {
-		as = append(as, o.Authenticator)
-	}
-	h, err := headless.EvictHandler(cfg, as...)
+	h, err := doorconfig.EvictHandler(door, cfg, (*Middleware).auth, m, more)
 	if err != nil {
-		return nil, doorconfig.Named(door, err)
+		return nil, err
 	}
 	return adaptor.HTTPHandler(fasthttpreq.Detached(h)), nil
 }

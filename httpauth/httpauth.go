@@ -37,6 +37,7 @@ import (
 
 	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/internal/doorconfig"
+	"github.com/allauthgo/headless/internal/httpreq"
 	"github.com/allauthgo/headless/introspect"
 )
 
@@ -50,16 +51,10 @@ type Middleware struct {
 }
 
 // New returns the middleware for cfg: Middleware.Handler, or
-// Middleware.Optional with Config.Optional. Its cache (two small goroutines)
-// lives as long as the process; use NewMiddleware and Close where it must be
-// stopped, as in tests.
-//
-// New panics with NewMiddleware's error when cfg cannot work (no BaseURL, a
-// URL without http:// or https://, one that holds allauth's Mount, bad
-// Sources...), as http.ServeMux.Handle panics on a bad pattern and
-// regexp.MustCompile on a bad expression: a config written in code is a
-// programming error, found at startup. NewMiddleware returns the error
-// instead, for a config read at run time (an environment variable, a file).
+// Middleware.Optional with Config.Optional. It panics with NewMiddleware's
+// error, as http.ServeMux.Handle does on a bad pattern: a config written in
+// code is a programming error, found at startup. Its cache lives as long as
+// the process; use NewMiddleware and Close where it must be stopped.
 func New(cfg Config) func(http.Handler) http.Handler {
 	m, err := NewMiddleware(cfg)
 	if err != nil {
@@ -71,12 +66,12 @@ func New(cfg Config) func(http.Handler) http.Handler {
 	return m.Handler
 }
 
-// NewMiddleware returns the Middleware for cfg, so that one cache serves
-// several routes (Handler and Optional), evictions reach it and its
-// resources are released (Close); or an error, starting "httpauth: ",
-// saying what in cfg cannot work and what to write instead.
+// NewMiddleware returns the Middleware (one cache for Handler and
+// Optional, Evict, Close), or an error, starting "httpauth: ", saying what
+// in cfg cannot work (no BaseURL, one without http://, one holding allauth's
+// Mount, bad Sources...) and what to write instead.
 func NewMiddleware(cfg Config) (*Middleware, error) {
-	core := doorconfig.Core(cfg)
+	core := cfg.core()
 	core.Sources = cfg.Sources
 	a, err := headless.New(core)
 	if err != nil {
@@ -88,31 +83,18 @@ func NewMiddleware(cfg Config) (*Middleware, error) {
 	return &Middleware{Authenticator: a, cfg: cfg}, nil
 }
 
+func (m *Middleware) auth() *headless.Authenticator { return m.Authenticator }
+
 // door starts every error and panic of this package.
 const door = "httpauth"
 
-// EvictHandler is headless.EvictHandler for the caches of m and more: the
-// eviction webhook Django calls when sessions end, as an http.Handler.
-//
-//	evict, err := httpauth.EvictHandler(headless.EvictConfig{Secret: secret}, m)
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	mux.Handle("POST /_allauthgo/evict", evict) // not behind m: it carries no user credential
-//
-// It returns an error, starting "httpauth: ", when the Secret is shorter
-// than 32 bytes (the secret is usually read at run time, e.g. from
-// ALLAUTHGO_EVICT_SECRET).
+// EvictHandler is headless.EvictHandler (the eviction webhook Django calls
+// when sessions end; see it for its use and the body it reads), evicting
+// from the caches of m and more. Route it outside m: it carries no user
+// credential. Its error, starting "httpauth: ", says the Secret is shorter
+// than 32 bytes.
 func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (http.Handler, error) {
-	as := []*headless.Authenticator{m.Authenticator}
-	for _, o := range more {
-		as = append(as, o.Authenticator)
-	}
-	h, err := headless.EvictHandler(cfg, as...)
-	if err != nil {
-		return nil, doorconfig.Named(door, err)
-	}
-	return h, nil
+	return doorconfig.EvictHandler(door, cfg, (*Middleware).auth, m, more)
 }
 
 // Handler wraps next so that it runs only for an authenticated request (or,
@@ -136,15 +118,15 @@ func (m *Middleware) wrap(next http.Handler, optional bool) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		// r's context reaches a lookup through request.Context, on a miss.
-		res := m.Authenticate(request{r}, optional) //nolint:contextcheck // see above
+		// r's context reaches a lookup through Request.Context, on a miss.
+		res := m.Authenticate(httpreq.Request{R: r}, optional) //nolint:contextcheck // see above
 		switch {
 		case res.Err != nil:
 			m.cfg.ErrorHandler(w, r, res.Err)
 		case res.Session == nil:
 			next.ServeHTTP(w, r) // anonymous
 		default:
-			next.ServeHTTP(w, r.WithContext(newContext(r.Context(), res.Session)))
+			next.ServeHTTP(w, r.WithContext(headless.NewContext(r.Context(), res.Session)))
 		}
 	})
 }
@@ -153,12 +135,7 @@ func (m *Middleware) wrap(next http.Handler, optional bool) http.Handler {
 // context, or one derived from it), or nil: anonymous, or the middleware did
 // not run. The session is shared with the cache: read it, do not modify it.
 // headless.SessionFromContext finds it too.
-func SessionFrom(ctx context.Context) *introspect.Session {
-	if c, ok := ctx.(*sessionContext); ok { // the usual case: no chain to walk
-		return c.session
-	}
-	return headless.SessionFromContext(ctx)
-}
+func SessionFrom(ctx context.Context) *introspect.Session { return headless.SessionFromContext(ctx) }
 
 // UserFrom returns the authenticated user of ctx's request, or nil. Like the
 // session, it is shared with the cache and must not be modified.
@@ -169,14 +146,10 @@ func UserFrom(ctx context.Context) *introspect.User {
 	return nil
 }
 
-// DefaultErrorHandler answers in allauth's JSON envelope:
-//
-//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
-//
-// with Content-Type: application/json, Cache-Control: no-store, Retry-After
-// on 503 (1 to 300 s) and WWW-Authenticate (RFC 6750) on 401 when a source
-// reads the Authorization header. An error that is not a *headless.Error is
-// answered as a 500 without its text.
+// DefaultErrorHandler answers in allauth's JSON envelope (headless.Error's
+// Body, with its Header: Cache-Control: no-store, Retry-After on 503,
+// WWW-Authenticate on 401 for a Bearer source). An error that is not a
+// *headless.Error is a 500 without its text.
 func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	e := headless.ErrorFrom(err)
 	h := w.Header()

@@ -17,7 +17,6 @@ import (
 	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/httpauth"
 	"github.com/allauthgo/headless/internal/cache"
-	"github.com/allauthgo/headless/internal/doorconfig"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -456,7 +455,7 @@ func TestConfig_EveryFieldConverts(t *testing.T) {
 			t.Fatalf("field %s is still zero", v.Type().Field(i).Name)
 		}
 	}
-	core := doorconfig.Core(cfg)
+	core := httpauth.Core(cfg)
 	cv := reflect.ValueOf(core)
 	for i := range cv.NumField() {
 		name := cv.Type().Field(i).Name

@@ -191,9 +191,8 @@ func (nopStorage) Reset() error { return nil }
 func (nopStorage) Close() error { return nil }
 
 // TestEveryFieldConverts sets every field of Config and builds a working
-// middleware: the core's fields are copied by name (doorconfig panics on a
-// missing or mistyped one), and a field added later without a value here
-// fails the test.
+// middleware: the core's fields are copied by the generated core(), and a
+// field added later without a value here fails the test.
 func TestEveryFieldConverts(t *testing.T) {
 	srv := newAllauth(t, allauthtest.WithJWT(allauthtest.JWTConfig{}))
 	var succeeded atomic.Int64

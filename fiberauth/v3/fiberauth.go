@@ -43,12 +43,9 @@ type Middleware struct {
 
 // New creates the middleware handler: Middleware.Handler, or
 // Middleware.Optional with Config.Optional. It panics with NewMiddleware's
-// error when the config cannot work (no BaseURL, a URL without http:// or
-// https://, one that holds allauth's Mount, an Extractor that reads a query,
-// a form or a custom function...), as Fiber's own middleware does: a config
-// written in code is a programming error, found at startup. Its cache (two
-// small goroutines: a clock and a janitor) lives as long as the process;
-// use NewMiddleware and Close where it must be stopped, as in tests.
+// error, as Fiber's own middleware does: a config written in code is a
+// programming error, found at startup. Its cache lives as long as the
+// process; use NewMiddleware and Close where it must be stopped.
 func New(config ...Config) fiber.Handler {
 	m, err := NewMiddleware(config...)
 	if err != nil {
@@ -60,14 +57,14 @@ func New(config ...Config) fiber.Handler {
 	return m.Handler
 }
 
-// NewMiddleware returns the Middleware, so that one cache serves several
-// routes (Handler and Optional), evictions reach it and its resources are
-// released (Close); or an error, starting "fiberauth/v3: ", saying what in
-// the config cannot work and what to write instead, for a config read at
-// run time (an environment variable, a file).
+// NewMiddleware returns the Middleware (one cache for Handler and
+// Optional, Evict, Close), or an error, starting "fiberauth/v3: ", saying
+// what in the config cannot work (no BaseURL, one without http://, one
+// holding allauth's Mount, an Extractor reading a query...) and what to
+// write instead.
 func NewMiddleware(config ...Config) (*Middleware, error) {
 	cfg := configDefault(config...)
-	core := doorconfig.Core(cfg)
+	core := cfg.core()
 	var err error
 	if core.Sources, err = sources(cfg.Extractor); err != nil {
 		return nil, err
@@ -78,6 +75,8 @@ func NewMiddleware(config ...Config) (*Middleware, error) {
 	}
 	return &Middleware{Authenticator: a, cfg: cfg, contextKey: cfg.ContextKey}, nil
 }
+
+func (m *Middleware) auth() *headless.Authenticator { return m.Authenticator }
 
 // door starts every error and panic of this package: its import path, so
 // that a message tells it from Fiber v2's fiberauth.
@@ -152,15 +151,11 @@ func (r *request) Cookie(name string) []byte {
 	return fasthttpreq.LastCookie(&r.c.Request().Header, name)
 }
 
-// Context is c.Context(), the request's context.Context as Fiber v3 keeps it
-// (context.Background() unless a middleware such as a tracer set one with
-// c.SetContext), not c itself. c is a context.Context too, but only while
-// the handler runs: Fiber puts it back in a pool when the handler returns
-// and hands it to the next request, and its Value then reads that request's
-// Locals (or nil). The cache may run a lookup past the request that started
-// it (detached with context.WithoutCancel, so that the other requests
-// waiting for the same token get their answer), so the context it is given
-// must not alias c. c's Done is nil anyway: it would cancel nothing.
+// Context is c.Context() (what a tracer set with c.SetContext), not c: c is
+// a context.Context only while the handler runs (Fiber then pools it for the
+// next request), and a lookup may outlive the request that started it (the
+// other requests waiting for the token get its answer). c's Done is nil
+// anyway.
 func (r *request) Context() context.Context { return r.c.Context() }
 
 // sessionKey is the private key of the session in Locals.
@@ -184,13 +179,10 @@ func UserFrom(c fiber.Ctx) *introspect.User {
 	return nil
 }
 
-// UserFromContext returns the authenticated user from a context.Context, or
-// nil. It works with c itself (a fiber.Ctx is a context.Context whose Value
-// reads Locals) and with any context derived from c (context.WithValue(c,
-// ...), context.WithTimeout(c, ...)), while the handler runs; with
-// c.Context() and what derives from it when the app sets
-// fiber.Config.PassLocalsToContext (it costs an allocation per request); and with a
-// context made by headless.NewContext.
+// UserFromContext returns the user in ctx, or nil: ctx is c itself or a
+// context derived from it while the handler runs, c.Context() (and what
+// derives from it) when the app sets fiber.Config.PassLocalsToContext (an
+// allocation per request), or a context made by headless.NewContext.
 func UserFromContext(ctx context.Context) *introspect.User {
 	if s, ok := ctx.Value(sessionKey{}).(*introspect.Session); ok && s != nil {
 		return &s.User
@@ -198,14 +190,10 @@ func UserFromContext(ctx context.Context) *introspect.User {
 	return headless.UserFromContext(ctx)
 }
 
-// DefaultErrorHandler answers in allauth's JSON envelope:
-//
-//	{"status": 401, "errors": [{"code": "not_authenticated", "message": "..."}]}
-//
-// with Cache-Control: no-store, Retry-After on 503 (1 to 300 s) and
-// WWW-Authenticate (RFC 6750) on 401 when the Extractor reads the
-// Authorization header. An error that is not a *headless.Error is answered
-// as a 500 without its text.
+// DefaultErrorHandler answers in allauth's JSON envelope (headless.Error's
+// Body, with its Header: Cache-Control: no-store, Retry-After on 503,
+// WWW-Authenticate on 401 for a Bearer source). An error that is not a
+// *headless.Error is a 500 without its text.
 func DefaultErrorHandler(c fiber.Ctx, err error) error {
 	e := headless.ErrorFrom(err)
 	e.Header(c.Set)
@@ -226,27 +214,15 @@ func AppErrorHandler(c fiber.Ctx, err error) error {
 	return fiber.NewError(e.Status, e.Message)
 }
 
-// EvictHandler is headless.EvictHandler as a fiber.Handler, evicting from
-// the caches of m and more:
-//
-//	evict, err := fiberauth.EvictHandler(headless.EvictConfig{Secret: secret}, m)
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	app.Post("/_allauthgo/evict", evict)
-//	app.Use(m.Handler) // after the webhook, which carries no user credential
-//
-// It returns an error, starting "fiberauth/v3: ", when the Secret is shorter
-// than 32 bytes (the secret is usually read at run time, e.g. from
-// ALLAUTHGO_EVICT_SECRET).
+// EvictHandler is headless.EvictHandler (the eviction webhook Django calls
+// when sessions end; see it for its use and the body it reads) as a
+// fiber.Handler, evicting from the caches of m and more. Route it before
+// app.Use(m.Handler): it carries no user credential. Its error, starting
+// "fiberauth/v3: ", says the Secret is shorter than 32 bytes.
 func EvictHandler(cfg headless.EvictConfig, m *Middleware, more ...*Middleware) (fiber.Handler, error) {
-	as := []*headless.Authenticator{m.Authenticator}
-	for _, o := range more {
-		as = append(as, o.Authenticator)
-	}
-	h, err := headless.EvictHandler(cfg, as...)
+	h, err := doorconfig.EvictHandler(door, cfg, (*Middleware).auth, m, more)
 	if err != nil {
-		return nil, doorconfig.Named(door, err)
+		return nil, err
 	}
 	return adaptor.HTTPHandler(fasthttpreq.Detached(h)), nil
 }

@@ -1,36 +1,21 @@
-// Package doorconfig turns a front door's Config into the core's. Each door
-// carries the core's fields under the same names (so that a door's users
-// write fiberauth.Config{BaseURL: ..., CacheTTL: ...}), plus its own; this
-// copies them by name, so that the list of fields is written once, in
-// headless.Config, and a door that lacks one fails its tests.
+// Package doorconfig holds what the front doors share about their Config:
+// Or, which the generated withCoreDefaults uses to fill zero fields from
+// ConfigDefault, and Named, which puts a door's name on the core's errors.
+// The doors' copies of headless.Config's fields are generated (see
+// internal/cmd/doorconfig), not copied by reflection.
 package doorconfig
 
-import (
-	"fmt"
-	"reflect"
-
-	"github.com/allauthgo/headless"
-)
-
-// Core returns the headless.Config held in door, a door's Config struct:
-// every field of headless.Config but Sources, which each door builds its own
-// way, is copied from door's field of the same name. It panics when door
-// lacks one or holds it in a type that does not fit: a bug in the door,
-// caught by its tests.
-func Core(door any) headless.Config {
-	var core headless.Config
-	src := reflect.ValueOf(door)
-	dst := reflect.ValueOf(&core).Elem()
-	for i := range dst.NumField() {
-		f := dst.Type().Field(i)
-		if f.Name == "Sources" || !f.IsExported() {
-			continue
-		}
-		v := src.FieldByName(f.Name)
-		if !v.IsValid() || !v.Type().AssignableTo(f.Type) {
-			panic(fmt.Sprintf("doorconfig: %s has no field %s of a type that fits %s", src.Type(), f.Name, f.Type))
-		}
-		dst.Field(i).Set(v)
+// Or returns v, or d when v is T's zero value.
+func Or[T comparable](v, d T) T {
+	var zero T
+	if v == zero {
+		return d
 	}
-	return core
+	return v
+}
+
+// IsZero reports whether v is T's zero value.
+func IsZero[T comparable](v T) bool {
+	var zero T
+	return v == zero
 }

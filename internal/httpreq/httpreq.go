@@ -1,4 +1,6 @@
-package httpauth
+// Package httpreq reads an *http.Request as a headless.Request, as allauth
+// (Django) would read it, without copying: httpauth's request adapter.
+package httpreq
 
 import (
 	"context"
@@ -7,16 +9,16 @@ import (
 	"unsafe"
 )
 
-// request is an *http.Request read as a headless.Request, without copying.
+// Request is an *http.Request read as a headless.Request, without copying.
 // A struct holding one pointer is stored in an interface as is: passing it
 // to Authenticate allocates nothing.
-type request struct{ r *http.Request }
+type Request struct{ R *http.Request }
 
 // Header returns the first value of the named header and how many times it
 // occurs. headless asks for canonical names ("X-Session-Token"), which is
 // how net/http keys r.Header, so this is one map lookup.
-func (q request) Header(name string) ([]byte, int) {
-	vs := q.r.Header[name]
+func (q Request) Header(name string) ([]byte, int) {
+	vs := q.R.Header[name]
 	if len(vs) == 0 {
 		return nil, 0
 	}
@@ -24,15 +26,16 @@ func (q request) Header(name string) ([]byte, int) {
 }
 
 // Cookie returns the value of the last cookie named name, or nil.
-func (q request) Cookie(name string) []byte {
-	v, ok := lastCookie(q.r.Header["Cookie"], name)
+func (q Request) Cookie(name string) []byte {
+	v, ok := LastCookie(q.R.Header["Cookie"], name)
 	if !ok {
 		return nil
 	}
 	return bytesOf(v)
 }
 
-func (q request) Context() context.Context { return q.r.Context() }
+// Context is the request's context.
+func (q Request) Context() context.Context { return q.R.Context() }
 
 // bytesOf returns s's bytes without copying them. Writing to them would
 // break the immutability of strings; it is safe here because headless.Request
@@ -42,7 +45,7 @@ func bytesOf(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-// lastCookie returns the value of the last cookie named name across all the
+// LastCookie returns the value of the last cookie named name across all the
 // Cookie header lines, parsed as Django's parse_cookie does, which is the
 // session allauth would use for this request: each line is split on ';',
 // each chunk on its first '=' (a chunk without one has an empty name), both
@@ -51,7 +54,7 @@ func bytesOf(s string) []byte {
 // Fiber doors read the same value); one with escapes inside keeps its
 // backslashes, which no session key holds, so it is refused, never misread.
 // It allocates nothing: the value is a substring of a header line.
-func lastCookie(lines []string, name string) (value string, found bool) {
+func LastCookie(lines []string, name string) (value string, found bool) {
 	for _, line := range lines {
 		for line != "" {
 			var chunk string

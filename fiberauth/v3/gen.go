@@ -1,0 +1,3 @@
+package fiberauth
+
+//go:generate go run ../../internal/cmd/doorconfig

@@ -1,0 +1,3 @@
+package httpauth
+
+//go:generate go run ../internal/cmd/doorconfig
