@@ -275,8 +275,7 @@ func (cfg Config) withCoreDefaults(d Config) Config {
 		doorconfig.IsZero(cfg.Breaker.Window) &&
 		doorconfig.IsZero(cfg.Breaker.CoolDown) &&
 		doorconfig.IsZero(cfg.Breaker.Disabled) &&
-		cfg.Breaker.OnStateChange == nil &&
-		cfg.Breaker.Now == nil {
+		cfg.Breaker.OnStateChange == nil {
 		cfg.Breaker = d.Breaker
 	}
 	cfg.CacheTTL = doorconfig.Or(cfg.CacheTTL, d.CacheTTL)
