@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/internal/httpreq"
 )
 
 // The gateway's paths.
@@ -56,7 +57,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // WWW-Authenticate and Retry-After, as httpauth.DefaultErrorHandler sends
 // them. With bodyHeader the body is also sent in HeaderErrorBody.
 func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, bodyHeader bool) {
-	res := g.auth.Authenticate(request{r}, g.cfg.Optional)
+	res := g.auth.Authenticate(httpreq.Request{R: r}, g.cfg.Optional)
 	h := w.Header()
 	if e := res.Err; e != nil {
 		g.refuse(w, h, e, bodyHeader)
