@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -90,7 +91,7 @@ func attack(t *testing.T, fault allauthtest.Fault) (ok, refused, notReady int64,
 				}
 				tok := fmt.Sprintf("evil%028d", seq.Add(1))
 				if res := a.Authenticate(tokenReq{tok}, false); res.Err != nil && res.Err.Status == http.StatusServiceUnavailable {
-					time.Sleep(time.Millisecond) // refused at once: retry soon
+					time.Sleep(time.Millisecond) // real time: refused at once, the attacker retries soon
 				}
 			}
 		}()
@@ -113,7 +114,11 @@ func attack(t *testing.T, fault allauthtest.Fault) (ok, refused, notReady int64,
 		}
 	}()
 
-	time.Sleep(1100 * time.Millisecond) // the attack is under way: hanging tokens failed twice
+	// The attack is under way: every attacker's lookups failed twice (a
+	// hanging token fails at Timeout, a failing one at once).
+	testwait.Until(t, 10*time.Second, "the attackers' lookups to fail", func() bool {
+		return a.Metrics().UpstreamErrors >= 2*attackers
+	})
 	var good, byBreaker atomic.Int64
 	var wg sync.WaitGroup
 	for range users {
@@ -130,7 +135,7 @@ func attack(t *testing.T, fault allauthtest.Fault) (ok, refused, notReady int64,
 				case res.Err != nil:
 					t.Logf("a login failed: %d %v", res.Err.Status, res.Err.Err)
 				}
-				time.Sleep(pace)
+				time.Sleep(pace) // real time: users log in at a human pace while the attack runs
 			}
 		}()
 	}

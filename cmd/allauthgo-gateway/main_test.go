@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -123,16 +124,15 @@ func TestProgram_ServesAndStopsOnSIGTERM(t *testing.T) {
 		return resp.StatusCode, resp.Header, nil
 	}
 	// Real time: the process starts on its own.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if code, _, err := get("/healthz"); err == nil && code == 200 {
-			break
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway logs:\n%s", logs.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no /healthz within 10s; logs:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
+	testwait.Until(t, 10*time.Second, "/healthz to answer 200", func() bool {
+		code, _, err := get("/healthz")
+		return err == nil && code == 200
+	})
 	if code, h, err := get("/auth", "X-Session-Token", tok); err != nil || code != 200 || h.Get("X-Auth-User-Id") != "1" {
 		t.Fatalf("/auth: %d %v %v", code, h, err)
 	}
@@ -147,9 +147,7 @@ func TestProgram_ServesAndStopsOnSIGTERM(t *testing.T) {
 		}
 		slow <- code
 	}()
-	for srv.InFlight() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the slow request to reach allauth", func() bool { return srv.InFlight() != 0 })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,9 @@ type memoryStore struct {
 	closeOnce sync.Once
 	users     memUserIndex // see userindex.go; used with Config.UserIndex
 	wg        sync.WaitGroup
+	// now is the wall clock entries and index keys expire on; tests set
+	// another.
+	now func() time.Time
 }
 
 // The two kinds of entries, as indexes into a shard's tables.
@@ -73,7 +76,7 @@ func newMemoryStore(maxEntries int) *memoryStore {
 	if maxEntries >= minShardedSize {
 		n = numShards
 	}
-	s := &memoryStore{shards: make([]shard, n), mask: n - 1, max: maxEntries, stop: make(chan struct{})}
+	s := &memoryStore{shards: make([]shard, n), mask: n - 1, max: maxEntries, stop: make(chan struct{}), now: time.Now}
 	for i := range s.shards {
 		// No expiration and no go-cache janitor: go-cache's janitor can only
 		// be stopped by a finalizer; ours stops on Close, so no goroutine
@@ -142,7 +145,7 @@ func (s *memoryStore) set(key Key, e *entry, ttl time.Duration) {
 func (s *memoryStore) insert(kind int, t *gocache.Cache, k string, e *entry, ttl time.Duration) bool {
 	s.insertMu.Lock()
 	defer s.insertMu.Unlock()
-	now := time.Now()
+	now := s.now()
 	if _, exists := t.Get(k); !exists && s.count(kind) >= s.max {
 		if now.Sub(s.lastSweep[kind]) >= time.Second {
 			s.lastSweep[kind] = now

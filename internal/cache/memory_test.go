@@ -144,12 +144,14 @@ func TestMemoryFullTableSweepsExpiredThenRejects(t *testing.T) {
 	const maxEntries = 100
 	s := newMemoryStore(maxEntries)
 	defer s.Close() //nolint:errcheck // memoryStore.Close never fails
+	clock := newFakeClock()
+	s.now = clock.Now
 	sess := &entry{Session: newSession(t, 1), Status: http.StatusOK}
 
 	for i := range maxEntries {
 		s.set(keyFor(i), sess, 20*time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond) // real time: all of them expire on the wall clock, which the memory store reads
+	clock.Add(50 * time.Millisecond) // all of them expire
 	s.set(keyFor(1000), sess, time.Hour)
 	if e := s.get(keyFor(1000)); e == nil {
 		t.Fatal("new entry not stored although the table only held expired entries")

@@ -70,17 +70,13 @@ func TestRedisEvictionWhileRedisStopped(t *testing.T) {
 	if n := a.Stats().PendingEvictions; n != 1 {
 		t.Errorf("%d evictions wait, want 1", n)
 	}
-	time.Sleep(300 * time.Millisecond) // a few retries fail while Redis is stopped
+	time.Sleep(300 * time.Millisecond) // real time: a few retries fail against a real, stopped Redis
 	srv.Resume(t)
 	resumed := time.Now()
-	for deadline := resumed.Add(recheck + 500*time.Millisecond); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if localEntry(b, k) == nil {
-			// A figure for docs/revocation.md, not an assertion.
-			t.Logf("b heard the retried eviction %v after Redis resumed", time.Since(resumed).Round(time.Millisecond))
-			break
-		}
-	}
-	time.Sleep(time.Until(resumed.Add(recheck + 500*time.Millisecond)))
+	// The promise: within Recheck (+ a margin) of Redis coming back.
+	waitFor(t, recheck+500*time.Millisecond, "b to drop its copy after Redis resumed", func() bool { return localEntry(b, k) == nil })
+	t.Logf("b heard the retried eviction %v after Redis resumed", time.Since(resumed).Round(time.Millisecond)) // a figure for docs/revocation.md
+	time.Sleep(time.Until(resumed.Add(recheck + 500*time.Millisecond)))                                        // real time: past Recheck of a real Redis's answers
 	calls := f.calls.Load()
 	for _, c := range []*Cache{b, a} {
 		if r := c.Load(ctx, k, time.Time{}, f.fetch); r.Session != nil || !isAuthStatus(r.Err, http.StatusUnauthorized) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/allauthgo/headless/internal/latencyproxy"
 	"github.com/allauthgo/headless/internal/redistest"
+	"github.com/allauthgo/headless/internal/testwait"
 )
 
 // batchKeys is a Django webhook batch: 500 session keys, each three cache
@@ -81,15 +82,10 @@ func (p *batchPair) evict(tb testing.TB) (evicted, applied time.Duration) {
 	}
 	deadline := start.Add(5 * time.Second)
 	for _, k := range p.keys {
-		for {
-			if _, ok := p.b.Get(context.Background(), k); !ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				tb.Fatalf("b still holds evicted keys 5s after Evict")
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
+		testwait.Until(tb, time.Until(deadline), "b to drop every evicted key", func() bool {
+			_, ok := p.b.Get(context.Background(), k)
+			return !ok
+		})
 	}
 	return evicted, time.Since(start)
 }

@@ -117,15 +117,10 @@ func TestRedisClusterSlowBusEvictionNotLate(t *testing.T) {
 			t.Fatalf("round %d: Evict: %v", round, err)
 		}
 		start := time.Now()
-		for {
-			if _, ok := peek(b, k); !ok {
-				break
-			}
-			if d := time.Since(start); d > bound {
-				t.Fatalf("round %d: b served the evicted token for over %v (Recheck %v, bus delay %v)", round, d, recheck, busDelay)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitFor(t, bound, fmt.Sprintf("round %d: b to stop serving the evicted token (Recheck %v, bus delay %v)", round, recheck, busDelay), func() bool {
+			_, ok := peek(b, k)
+			return !ok
+		})
 		t.Logf("round %d: b stopped serving the evicted token after %v", round, time.Since(start))
 	}
 }

@@ -67,7 +67,7 @@ func TestRedisStalledBoundsEveryCall(t *testing.T) {
 	}
 	for time.Now().Before(stop) {
 		maxGoroutines = max(maxGoroutines, runtime.NumGoroutine())
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // real time: samples the goroutines while a real Redis is stopped
 	}
 	wg.Wait()
 	for op, d := range slowest {
@@ -85,20 +85,16 @@ func TestRedisStalledBoundsEveryCall(t *testing.T) {
 	srv.Continue(t)
 	// Back: a Load is written to the shared tier again (once the store's
 	// rest after the failures is over), and an eviction succeeds.
-	deadline := time.Now().Add(5 * time.Second)
-	for i := 0; ; i++ {
-		k := key(99, i)
-		c.Load(ctx, k, time.Time{}, f.fetch)
-		raw, err := storage.Get(prefix + k.String())
-		if err == nil && raw != nil {
-			if _, err := c.Evict(ctx, k); err != nil {
-				t.Fatalf("Evict after SIGCONT: %v", err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the shared tier did not come back within 5s of SIGCONT: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	i := 0
+	var back Key
+	waitFor(t, 5*time.Second, "the shared tier to come back after SIGCONT", func() bool {
+		back = key(99, i)
+		i++
+		c.Load(ctx, back, time.Time{}, f.fetch)
+		raw, err := storage.Get(prefix + back.String())
+		return err == nil && raw != nil
+	})
+	if _, err := c.Evict(ctx, back); err != nil {
+		t.Fatalf("Evict after SIGCONT: %v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gofiber/storage/redis/v3"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/allauthgo/headless/internal/redistest"
 	"github.com/allauthgo/headless/internal/testwait"
@@ -468,8 +469,11 @@ func TestRedisPrefixesApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvicted(t, b1, k)
-	time.Sleep(100 * time.Millisecond) // real time: proves a message does not come; nothing to wait on
-	if user(a2) != "2" || user(b2) != "2" || a2.bus.received.Load() != 0 || b2.bus.received.Load() != 0 {
+	// A marker published after the eviction reaches p2's listeners after
+	// anything Redis sent them before it: once they have it, a stray
+	// eviction would have arrived too.
+	marker(t, storage.Conn(), p2+"evict", a2, b2)
+	if user(a2) != "2" || user(b2) != "2" || a2.bus.received.Load() != 1 || b2.bus.received.Load() != 1 {
 		t.Fatal("p1's eviction reached p2")
 	}
 	if _, ok := peek(newTestCache(t, cfg), k); !ok {
@@ -484,8 +488,8 @@ func TestRedisPrefixesApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvicted(t, b2, k)
-	time.Sleep(100 * time.Millisecond) // real time: as above
-	if user(a1) != "1" || user(b1) != "1" || b1.bus.received.Load() != r1 {
+	marker(t, storage.Conn(), p1+"evict", b1)
+	if user(a1) != "1" || user(b1) != "1" || b1.bus.received.Load() != r1+1 {
 		t.Fatal("p2's eviction reached p1")
 	}
 }
@@ -601,4 +605,23 @@ func TestRedisLateEvictionMessageDeletesSharedCopy(t *testing.T) {
 		n, err := storage.Conn().Exists(ctx, prefix+k.String()).Result()
 		return err == nil && n == 0
 	})
+}
+
+// marker publishes a malformed message on channel and waits until each of
+// caches has received it (and counted it malformed). Redis delivers a
+// subscriber's messages in the order it sent them, so whatever was published
+// before the marker has been handled by then: a test waits on it to prove
+// that a message did not come.
+func marker(tb testing.TB, conn goredis.UniversalClient, channel string, caches ...*Cache) {
+	tb.Helper()
+	want := make([]int64, len(caches))
+	for i, c := range caches {
+		want[i] = c.bus.malformed.Load() + 1
+	}
+	if err := conn.Publish(context.Background(), channel, "marker").Err(); err != nil {
+		tb.Fatal(err)
+	}
+	for i, c := range caches {
+		waitFor(tb, 5*time.Second, "the marker on "+channel, func() bool { return c.bus.malformed.Load() >= want[i] })
+	}
 }

@@ -199,14 +199,14 @@ func (ix *memUserIndex) len() int {
 // AddUserKey records key under userID in process (see [memUserIndex] for
 // the bounds). It never fails.
 func (s *memoryStore) AddUserKey(_ context.Context, userID string, key Key, ttl time.Duration) error {
-	now := time.Now().UnixNano()
+	now := s.now().UnixNano()
 	s.users.add(userID, key, now+int64(ttl), now, s.max)
 	return nil
 }
 
 // UserKeys returns the unexpired keys recorded for userID. It never fails.
 func (s *memoryStore) UserKeys(_ context.Context, userID string) ([]Key, error) {
-	return s.users.keys(userID, time.Now().UnixNano()), nil
+	return s.users.keys(userID, s.now().UnixNano()), nil
 }
 
 func (s *memoryStore) addUserKey(ctx context.Context, userID string, key Key, ttl time.Duration) (int, error) {

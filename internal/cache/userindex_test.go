@@ -122,11 +122,14 @@ func TestDropCounts(t *testing.T) {
 // and frees expired keys.
 func TestUserIndexMemoryBounds(t *testing.T) {
 	ctx := context.Background()
+	clock := newFakeClock()
 	s := newMemoryStore(10)
+	s.now = clock.Now
 	t.Cleanup(func() { _ = s.Close() })
 
 	// Per user: 40 keys with growing TTLs; the first 8 are forgotten.
 	big := newMemoryStore(1000)
+	big.now = clock.Now
 	t.Cleanup(func() { _ = big.Close() })
 	for i := range 40 {
 		if err := big.AddUserKey(ctx, "1", keyFor(i), time.Hour+time.Duration(i)*time.Second); err != nil {
@@ -155,7 +158,7 @@ func TestUserIndexMemoryBounds(t *testing.T) {
 	if s.IndexedKeys() != 10 {
 		t.Fatalf("IndexedKeys = %d", s.IndexedKeys())
 	}
-	time.Sleep(80 * time.Millisecond) // real time: the index expires keys on the wall clock
+	clock.Add(80 * time.Millisecond) // the short-lived keys expire
 	_ = s.AddUserKey(ctx, "late", keyFor(100), time.Hour)
 	if keys, _ := s.UserKeys(ctx, "late"); len(keys) != 1 || s.IndexedKeys() != 1 || s.IndexRejected() != 0 {
 		t.Fatalf("after expiry: late holds %d keys, index %d, rejected %d", len(keys), s.IndexedKeys(), s.IndexRejected())
@@ -174,11 +177,11 @@ func TestUserIndexMemoryBounds(t *testing.T) {
 	}
 	// Expired keys are not returned, and the janitor's sweep frees them.
 	_ = big.AddUserKey(ctx, "2", keyFor(500), time.Millisecond)
-	time.Sleep(5 * time.Millisecond) // real time: as above
+	clock.Add(5 * time.Millisecond) // it expires
 	if keys, _ := big.UserKeys(ctx, "2"); len(keys) != 0 {
 		t.Errorf("expired key returned: %d", len(keys))
 	}
-	big.users.sweep(time.Now().UnixNano())
+	big.users.sweep(clock.Now().UnixNano())
 	if big.IndexedKeys() != MaxKeysPerUser {
 		t.Errorf("after a sweep the index holds %d keys", big.IndexedKeys())
 	}
