@@ -147,7 +147,7 @@ func TestFaults_Upstream(t *testing.T) {
 		cases = append(cases, fcase{rf.name, func(t *testing.T) (string, func() int64) {
 			t.Helper()
 			u := newRawUpstream(t, rf.behave)
-			return u.URL, u.requests.Load
+			return u.URL, u.Requests
 		}, one})
 	}
 
@@ -235,20 +235,20 @@ func TestFaults_HugeBody(t *testing.T) {
 	}{
 		{"Content-Length 100 MiB", func(u *rawUpstream, c net.Conn, _ string) {
 			_, _ = io.WriteString(c, rawHead(200, "Content-Length: "+strconv.Itoa(huge))+partialBody)
-			u.streamBody(c, huge-int64(len(partialBody)))
+			u.StreamBody(c, huge-int64(len(partialBody)))
 		}},
 		{"no length, 100 MiB until the connection closes", func(u *rawUpstream, c net.Conn, _ string) {
 			_, _ = io.WriteString(c, rawHead(200, "Connection: close")+partialBody)
-			u.streamBody(c, huge)
+			u.StreamBody(c, huge)
 		}},
 		{"chunked, 100 MiB", func(u *rawUpstream, c net.Conn, _ string) {
 			_, _ = io.WriteString(c, rawHead(200, "Transfer-Encoding: chunked"))
-			u.streamBody(&chunkWriter{c}, huge)
+			u.StreamBody(&chunkWriter{c}, huge)
 		}},
 		{"gzip bomb, 100 MiB inflated", func(u *rawUpstream, c net.Conn, _ string) {
 			_, _ = io.WriteString(c, rawHead(200, "Content-Encoding: gzip", "Content-Length: "+strconv.Itoa(len(bomb))))
 			n, _ := c.Write(bomb)
-			u.written.Add(int64(n))
+			u.AddWritten(n)
 		}},
 	}
 	for _, tc := range cases {
@@ -271,7 +271,7 @@ func TestFaults_HugeBody(t *testing.T) {
 				t.Errorf("took %v", took)
 			}
 			t.Logf("took %v, allocated %d KiB, heap %+.0f KiB, server wrote %d KiB",
-				took, alloc>>10, (float64(heap1)-float64(heap0))/1024, u.written.Load()>>10)
+				took, alloc>>10, (float64(heap1)-float64(heap0))/1024, u.Written()>>10)
 			if alloc > maxAlloc {
 				t.Errorf("allocated %d MiB answering one request", alloc>>20)
 			}
@@ -281,7 +281,7 @@ func TestFaults_HugeBody(t *testing.T) {
 			// The server's writes fail once the client hangs up; give the
 			// kernel a moment to report the reset.
 			u.Close()
-			if w := u.written.Load(); w > maxSent {
+			if w := u.Written(); w > maxSent {
 				t.Errorf("server wrote %d MiB: the client kept reading", w>>20)
 			}
 		})

@@ -6,21 +6,17 @@ package fiberauth_test
 // without a server's limits), and a private redis-server a test may kill.
 
 import (
-	"bufio"
 	"context"
 	"math/rand/v2"
-	"net"
 	"os"
-	"runtime"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/storage/redis/v3"
 	"github.com/valyala/fasthttp"
+
+	"github.com/allauthgo/headless/internal/rawupstream"
 )
 
 // soak reports whether the long versions of the hardening tests were asked
@@ -30,109 +26,15 @@ func soak() bool { return os.Getenv("SOAK") != "" }
 // ---------------------------------------------------------------------------
 // A raw TCP upstream.
 
-// rawUpstream is a TCP server with its own accept loop. It reads each
-// request's head and hands it and the connection to behave, which may answer
-// anything, stall or hang up; the connection is closed when behave returns.
-// Close (run when the test ends) closes the listener and every connection and
-// waits for all goroutines.
-type rawUpstream struct {
-	URL      string
-	ln       net.Listener
-	behave   func(u *rawUpstream, c net.Conn, head string)
-	requests atomic.Int64 // request heads read
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	closed   bool
-}
+// A raw TCP "allauth" for the faults the stand-in cannot make, shared
+// with the core's tests (internal/rawupstream).
+type rawUpstream = rawupstream.Server
 
-func newRawUpstream(tb testing.TB, behave func(u *rawUpstream, c net.Conn, head string)) *rawUpstream {
-	tb.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	u := &rawUpstream{URL: "http://" + ln.Addr().String(), ln: ln, behave: behave, conns: map[net.Conn]struct{}{}}
-	u.wg.Add(1)
-	go u.accept()
-	tb.Cleanup(u.Close)
-	return u
-}
-
-func (u *rawUpstream) accept() {
-	defer u.wg.Done()
-	for {
-		c, err := u.ln.Accept()
-		if err != nil {
-			return
-		}
-		u.mu.Lock()
-		if u.closed {
-			u.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		u.conns[c] = struct{}{}
-		u.wg.Add(1)
-		u.mu.Unlock()
-		go func() {
-			defer u.wg.Done()
-			defer func() {
-				u.mu.Lock()
-				delete(u.conns, c)
-				u.mu.Unlock()
-				_ = c.Close()
-			}()
-			if head, ok := readHead(bufio.NewReader(c)); ok {
-				u.requests.Add(1)
-				u.behave(u, c, head)
-			}
-		}()
-	}
-}
-
-// readHead consumes and returns a request head (GET has no body).
-func readHead(r *bufio.Reader) (string, bool) {
-	var head strings.Builder
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return "", false
-		}
-		head.WriteString(line)
-		if line == "\r\n" || line == "\n" {
-			return head.String(), true
-		}
-	}
-}
-
-// Close stops the server and waits for its goroutines.
-func (u *rawUpstream) Close() {
-	u.mu.Lock()
-	u.closed = true
-	_ = u.ln.Close()
-	for c := range u.conns {
-		_ = c.Close()
-	}
-	u.mu.Unlock()
-	u.wg.Wait()
-}
-
-// refusedURL returns a loopback URL nothing listens on.
-func refusedURL(tb testing.TB) string {
-	tb.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	return "http://" + addr
-}
+var (
+	newRawUpstream = rawupstream.New
+	refusedURL     = rawupstream.RefusedURL
+	heapAfterGC    = rawupstream.HeapAfterGC
+)
 
 // ---------------------------------------------------------------------------
 // Requests straight into the handler.
@@ -185,15 +87,6 @@ func randomToken(r *rand.Rand) string {
 		b[i] = alphabet[r.IntN(len(alphabet))]
 	}
 	return string(b[:])
-}
-
-// heapAfterGC returns the live heap after two collections.
-func heapAfterGC() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // ---------------------------------------------------------------------------
