@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -63,7 +64,7 @@ func Start(extra ...string) (*Server, error) {
 		if s.port, err = FreePort(); err == nil {
 			err = s.Restart()
 		}
-		if err == nil || !errors.Is(err, errExited) || attempt == startAttempts {
+		if err == nil || !errors.Is(err, ErrExited) || attempt == startAttempts {
 			break
 		}
 	}
@@ -77,7 +78,36 @@ func Start(extra ...string) (*Server, error) {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-var errExited = errors.New("exited before answering PING (port taken?)")
+// ErrExited is returned (wrapped, with the server's last output) when
+// redis-server exits before it answers PING, most often because a port it
+// was given was taken in the meantime. Start already retries on a new port;
+// a caller that chose other ports (a cluster bus port) retries with new ones.
+var ErrExited = errors.New("exited before answering PING (port taken?)")
+
+// outputTail keeps the last outputTailMax bytes redis-server wrote, so that
+// ErrExited can say why it exited.
+type outputTail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const outputTailMax = 2048
+
+func (t *outputTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - outputTailMax; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *outputTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
+}
 
 // Restart starts redis-server on the same port (again, after Kill), empty,
 // and waits until it answers PING.
@@ -92,6 +122,8 @@ func (s *Server) Restart() error {
 	//nolint:gosec // the binary is the caller's own redis-server
 	cmd := exec.CommandContext(context.Background(), s.bin, args...)
 	cmd.SysProcAttr = sysProcAttr()
+	out := &outputTail{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
@@ -105,7 +137,7 @@ func (s *Server) Restart() error {
 		select {
 		case <-s.done:
 			s.cmd = nil
-			return fmt.Errorf("redis-server on %s %w", s.Addr(), errExited)
+			return fmt.Errorf("redis-server on %s %w: %s", s.Addr(), ErrExited, out)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -36,36 +36,7 @@ func StartCluster(tb testing.TB, n int, busDelay time.Duration) *Cluster {
 	}
 	c := &Cluster{}
 	for range n {
-		busPort, err := redisproc.FreePort()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		args := []string{
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-port", strconv.Itoa(busPort), "--cluster-announce-ip", "127.0.0.1",
-			// A slow bus must not make nodes declare each other failed.
-			"--cluster-node-timeout", "30000",
-		}
-		if busDelay > 0 {
-			p, err := latencyproxy.Start("127.0.0.1:"+strconv.Itoa(busPort), busDelay)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			tb.Cleanup(func() { _ = p.Close() })
-			_, port, _ := strings.Cut(p.Addr(), ":")
-			args = append(args, "--cluster-announce-bus-port", port)
-		}
-		p, err := redisproc.Start(args...)
-		if errors.Is(err, redisproc.ErrNotInstalled) {
-			tb.Skip(SkipMessage)
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
-		// Registered after the proxy's: runs before it (LIFO), so the nodes
-		// go before their bus links.
-		tb.Cleanup(func() { _ = p.Close() })
-		c.Addrs = append(c.Addrs, p.Addr())
+		c.Addrs = append(c.Addrs, startNode(tb, busDelay))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -90,4 +61,55 @@ func StartCluster(tb testing.TB, n int, busDelay time.Duration) *Cluster {
 		}
 	}
 	return c
+}
+
+// nodeAttempts bounds how often startNode picks a new bus port when a node
+// exits at once: the free port it was given can be taken before the node
+// binds it (redisproc.Start retries the client port by itself).
+const nodeAttempts = 4
+
+// startNode starts one cluster node, killed when the test ends, and returns
+// its address.
+func startNode(tb testing.TB, busDelay time.Duration) string {
+	tb.Helper()
+	for attempt := 1; ; attempt++ {
+		busPort, err := redisproc.FreePort()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		args := []string{
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(busPort), "--cluster-announce-ip", "127.0.0.1",
+			// A slow bus must not make nodes declare each other failed.
+			"--cluster-node-timeout", "30000",
+		}
+		var proxy *latencyproxy.Proxy
+		if busDelay > 0 {
+			if proxy, err = latencyproxy.Start("127.0.0.1:"+strconv.Itoa(busPort), busDelay); err != nil {
+				tb.Fatal(err)
+			}
+			_, port, _ := strings.Cut(proxy.Addr(), ":")
+			args = append(args, "--cluster-announce-bus-port", port)
+		}
+		p, err := redisproc.Start(args...)
+		if errors.Is(err, redisproc.ErrNotInstalled) {
+			tb.Skip(SkipMessage)
+		}
+		if err != nil {
+			if proxy != nil {
+				_ = proxy.Close()
+			}
+			if errors.Is(err, redisproc.ErrExited) && attempt < nodeAttempts {
+				tb.Logf("cluster node: %v; trying other ports", err)
+				continue
+			}
+			tb.Fatal(err)
+		}
+		// The node goes before its bus link (cleanups run last first).
+		if proxy != nil {
+			tb.Cleanup(func() { _ = proxy.Close() })
+		}
+		tb.Cleanup(func() { _ = p.Close() })
+		return p.Addr()
+	}
 }
