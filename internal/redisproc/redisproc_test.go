@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -22,9 +21,12 @@ func TestRedisServerReportsWhyItExited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = ln.Close() }()
-	taken := ln.Addr().(*net.TCPAddr).Port
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	s, err := Start("--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(taken))
+	s, err := Start("--cluster-enabled", "yes", "--cluster-port", port)
 	if err == nil {
 		_ = s.Close()
 		t.Fatalf("Start with a taken cluster bus port: no error")
