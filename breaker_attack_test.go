@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless"
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/internal/testwait"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -142,5 +143,5 @@ func attack(t *testing.T, fault allauthtest.Fault) (ok, refused, notReady int64,
 	wg.Wait()
 	close(stop)
 	bg.Wait()
-	return good.Load(), byBreaker.Load(), readyDown.Load(), a.Client().Protection().BreakerOpens
+	return good.Load(), byBreaker.Load(), readyDown.Load(), allauth.Of(a).Protection().BreakerOpens
 }

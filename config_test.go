@@ -57,7 +57,7 @@ func TestConfig_Defaults(t *testing.T) {
 	srv, a := setup(t, Config{Logger: nil})
 	wantUser(t, auth(a, withToken(srv.IssueToken("alice"))), "alice")
 	wantError(t, auth(a, get()), http.StatusUnauthorized, CodeNotAuthenticated)
-	if got := a.Client().Endpoint(introspect.SessionToken); got != srv.SessionURL("app") {
+	if got := a.client.Endpoint(introspect.SessionToken); got != srv.SessionURL("app") {
 		t.Errorf("endpoint %q, want %q", got, srv.SessionURL("app"))
 	}
 	d := Config{}.withDefaults()

@@ -137,10 +137,6 @@ func (a *Authenticator) EvictUser(ctx context.Context, userID string) (int, erro
 	return a.cache.EvictUser(ctx, userID)
 }
 
-// Client returns the allauth client in use, for this module's tests and
-// tools: its type is internal.
-func (a *Authenticator) Client() *allauth.Client { return a.client }
-
 // Close releases what New made: the cache's goroutines and the client's idle
 // connections. A Storage passed in is left to its owner. Requests still in
 // flight finish normally.
@@ -148,4 +144,13 @@ func (a *Authenticator) Close() error {
 	err := a.cache.Close()
 	a.client.CloseIdleConnections()
 	return err
+}
+
+func init() {
+	allauth.Of = func(v any) *allauth.Client {
+		if a, ok := v.(*Authenticator); ok {
+			return a.client
+		}
+		return nil
+	}
 }

@@ -241,7 +241,7 @@ func TestObserve_Logs(t *testing.T) {
 		t.Fatalf("%d log lines, want %d:\n%s", len(lines), len(wantClasses), logs.String())
 	}
 	for i, l := range lines {
-		key := cache.NewKey(cache.NewScope(wantKinds[i], a.Client().Endpoint(wantKinds[i])), wantTokens[i])
+		key := cache.NewKey(cache.NewScope(wantKinds[i], a.client.Endpoint(wantKinds[i])), wantTokens[i])
 		if l.Level != "WARN" || l.Msg != "allauth lookup failed" || l.Kind != wantKinds[i].String() {
 			t.Errorf("line %d: %+v", i, l)
 		}

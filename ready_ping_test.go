@@ -71,7 +71,7 @@ func TestReadyFollowsThePingNotTheBreaker(t *testing.T) {
 			t.Fatalf("with allauth failing: %s, want 503", got)
 		}
 	}
-	if p := a.Client().Protection(); p.Breaker != introspect.BreakerOpen {
+	if p := allauth.Of(a).Protection(); p.Breaker != introspect.BreakerOpen {
 		t.Fatalf("breaker %s, want open: %+v", p.Breaker, p)
 	}
 	if status, checked, reason := readyz(t, ready); status != http.StatusServiceUnavailable || checked != "probe" {
@@ -82,7 +82,7 @@ func TestReadyFollowsThePingNotTheBreaker(t *testing.T) {
 	if status, checked, reason := readyz(t, ready); status != http.StatusOK || checked != "probe" {
 		t.Errorf("allauth back, the breaker still open: %d %s %q, want 200 from a probe", status, checked, reason)
 	}
-	if p := a.Client().Protection(); p.Breaker != introspect.BreakerOpen {
+	if p := allauth.Of(a).Protection(); p.Breaker != introspect.BreakerOpen {
 		t.Fatalf("breaker %s, want still open", p.Breaker)
 	}
 }

@@ -208,7 +208,7 @@ func TestReady_CookieEndpoint(t *testing.T) {
 	}))
 	t.Cleanup(front.Close)
 	a := newCore(t, srv, Config{BaseURL: front.URL, Sources: []Source{FromCookie("sessionid")}})
-	t.Cleanup(a.Client().CloseIdleConnections)
+	t.Cleanup(a.client.CloseIdleConnections)
 	ready(t, a.Ready(), http.StatusOK, "probe")
 	if p := <-paths; p != srv.Mount()+"/browser/v1/auth/session" {
 		t.Errorf("probed %s, want the browser endpoint", p)

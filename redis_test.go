@@ -141,7 +141,7 @@ func TestRedis_ConfigStorage(t *testing.T) {
 	if s := mb.Metrics().Cache; s.Misses != 1 || s.SharedReads != 1 || s.Fetches != 0 || s.Entries != 1 {
 		t.Errorf("B stats %+v, want one in-process miss answered by the shared store", s)
 	}
-	scope := cache.NewScope(introspect.SessionToken, ma.Client().Endpoint(introspect.SessionToken))
+	scope := cache.NewScope(introspect.SessionToken, ma.client.Endpoint(introspect.SessionToken))
 	key := cache.DefaultPrefix + cache.NewKey(scope, tok).String()
 	if n, err := st.Conn().Exists(t.Context(), key).Result(); err != nil || n != 1 {
 		t.Errorf("key %s: exists %d, %v", key, n, err)

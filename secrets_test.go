@@ -223,7 +223,7 @@ func secretScenarios(t *testing.T, storage cache.Storage, prefix string, beforeE
 		}))
 		t.Cleanup(echo.Close)
 		em := newCore(t, nil, capt.config(Config{BaseURL: echo.URL, Timeout: 300 * time.Millisecond}))
-		t.Cleanup(em.Client().CloseIdleConnections)
+		t.Cleanup(em.client.CloseIdleConnections)
 		if got := capt.serve(em, withToken(fresh())); got != 503 {
 			t.Errorf("echoing upstream %d: status %d, want 503", status, got)
 		}

@@ -260,7 +260,7 @@ func TestTracing_Outcomes(t *testing.T) {
 	if n := len(tr.spans("GET /")) - requests; n != 2 {
 		t.Errorf("%d request spans for 2 requests", n)
 	}
-	noSecrets(t, tr, m.Client(), alice, aliceCookie, bobBearer, inactive, gone, failing, dropped)
+	noSecrets(t, tr, m.client, alice, aliceCookie, bobBearer, inactive, gone, failing, dropped)
 }
 
 // A stale session served under StaleIfError is a failed lookup: outcome
@@ -294,7 +294,7 @@ func TestTracing_Stale(t *testing.T) {
 	if s.Status().Code != codes.Error || !strings.Contains(s.Status().Description, "502") {
 		t.Errorf("status %+v, want Error naming the 502", s.Status())
 	}
-	noSecrets(t, tr, m.Client(), tok)
+	noSecrets(t, tr, m.client, tok)
 }
 
 // A miss answered by the shared tier (another instance asked allauth) is a
@@ -322,7 +322,7 @@ func TestTracing_SharedTier(t *testing.T) {
 	if p := tr.parentOf(t, spans[1]); p.Name() != "GET /" {
 		t.Errorf("parent %q", p.Name())
 	}
-	noSecrets(t, tr, a.Client(), tok)
+	noSecrets(t, tr, a.client, tok)
 }
 
 // With the breaker open a lookup is refused without a call: outcome
@@ -353,7 +353,7 @@ func TestTracing_BreakerOpen(t *testing.T) {
 	if st := spans[1].Status(); st.Code != codes.Error || !strings.Contains(st.Description, "circuit breaker open") {
 		t.Errorf("status %+v, want Error naming the breaker", st)
 	}
-	noSecrets(t, tr, m.Client(), tok)
+	noSecrets(t, tr, m.client, tok)
 }
 
 // Concurrent misses for one token share one call: each request has its own
@@ -376,7 +376,7 @@ func TestTracing_Coalesced(t *testing.T) {
 	t.Cleanup(gate.Close)
 	tr := newTracer(t)
 	m := newCore(t, srv, Config{BaseURL: gate.URL, TracerProvider: tr.tp, Timeout: time.Minute})
-	t.Cleanup(m.Client().CloseIdleConnections)
+	t.Cleanup(m.client.CloseIdleConnections)
 	tok := srv.IssueToken("alice")
 
 	var wg sync.WaitGroup
@@ -426,7 +426,7 @@ func TestTracing_Coalesced(t *testing.T) {
 	if leaders != 1 || len(parents) != waiters+1 {
 		t.Errorf("%d uncoalesced spans (want 1), %d distinct parents (want %d)", leaders, len(parents), waiters+1)
 	}
-	noSecrets(t, tr, m.Client(), tok)
+	noSecrets(t, tr, m.client, tok)
 }
 
 // With no TracerProvider in the config, spans go to OpenTelemetry's global

@@ -12,6 +12,7 @@ import (
 
 	"github.com/allauthgo/headless"
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -94,10 +95,10 @@ func Test_Config_Defaults(t *testing.T) {
 	})
 	wantUser(t, do(t, app, withToken(srv.IssueToken("alice"))), "alice")
 	wantError(t, do(t, app, get()), http.StatusUnauthorized, headless.CodeNotAuthenticated)
-	if m.Client() == nil {
-		t.Error("Client() is nil")
+	if allauth.Of(m.Authenticator) == nil {
+		t.Error("the Authenticator has no allauth client")
 	}
-	if got := m.Client().Endpoint(introspect.SessionToken); got != srv.SessionURL("app") {
+	if got := allauth.Of(m.Authenticator).Endpoint(introspect.SessionToken); got != srv.SessionURL("app") {
 		t.Errorf("endpoint %q, want %q", got, srv.SessionURL("app"))
 	}
 }

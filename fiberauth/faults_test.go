@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -108,7 +109,7 @@ func Test_Faults_FlappingUnderLoad(t *testing.T) {
 			t.Fatalf("warm-up f%d: %d %q", i, a.Status, a.Body)
 		}
 	}
-	m.Client().CloseIdleConnections()
+	allauth.Of(m.Authenticator).CloseIdleConnections()
 	baseline := settledGoroutines(0, 300*time.Millisecond)
 
 	const (
@@ -232,7 +233,7 @@ func Test_Faults_FlappingUnderLoad(t *testing.T) {
 	if secondHalf > firstHalf+clients {
 		t.Errorf("goroutines grow during the outage: %d, then %d", firstHalf, secondHalf)
 	}
-	m.Client().CloseIdleConnections()
+	allauth.Of(m.Authenticator).CloseIdleConnections()
 	if n := settledGoroutines(baseline+2, 5*time.Second); n > baseline+2 {
 		t.Errorf("%d goroutines after the load, baseline %d", n, baseline)
 	}

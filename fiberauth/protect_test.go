@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/allauthgo/headless/fiberauth"
+	"github.com/allauthgo/headless/internal/allauth"
 	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
@@ -74,7 +75,7 @@ func floodBounded(t *testing.T, n, limit int) {
 			t.Fatalf("warm-up u%d: %d %q", i, a.Status, a.Body)
 		}
 	}
-	m.Client().CloseIdleConnections()
+	allauth.Of(m.Authenticator).CloseIdleConnections()
 	baseline := settledGoroutines(0, 300*time.Millisecond)
 	srv.ResetCounters()
 	srv.SetFault(allauthtest.Fault{Delay: delay})
