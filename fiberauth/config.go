@@ -1,5 +1,7 @@
 package fiberauth
 
+//go:generate go run ../internal/cmd/doorconfig
+
 import (
 	"fmt"
 	"strings"
@@ -11,32 +13,6 @@ import (
 
 // HeaderSessionToken is the header allauth's app client sends.
 const HeaderSessionToken = headless.HeaderSessionToken
-
-// configDefault sets each zero field of config to ConfigDefault's (the
-// core's through withCoreDefaults); headless.New fills in what is still
-// zero.
-func configDefault(config ...Config) Config {
-	var cfg Config
-	if len(config) > 0 {
-		cfg = config[0]
-	}
-	if cfg.KeyLookup == "" {
-		cfg.KeyLookup = ConfigDefault.KeyLookup
-	}
-	if cfg.AuthScheme == "" {
-		cfg.AuthScheme = ConfigDefault.AuthScheme
-	}
-	if cfg.SuccessHandler == nil {
-		cfg.SuccessHandler = ConfigDefault.SuccessHandler
-	}
-	if cfg.ErrorHandler == nil {
-		cfg.ErrorHandler = ConfigDefault.ErrorHandler
-	}
-	if cfg.ContextKey == "" {
-		cfg.ContextKey = ConfigDefault.ContextKey
-	}
-	return cfg.withCoreDefaults(ConfigDefault)
-}
 
 // parseKeyLookup turns "header:X-Session-Token,cookie:sessionid" into
 // sources, or says what is wrong with it.

@@ -73,7 +73,7 @@ type coreTypes struct {
 	Storage fiber.Storage
 }
 
-// ConfigDefault is the default config: configDefault sets each zero field
+// ConfigDefault is the default config: New sets each zero field
 // of a Config to its value here, so that changing it changes what New does.
 var ConfigDefault = Config{
 	KeyLookup:      "header:" + headless.HeaderSessionToken,

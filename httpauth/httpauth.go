@@ -31,6 +31,8 @@
 // command: docs/performance.md in the repository.
 package httpauth
 
+//go:generate go run ../internal/cmd/doorconfig
+
 import (
 	"context"
 	"net/http"

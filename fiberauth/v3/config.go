@@ -1,5 +1,7 @@
 package fiberauth
 
+//go:generate go run ../../internal/cmd/doorconfig
+
 import (
 	"errors"
 	"fmt"
@@ -9,29 +11,6 @@ import (
 
 	"github.com/allauthgo/headless"
 )
-
-// configDefault sets each zero field of config to ConfigDefault's (the
-// core's through withCoreDefaults); headless.New fills in what is still
-// zero.
-func configDefault(config ...Config) Config {
-	var cfg Config
-	if len(config) > 0 {
-		cfg = config[0]
-	}
-	if cfg.SuccessHandler == nil {
-		cfg.SuccessHandler = ConfigDefault.SuccessHandler
-	}
-	if cfg.ErrorHandler == nil {
-		cfg.ErrorHandler = ConfigDefault.ErrorHandler
-	}
-	if cfg.Extractor.Extract == nil && cfg.Extractor.Chain == nil && cfg.Extractor.Key == "" {
-		cfg.Extractor = ConfigDefault.Extractor // the zero Extractor
-	}
-	if cfg.ContextKey == "" {
-		cfg.ContextKey = ConfigDefault.ContextKey
-	}
-	return cfg.withCoreDefaults(ConfigDefault)
-}
 
 // sources translates an extractor (or a chain of them) into the core's
 // sources, or says why it cannot be one. Only Source, Key, AuthScheme and

@@ -4,7 +4,12 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/gofiber/fiber/v3/extractors"
+
+	"github.com/gofiber/fiber/v3"
+
 	"github.com/allauthgo/headless/fiberauth/v3"
+	"github.com/allauthgo/headless/introspect"
 	"github.com/allauthgo/headless/introspect/allauthtest"
 )
 
@@ -40,4 +45,26 @@ func TestConfigDefault_IsWhatNewUses(t *testing.T) {
 		}
 	}
 	wantCalls(t, srv, 4) // ConfigDefault.NegativeTTL = -1: nothing cached
+
+	// The door's own fields too: where the credential is read, the Locals
+	// key, the error handler.
+	fiberauth.ConfigDefault.Extractor = extractors.FromHeader("X-Other")
+	fiberauth.ConfigDefault.ContextKey = "who"
+	fiberauth.ConfigDefault.ErrorHandler = func(c fiber.Ctx, _ error) error { return c.SendStatus(http.StatusTeapot) }
+	// A fresh app: newApp's catch-all route would answer before /who.
+	app = fiber.New()
+	app.Use(newMiddleware(t, srv, fiberauth.Config{}).Handler)
+	app.Get("/who", func(c fiber.Ctx) error {
+		u, _ := c.Locals("who").(*introspect.User)
+		if u == nil {
+			return c.SendString("no user under \"who\"")
+		}
+		return c.SendString(u.Username)
+	})
+	if r := do(t, app, getPath("/who", "X-Other", alice)); r.Status != http.StatusOK || r.Body != "alice" {
+		t.Fatalf("token in X-Other: %d %q, want 200 alice: ConfigDefault's source or ContextKey was not used", r.Status, r.Body)
+	}
+	if r := do(t, app, withToken(alice)); r.Status != http.StatusTeapot {
+		t.Fatalf("token in %s only: %d, want 418 from ConfigDefault.ErrorHandler", "X-Session-Token", r.Status)
+	}
 }

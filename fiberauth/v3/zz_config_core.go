@@ -222,7 +222,7 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 }
 
-// ConfigDefault is the default config: configDefault sets each zero field
+// ConfigDefault is the default config: New sets each zero field
 // of a Config to its value here, so that changing it changes what New does.
 var ConfigDefault = Config{
 	SuccessHandler: func(c fiber.Ctx) error { return c.Next() },
@@ -263,9 +263,33 @@ func (cfg Config) core() headless.Config {
 	}
 }
 
-// withCoreDefaults returns cfg with each of its zero core fields set to
-// d's (ConfigDefault's): headless.New fills in what is still zero.
-func (cfg Config) withCoreDefaults(d Config) Config {
+// configDefault returns config[0] (a zero Config without one) with each
+// zero field set to ConfigDefault's, so that changing ConfigDefault
+// changes what New does; headless.New fills in what is still zero.
+func configDefault(config ...Config) Config {
+	var cfg Config
+	if len(config) > 0 {
+		cfg = config[0]
+	}
+	d := ConfigDefault
+	if cfg.Next == nil {
+		cfg.Next = d.Next
+	}
+	if cfg.SuccessHandler == nil {
+		cfg.SuccessHandler = d.SuccessHandler
+	}
+	if cfg.ErrorHandler == nil {
+		cfg.ErrorHandler = d.ErrorHandler
+	}
+	if cfg.Extractor.Extract == nil &&
+		doorconfig.IsZero(cfg.Extractor.Key) &&
+		doorconfig.IsZero(cfg.Extractor.AuthScheme) &&
+		cfg.Extractor.Chain == nil &&
+		doorconfig.IsZero(cfg.Extractor.Source) {
+		cfg.Extractor = d.Extractor
+	}
+	cfg.Optional = doorconfig.Or(cfg.Optional, d.Optional)
+	cfg.ContextKey = doorconfig.Or(cfg.ContextKey, d.ContextKey)
 	cfg.BaseURL = doorconfig.Or(cfg.BaseURL, d.BaseURL)
 	cfg.Mount = doorconfig.Or(cfg.Mount, d.Mount)
 	cfg.Timeout = doorconfig.Or(cfg.Timeout, d.Timeout)

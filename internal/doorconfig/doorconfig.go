@@ -1,5 +1,5 @@
 // Package doorconfig holds what the front doors share about their Config:
-// Or, which the generated withCoreDefaults uses to fill zero fields from
+// Or, which the generated configDefault uses to fill zero fields from
 // ConfigDefault, and Named, which puts a door's name on the core's errors.
 // The doors' copies of headless.Config's fields are generated (see
 // internal/cmd/doorconfig), not copied by reflection.

@@ -9,12 +9,14 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // OutputFile is the file Generate's output goes to, in the door's directory.
@@ -36,12 +38,19 @@ type coreField struct {
 	def       string // the headless.Default* constant, if any
 }
 
+// ownField is one of the door's own fields of Config.
+type ownField struct {
+	name string
+	typ  ast.Expr
+}
+
 // spec is what config_spec.go declares.
 type spec struct {
 	pkg        string
 	imports    map[string]string // name → path
 	typeDoc    string
 	fields     string // the door's own fields, as written
+	own        []ownField
 	types      map[string]string
 	defaultDoc string
 	defaults   *string // ConfigDefault's elements, as written; nil: none
@@ -93,15 +102,20 @@ func Generate(root, door string) ([]byte, error) {
 	p("\t}\n}\n")
 
 	if s.defaults != nil {
-		p("\n// withCoreDefaults returns cfg with each of its zero core fields set to\n")
-		p("// d's (ConfigDefault's): headless.New fills in what is still zero.\n")
-		p("func (cfg Config) withCoreDefaults(d Config) Config {\n")
-		for _, f := range fields {
-			if f.zero != "" {
-				p("\tif %s {\n\t\tcfg.%s = d.%s\n\t}\n", f.zero, f.name, f.name)
-				continue
+		p("\n// configDefault returns config[0] (a zero Config without one) with each\n")
+		p("// zero field set to ConfigDefault's, so that changing ConfigDefault\n")
+		p("// changes what New does; headless.New fills in what is still zero.\n")
+		p("func configDefault(config ...Config) Config {\n\tvar cfg Config\n")
+		p("\tif len(config) > 0 {\n\t\tcfg = config[0]\n\t}\n\td := ConfigDefault\n")
+		for _, f := range s.own {
+			zero, err := zeroTest(root, s.imports, "cfg."+f.name, f.typ)
+			if err != nil {
+				return nil, err
 			}
-			p("\tcfg.%s = doorconfig.Or(cfg.%s, d.%s)\n", f.name, f.name, f.name)
+			orDefault(p, f.name, zero)
+		}
+		for _, f := range fields {
+			orDefault(p, f.name, f.zero)
 		}
 		p("\treturn cfg\n}\n")
 	}
@@ -154,6 +168,16 @@ func Generate(root, door string) ([]byte, error) {
 		return nil, fmt.Errorf("generated code does not parse: %w\n%s", err, out.Bytes())
 	}
 	return src, nil
+}
+
+// orDefault writes the statement that sets cfg's field name to d's when
+// zero (the expression that tells so; "": doorconfig.Or fits it).
+func orDefault(p func(string, ...any), name, zero string) {
+	if zero != "" {
+		p("\tif %s {\n\t\tcfg.%s = d.%s\n\t}\n", zero, name, name)
+		return
+	}
+	p("\tcfg.%s = doorconfig.Or(cfg.%s, d.%s)\n", name, name, name)
 }
 
 // coreFields returns the exported fields of headless.Config but Sources,
@@ -330,6 +354,11 @@ func readSpec(name string) (*spec, error) {
 			case "Config":
 				s.typeDoc = g.Doc.Text()
 				s.fields = "\t" + text(st.Fields.Opening+1, st.Fields.Closing)
+				for _, fl := range st.Fields.List {
+					for _, id := range fl.Names {
+						s.own = append(s.own, ownField{name: id.Name, typ: fl.Type})
+					}
+				}
 			case "coreTypes":
 				for _, fl := range st.Fields.List {
 					typ, err := render(fset, fl.Type)
@@ -363,12 +392,19 @@ func readSpec(name string) (*spec, error) {
 }
 
 func structType(f *ast.File, name string) *ast.StructType {
+	if ts := typeSpec(f, name); ts != nil {
+		st, _ := ts.Type.(*ast.StructType)
+		return st
+	}
+	return nil
+}
+
+func typeSpec(f *ast.File, name string) *ast.TypeSpec {
 	for _, d := range f.Decls {
 		if g, ok := d.(*ast.GenDecl); ok {
 			for _, sp := range g.Specs {
 				if ts, ok := sp.(*ast.TypeSpec); ok && ts.Name.Name == name {
-					st, _ := ts.Type.(*ast.StructType)
-					return st
+					return ts
 				}
 			}
 		}
@@ -455,23 +491,26 @@ func zeroTest(root string, imports map[string]string, x string, t ast.Expr) (str
 		return x + " == nil", nil
 	case *ast.SelectorExpr:
 		pkg, ok := t.X.(*ast.Ident)
-		if !ok {
+		if !ok || imports[pkg.Name] == "" {
 			return "", nil
 		}
-		ip := imports[pkg.Name]
-		if !strings.HasPrefix(ip, corePath+"/") {
-			return "", nil
-		}
-		dir := filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(ip, corePath+"/")))
-		st, err := packageStruct(dir, t.Sel.Name)
-		if err != nil || st == nil {
+		dir, err := packageDir(root, imports[pkg.Name])
+		if err != nil {
 			return "", err
+		}
+		def, defImports, err := packageType(dir, t.Sel.Name)
+		if err != nil || def == nil {
+			return "", err
+		}
+		st, ok := def.(*ast.StructType)
+		if !ok { // a named func, map or slice type, or one of their aliases
+			return zeroTest(root, defImports, x, def)
 		}
 		var terms []string
 		allComparable := true
 		for _, fl := range st.Fields.List {
 			for _, id := range fl.Names {
-				z, err := zeroTest(root, nil, x+"."+id.Name, fl.Type)
+				z, err := zeroTest(root, defImports, x+"."+id.Name, fl.Type)
 				if err != nil {
 					return "", err
 				}
@@ -491,12 +530,39 @@ func zeroTest(root string, imports map[string]string, x string, t ast.Expr) (str
 	return "", nil
 }
 
-// packageStruct returns the struct type name declared in dir's Go files
-// (tests aside), or nil if it is no struct.
-func packageStruct(dir, name string) (*ast.StructType, error) {
+// packageDir returns the directory of the package at import path ip: under
+// root for this module's, where go list says for another module's.
+func packageDir(root, ip string) (string, error) {
+	if rel, ok := strings.CutPrefix(ip, corePath+"/"); ok {
+		return filepath.Join(root, filepath.FromSlash(rel)), nil
+	}
+	dirsMu.Lock()
+	defer dirsMu.Unlock()
+	if d, ok := dirs[ip]; ok {
+		return d, nil
+	}
+	cmd := exec.Command("go", "list", "-f", "{{.Dir}}", ip) //nolint:noctx // a one-shot generator; an import path of a door's config_spec.go
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go list %s: %w", ip, err)
+	}
+	dirs[ip] = strings.TrimSpace(string(out))
+	return dirs[ip], nil
+}
+
+// dirs caches packageDir's answers: go list takes a while.
+var (
+	dirsMu sync.Mutex
+	dirs   = map[string]string{}
+)
+
+// packageType returns the type that dir's Go files (tests aside) declare
+// as name, and the imports of its file; nil if there is none.
+func packageType(dir, name string) (ast.Expr, map[string]string, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, fn := range files {
 		if strings.HasSuffix(fn, "_test.go") {
@@ -504,11 +570,11 @@ func packageStruct(dir, name string) (*ast.StructType, error) {
 		}
 		f, err := parser.ParseFile(token.NewFileSet(), fn, nil, parser.SkipObjectResolution)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if st := structType(f, name); st != nil {
-			return st, nil
+		if t := typeSpec(f, name); t != nil {
+			return t.Type, fileImports(f), nil
 		}
 	}
-	return nil, nil
+	return nil, nil, nil
 }

@@ -18,7 +18,8 @@
 // sentence, a pointer to it, its Optional/Default lines); ConfigDefault with
 // the door's defaults and the core's headless.Default* constants; core(),
 // which copies the core fields into a headless.Config; and, with a
-// ConfigDefault, withCoreDefaults, which sets every zero core field from it.
+// ConfigDefault, configDefault, which sets every zero field, the door's and
+// the core's, from it: ConfigDefault holds the values New uses.
 package main
 
 import (

@@ -1,3 +1,0 @@
-package fiberauth
-
-//go:generate go run ../../internal/cmd/doorconfig

@@ -1,3 +1,0 @@
-package httpauth
-
-//go:generate go run ../internal/cmd/doorconfig
