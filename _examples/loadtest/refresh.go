@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/allauthgo/headless/fiberauth"
 	"github.com/allauthgo/headless/introspect/allauthtest"
@@ -108,23 +109,21 @@ func refreshOnce(sc refreshScenario, ahead time.Duration) (refreshRun, error) {
 	}
 	go func() { _ = app.Listener(ln) }()
 	defer func() { _ = app.ShutdownWithTimeout(5 * time.Second) }()
-	url := "http://" + ln.Addr().String() + "/protected"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sc.clients}}
+	// fasthttp's client, one request and response per call reused: the
+	// harness's own allocations and GC are part of the floor every row
+	// shares, and with net/http's client the floor's p99 was 2.6 ms, not 0.7.
+	client := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: sc.clients}
 	defer client.CloseIdleConnections()
-
 	get := func(token string) (int, error) {
-		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
-		if err != nil {
-			return 0, err
-		}
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://" + client.Addr + "/protected")
 		req.Header.Set(fiberauth.HeaderSessionToken, token)
-		resp, err := client.Do(req)
-		if err != nil {
+		if err := client.Do(req, resp); err != nil {
 			return 0, err
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		return resp.StatusCode, nil
+		return resp.StatusCode(), nil
 	}
 	// Warm every token, then let the stand-in be as slow as a loaded Django.
 	for _, tok := range tokens {
