@@ -264,7 +264,9 @@ func TestRedisSubscriptionLost(t *testing.T) {
 		return ok
 	})
 	k1 := keyFor(1)
-	if n := testing.AllocsPerRun(100, func() { b.Get(ctx, k1) }); n != 0 {
+	// 1000 runs: a stray allocation of the bus's goroutines must not round
+	// up to one per hit.
+	if n := testing.AllocsPerRun(1000, func() { b.Get(ctx, k1) }); n != 0 {
 		t.Errorf("a vouched hit allocates %v times", n)
 	}
 
