@@ -7,12 +7,13 @@ import (
 
 // The defaults Config (and every front door's ConfigDefault) fills in.
 const (
-	DefaultTimeout     = allauth.DefaultTimeout   // Config.Timeout: one allauth lookup
-	DefaultCacheTTL    = cache.DefaultTTL         // Config.CacheTTL
-	DefaultNegativeTTL = cache.DefaultNegativeTTL // Config.NegativeTTL
-	DefaultMaxEntries  = cache.DefaultMaxEntries  // Config.MaxEntries
-	DefaultRecheck     = cache.DefaultRecheck     // Config.Recheck
-	DefaultPrefix      = cache.DefaultPrefix      // Config.Prefix
+	DefaultTimeout      = allauth.DefaultTimeout    // Config.Timeout: one allauth lookup
+	DefaultCacheTTL     = cache.DefaultTTL          // Config.CacheTTL
+	DefaultNegativeTTL  = cache.DefaultNegativeTTL  // Config.NegativeTTL
+	DefaultMaxEntries   = cache.DefaultMaxEntries   // Config.MaxEntries
+	DefaultRecheck      = cache.DefaultRecheck      // Config.Recheck
+	DefaultPrefix       = cache.DefaultPrefix       // Config.Prefix
+	DefaultStoreTimeout = cache.DefaultStoreTimeout // Config.StoreTimeout
 )
 
 // MaxKeysPerUser bounds how many cached sessions the user index

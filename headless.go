@@ -86,6 +86,7 @@ func New(cfg Config) (*Authenticator, error) {
 		Storage:      cfg.Storage,
 		Prefix:       cfg.Prefix,
 		Secret:       cfg.StorageSecret,
+		StoreTimeout: cfg.StoreTimeout,
 		Recheck:      cfg.Recheck,
 		Realm:        a.client.Endpoint(introspect.SessionToken),
 		UserIndex:    cfg.UserIndex,

@@ -212,6 +212,7 @@ func TestEveryFieldConverts(t *testing.T) {
 		Storage:              nopStorage{},
 		Prefix:               "v3test:",
 		StorageSecret:        []byte("0123456789abcdef0123456789abcdef"),
+		StoreTimeout:         time.Second,
 		Recheck:              time.Second,
 		StaleIfError:         time.Minute,
 		RefreshAhead:         time.Second,

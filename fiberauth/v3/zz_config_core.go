@@ -148,6 +148,15 @@ type Config struct {
 	// Optional. Default: nil (values are not authenticated)
 	StorageSecret []byte
 
+	// StoreTimeout bounds every Storage operation (a read, a write, a delete,
+	// an eviction's announcement), whatever the driver's own timeouts: past it
+	// the operation counts as failed and allauth is asked instead. A miss
+	// waits at most about two of these for Storage. See
+	// headless.Config.StoreTimeout.
+	//
+	// Optional. Default: 50 * time.Millisecond
+	StoreTimeout time.Duration
+
 	// Recheck bounds how long an instance serves its in-process copy of a
 	// shared answer without Storage vouching for it: how late an eviction on
 	// another instance is seen when Redis pub/sub is not there (another
@@ -234,6 +243,7 @@ var ConfigDefault = Config{
 	NegativeTTL:    headless.DefaultNegativeTTL,
 	MaxEntries:     headless.DefaultMaxEntries,
 	Prefix:         headless.DefaultPrefix,
+	StoreTimeout:   headless.DefaultStoreTimeout,
 	Recheck:        headless.DefaultRecheck,
 }
 
@@ -252,6 +262,7 @@ func (cfg Config) core() headless.Config {
 		Storage:              cfg.Storage,
 		Prefix:               cfg.Prefix,
 		StorageSecret:        cfg.StorageSecret,
+		StoreTimeout:         cfg.StoreTimeout,
 		Recheck:              cfg.Recheck,
 		StaleIfError:         cfg.StaleIfError,
 		RefreshAhead:         cfg.RefreshAhead,
@@ -310,6 +321,7 @@ func configDefault(config ...Config) Config {
 	if cfg.StorageSecret == nil {
 		cfg.StorageSecret = d.StorageSecret
 	}
+	cfg.StoreTimeout = doorconfig.Or(cfg.StoreTimeout, d.StoreTimeout)
 	cfg.Recheck = doorconfig.Or(cfg.Recheck, d.Recheck)
 	cfg.StaleIfError = doorconfig.Or(cfg.StaleIfError, d.StaleIfError)
 	cfg.RefreshAhead = doorconfig.Or(cfg.RefreshAhead, d.RefreshAhead)

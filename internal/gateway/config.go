@@ -31,6 +31,7 @@ type Config struct {
 	MaxEntries           int           // MAX_ENTRIES
 	RedisURL             string        // REDIS_URL: the shared tier (redis:// or rediss://)
 	RedisPrefix          string        // REDIS_PREFIX: key prefix in Redis
+	RedisTimeout         time.Duration // REDIS_TIMEOUT: bound on each Redis call (headless.Config.StoreTimeout)
 	StorageSecret        string        // STORAGE_SECRET: authenticates values in Redis
 	EvictSecret          string        // EVICT_SECRET: mounts POST /_allauthgo/evict
 	UserIndex            bool          // USER_INDEX: lets the webhook evict by user id
@@ -103,6 +104,7 @@ func settings() []setting {
 		{"MAX_ENTRIES", "100000", "bound on the in-process cache", integer(func(c *Config) *int { return &c.MaxEntries })},
 		{"REDIS_URL", "", "the shared cache tier, e.g. redis://:password@redis:6379/0 (evictions reach every gateway by pub/sub)", str(func(c *Config) *string { return &c.RedisURL })},
 		{"REDIS_PREFIX", "allauthgo:", "prefix of every key written to Redis (one per deployment sharing a Redis)", str(func(c *Config) *string { return &c.RedisPrefix })},
+		{"REDIS_TIMEOUT", "50ms", "bound on each Redis call; past it the call counts as failed and allauth is asked", dur(func(c *Config) *time.Duration { return &c.RedisTimeout })},
 		{"STORAGE_SECRET", "", "at least 16 bytes shared by the gateways: authenticates every value in Redis", str(func(c *Config) *string { return &c.StorageSecret })},
 		{"EVICT_SECRET", "", "at least 32 bytes shared with Django (ALLAUTHGO_EVICT_SECRET): mounts POST /_allauthgo/evict", str(func(c *Config) *string { return &c.EvictSecret })},
 		{"USER_INDEX", "false", "keep a user -> sessions index so that the webhook's user_ids evict every session of a user", boolean(func(c *Config) *bool { return &c.UserIndex })},
@@ -207,6 +209,9 @@ func (c Config) check() error {
 		if _, err := os.Stat(c.JWTPublicKey); err != nil {
 			return fmt.Errorf("JWT_PUBLIC_KEY: %w", err)
 		}
+	}
+	if c.RedisTimeout <= 0 {
+		return fmt.Errorf("REDIS_TIMEOUT=%s: want a positive duration such as 50ms", c.RedisTimeout)
 	}
 	if c.ShutdownTimeout < 0 {
 		return errors.New("SHUTDOWN_TIMEOUT must not be negative")

@@ -51,6 +51,7 @@ func TestLoad_BadConfiguration(t *testing.T) {
 		{[]string{"ALLAUTH_URL", "ftp://django"}, "ALLAUTH_URL="},
 		{[]string{"ALLAUTH_URL", "http://d", "ADDR", "4180"}, "ADDR="},
 		{[]string{"ALLAUTH_URL", "http://d", "CACHE_TTL", "30"}, "CACHE_TTL="},
+		{[]string{"ALLAUTH_URL", "http://d", "REDIS_TIMEOUT", "0s"}, "REDIS_TIMEOUT="},
 		{[]string{"ALLAUTH_URL", "http://d", "OPTIONAL", "yes please"}, "OPTIONAL="},
 		{[]string{"ALLAUTH_URL", "http://d", "LOG_LEVEL", "loud"}, "LOG_LEVEL="},
 		{[]string{"ALLAUTH_URL", "http://d", "STORAGE_SECRET", "0123456789abcdef"}, "STORAGE_SECRET needs REDIS_URL"},

@@ -52,6 +52,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		NegativeTTL:          cfg.NegativeTTL,
 		MaxEntries:           cfg.MaxEntries,
 		Prefix:               cfg.RedisPrefix,
+		StoreTimeout:         cfg.RedisTimeout,
 		StaleIfError:         cfg.StaleIfError,
 		UserIndex:            cfg.UserIndex,
 		JWTStateful:          cfg.JWTStateful,

@@ -54,6 +54,7 @@ func testConfig(allauthURL string) gateway.Config {
 		MaxConcurrentLookups: 64,
 		MaxEntries:           1000,
 		RedisPrefix:          "allauthgo:",
+		RedisTimeout:         50 * time.Millisecond,
 		EvictSecret:          evictSecret,
 		ShutdownTimeout:      5 * time.Second,
 	}

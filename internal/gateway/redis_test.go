@@ -22,6 +22,10 @@ func TestProxies_TwoGatewaysShareRedis(t *testing.T) {
 	cfg := testConfig(srv.URL)
 	cfg.RedisURL, cfg.RedisPrefix = redisURL, prefix
 	cfg.StorageSecret = "a-storage-secret-of-32-bytes-xyz"
+	// The call count below needs every Redis call to succeed: on a loaded
+	// machine one can outlast the 50 ms default and turn the shared read
+	// into a (correct, but here unwanted) miss.
+	cfg.RedisTimeout = 2 * time.Second
 	_, gwA := startGateway(t, cfg)
 	_, gwB := startGateway(t, cfg)
 	a := newApp(t)
@@ -29,9 +33,8 @@ func TestProxies_TwoGatewaysShareRedis(t *testing.T) {
 	viaCaddy := startCaddy(t, gwB, a.addr())
 	c := client(t)
 
-	// Each gateway's first Redis calls dial its connections; on a loaded
-	// machine that can outlast the 50 ms StoreTimeout and turn the shared
-	// read below into a (correct, but here unwanted) miss. Warm both first.
+	// Each gateway's first Redis calls dial its connections. Warm both
+	// first.
 	warm := srv.IssueToken("alice")
 	wantUser(t, a, do(t, c, "GET", viaNginx+"/x", "X-Session-Token", warm), "1", "alice@example.com", "alice", "Alice Liddell")
 	wantUser(t, a, do(t, c, "GET", viaCaddy+"/x", "X-Session-Token", warm), "1", "alice@example.com", "alice", "Alice Liddell")
