@@ -477,10 +477,10 @@ func isStd(line string) bool {
 }
 
 // zeroTest returns a Go expression that tells whether x, of type t, is
-// zero, for a type that is not comparable (a slice, map or func, or a struct
-// of this module that holds one), or "" for one that is. A struct of
-// another module is taken as comparable: the generated code would not
-// compile otherwise.
+// zero, for a type that is not comparable (a slice, map or func, a named
+// type or alias of one, or a struct that holds one, of any module: a named
+// type's declaration is read from its package's source), or "" for one that
+// is.
 func zeroTest(root string, imports map[string]string, x string, t ast.Expr) (string, error) {
 	switch t := t.(type) {
 	case *ast.ArrayType:
